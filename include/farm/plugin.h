@@ -148,6 +148,11 @@ struct farm_host {
     /* A private scratch directory for this run, removed with the run
      * directory by retention. Borrowed until run() returns. */
     const char *(*scratch_dir)(struct farm_ctx *ctx);
+
+    /* Sets the exit code the task reports (`farm show`'s exit_code), for a
+     * plugin that runs a command and wants its status shown. Without it a
+     * run() result of 0 reports 0 and a negative result reports 1. */
+    void (*set_exit_code)(struct farm_ctx *ctx, int code);
 };
 
 /* True when `host` has `member` and it is set: a plugin compiled against a
