@@ -1,0 +1,570 @@
+/* HEFT, CPOP and PEFT list schedulers, the validity checker, the brute-force
+ * optimum and schedule metrics. See farm/graphsched.h for the tie rules. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "farm/graphsched.h"
+
+static const char *const method_names[FARM_GS_NMETHODS] = {"heft", "cpop", "peft"};
+
+const char *farm_gs_method_name(int method)
+{
+    return method >= 0 && method < FARM_GS_NMETHODS ? method_names[method] : NULL;
+}
+
+int farm_gs_method_parse(const char *name)
+{
+    for (int i = 0; name && i < FARM_GS_NMETHODS; i++)
+        if (strcmp(name, method_names[i]) == 0)
+            return i;
+    return -EINVAL;
+}
+
+static double mean_cost(const struct farm_gs_dag *d, int i)
+{
+    double s = 0;
+    for (int k = 0; k < d->p; k++)
+        s += d->cost[i * d->p + k];
+    return s / d->p;
+}
+
+void farm_gs_rank_upward(const struct farm_gs_dag *d, double *rank)
+{
+    for (int t = d->n - 1; t >= 0; t--) {
+        int i = d->topo[t];
+        double best = 0;
+        for (int k = d->succ_off[i]; k < d->succ_off[i + 1]; k++) {
+            int e = d->succ[k];
+            best = fmax(best, farm_gs_mean_comm(d, e) + rank[d->edges[e].dst]);
+        }
+        rank[i] = mean_cost(d, i) + best;
+    }
+}
+
+void farm_gs_rank_downward(const struct farm_gs_dag *d, double *rank)
+{
+    for (int t = 0; t < d->n; t++) {
+        int i = d->topo[t];
+        double best = 0;
+        for (int k = d->pred_off[i]; k < d->pred_off[i + 1]; k++) {
+            int e = d->pred[k], j = d->edges[e].src;
+            best = fmax(best, rank[j] + mean_cost(d, j) + farm_gs_mean_comm(d, e));
+        }
+        rank[i] = best;
+    }
+}
+
+void farm_gs_oct(const struct farm_gs_dag *d, double *oct)
+{
+    int p = d->p;
+    for (int t = d->n - 1; t >= 0; t--) {
+        int i = d->topo[t];
+        for (int k = 0; k < p; k++)
+            oct[i * p + k] = 0;
+        for (int s = d->succ_off[i]; s < d->succ_off[i + 1]; s++) {
+            int e = d->succ[s], j = d->edges[e].dst;
+            double c = farm_gs_mean_comm(d, e), mn = INFINITY;
+            /* min over w of OCT(j,w) + w(j,w) + [w != k] c: the best w != k
+             * is the overall best plus c, so one pass gives all k. */
+            for (int w = 0; w < p; w++)
+                mn = fmin(mn, oct[j * p + w] + d->cost[j * p + w]);
+            for (int k = 0; k < p; k++) {
+                double v = fmin(oct[j * p + k] + d->cost[j * p + k], mn + c);
+                if (v > oct[i * p + k])
+                    oct[i * p + k] = v;
+            }
+        }
+    }
+}
+
+/* ---- processor timelines with insertion ---- */
+
+struct timeline {
+    int len, cap;
+    double *s, *f;
+};
+
+static int tl_reserve(struct timeline *tl)
+{
+    if (tl->len < tl->cap)
+        return 0;
+    int cap = tl->cap ? tl->cap * 2 : 16;
+    double *s = realloc(tl->s, (size_t)cap * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    tl->s = s;
+    double *f = realloc(tl->f, (size_t)cap * sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    tl->f = f;
+    tl->cap = cap;
+    return 0;
+}
+
+/* Earliest start >= ready of a gap holding dur; *pos is where to insert. */
+static double tl_find(const struct timeline *tl, double ready, double dur, int *pos)
+{
+    /* Gaps before the first slot starting at or after ready + dur are too
+     * short: binary search for it. */
+    int lo = 0, hi = tl->len;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (tl->s[mid] < ready + dur)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (int j = lo; j < tl->len; j++) {
+        double st = fmax(j > 0 ? tl->f[j - 1] : 0.0, ready);
+        if (tl->s[j] - st >= dur) {
+            *pos = j;
+            return st;
+        }
+    }
+    *pos = tl->len;
+    return fmax(tl->len > 0 ? tl->f[tl->len - 1] : 0.0, ready);
+}
+
+static void tl_insert(struct timeline *tl, int pos, double s, double f)
+{
+    memmove(tl->s + pos + 1, tl->s + pos, (size_t)(tl->len - pos) * sizeof(double));
+    memmove(tl->f + pos + 1, tl->f + pos, (size_t)(tl->len - pos) * sizeof(double));
+    tl->s[pos] = s;
+    tl->f[pos] = f;
+    tl->len++;
+}
+
+/* ---- ready list: a max-heap on (priority, -topological position) ---- */
+
+struct rheap {
+    int len;
+    int *task;
+    const double *prio;
+    const int *pos;
+};
+
+static int rh_before(const struct rheap *h, int a, int b)
+{
+    if (h->prio[a] != h->prio[b])
+        return h->prio[a] > h->prio[b];
+    return h->pos[a] < h->pos[b];
+}
+
+static void rh_push(struct rheap *h, int v)
+{
+    int i = h->len++;
+    h->task[i] = v;
+    while (i > 0 && rh_before(h, h->task[i], h->task[(i - 1) / 2])) {
+        int t = h->task[i];
+        h->task[i] = h->task[(i - 1) / 2];
+        h->task[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+static int rh_pop(struct rheap *h)
+{
+    int top = h->task[0];
+    h->task[0] = h->task[--h->len];
+    int i = 0;
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, s = i;
+        if (l < h->len && rh_before(h, h->task[l], h->task[s]))
+            s = l;
+        if (r < h->len && rh_before(h, h->task[r], h->task[s]))
+            s = r;
+        if (s == i)
+            break;
+        int t = h->task[i];
+        h->task[i] = h->task[s];
+        h->task[s] = t;
+        i = s;
+    }
+    return top;
+}
+
+int farm_gs_sched_alloc(struct farm_gs_sched *s, int n)
+{
+    memset(s, 0, sizeof *s);
+    s->n = n;
+    s->proc = malloc((size_t)n * sizeof *s->proc);
+    s->start = malloc((size_t)n * sizeof *s->start);
+    s->finish = malloc((size_t)n * sizeof *s->finish);
+    if (!s->proc || !s->start || !s->finish) {
+        farm_gs_sched_release(s);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void farm_gs_sched_release(struct farm_gs_sched *s)
+{
+    if (!s)
+        return;
+    free(s->proc);
+    free(s->start);
+    free(s->finish);
+    memset(s, 0, sizeof *s);
+}
+
+static double ready_time(const struct farm_gs_dag *d, const struct farm_gs_sched *s, int i,
+                         int k)
+{
+    double r = 0;
+    for (int x = d->pred_off[i]; x < d->pred_off[i + 1]; x++) {
+        int e = d->pred[x], j = d->edges[e].src;
+        r = fmax(r, s->finish[j] + farm_gs_comm(d, e, s->proc[j], k));
+    }
+    return r;
+}
+
+/* The list-scheduling loop shared by the three methods. `cp` (CPOP) marks
+ * tasks pinned to processor cp_proc; `oct` (PEFT) adds OCT to the EFT. */
+static int list_schedule(const struct farm_gs_dag *d, const double *prio, const char *cp,
+                         int cp_proc, const double *oct, struct farm_gs_sched *s)
+{
+    int n = d->n, p = d->p, rc = -ENOMEM;
+    struct timeline *tl = calloc((size_t)p, sizeof *tl);
+    int *indeg = calloc((size_t)n, sizeof *indeg);
+    struct rheap h = {0, malloc((size_t)n * sizeof(int)), prio, d->topo_pos};
+    if (!tl || !indeg || !h.task)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        indeg[i] = d->pred_off[i + 1] - d->pred_off[i];
+        if (!indeg[i])
+            rh_push(&h, i);
+    }
+    s->makespan = 0;
+    while (h.len) {
+        int i = rh_pop(&h), best = -1, best_pos = 0;
+        double best_key = INFINITY, best_eft = INFINITY, best_st = 0;
+        for (int k = 0; k < p; k++) {
+            if (cp && cp[i] && k != cp_proc)
+                continue;
+            int pos;
+            double dur = d->cost[i * p + k];
+            double st = tl_find(&tl[k], ready_time(d, s, i, k), dur, &pos);
+            double eft = st + dur, key = oct ? eft + oct[i * p + k] : eft;
+            if (best < 0 || key < best_key || (key == best_key && eft < best_eft)) {
+                best = k;
+                best_key = key;
+                best_eft = eft;
+                best_st = st;
+                best_pos = pos;
+            }
+        }
+        if (tl_reserve(&tl[best]))
+            goto out;
+        tl_insert(&tl[best], best_pos, best_st, best_eft);
+        s->proc[i] = best;
+        s->start[i] = best_st;
+        s->finish[i] = best_eft;
+        s->makespan = fmax(s->makespan, best_eft);
+        for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++) {
+            int j = d->edges[d->succ[x]].dst;
+            if (--indeg[j] == 0)
+                rh_push(&h, j);
+        }
+    }
+    rc = 0;
+out:
+    for (int k = 0; tl && k < p; k++) {
+        free(tl[k].s);
+        free(tl[k].f);
+    }
+    free(tl);
+    free(indeg);
+    free(h.task);
+    return rc;
+}
+
+int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sched *out)
+{
+    if (!d || !d->topo || method < 0 || method >= FARM_GS_NMETHODS)
+        return -EINVAL;
+    int n = d->n, p = d->p, rc = -ENOMEM;
+    struct farm_gs_sched s;
+    double *prio = calloc((size_t)n, sizeof *prio), *down = NULL, *oct = NULL;
+    char *cp = NULL;
+    if (!prio || farm_gs_sched_alloc(&s, n)) {
+        free(prio);
+        return -ENOMEM;
+    }
+    farm_gs_rank_upward(d, prio);
+    int cp_proc = 0;
+    if (method == FARM_GS_CPOP) {
+        down = malloc((size_t)n * sizeof *down);
+        cp = calloc((size_t)n, 1);
+        if (!down || !cp)
+            goto out;
+        farm_gs_rank_downward(d, down);
+        for (int i = 0; i < n; i++)
+            prio[i] += down[i];
+        int v = -1;
+        for (int i = 0; i < n; i++)
+            if (d->pred_off[i] == d->pred_off[i + 1] && (v < 0 || prio[i] > prio[v]))
+                v = i;
+        while (v >= 0) {
+            cp[v] = 1;
+            int next = -1;
+            for (int x = d->succ_off[v]; x < d->succ_off[v + 1]; x++) {
+                int j = d->edges[d->succ[x]].dst;
+                if (next < 0 || prio[j] > prio[next] || (prio[j] == prio[next] && j < next))
+                    next = j;
+            }
+            v = next;
+        }
+        double best = INFINITY;
+        for (int k = 0; k < p; k++) {
+            double sum = 0;
+            for (int i = 0; i < n; i++)
+                if (cp[i])
+                    sum += d->cost[i * p + k];
+            if (sum < best) {
+                best = sum;
+                cp_proc = k;
+            }
+        }
+    } else if (method == FARM_GS_PEFT) {
+        oct = malloc((size_t)n * (size_t)p * sizeof *oct);
+        if (!oct)
+            goto out;
+        farm_gs_oct(d, oct);
+        for (int i = 0; i < n; i++) {
+            double sum = 0;
+            for (int k = 0; k < p; k++)
+                sum += oct[i * p + k];
+            prio[i] = sum / p;
+        }
+    }
+    rc = list_schedule(d, prio, cp, cp_proc, oct, &s);
+out:
+    free(prio);
+    free(down);
+    free(oct);
+    free(cp);
+    if (rc)
+        farm_gs_sched_release(&s);
+    else
+        *out = s;
+    return rc;
+}
+
+/* ---- validity ---- */
+
+static int cmp_by_start(const void *a, const void *b, const struct farm_gs_sched *s)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    if (s->start[x] != s->start[y])
+        return s->start[x] < s->start[y] ? -1 : 1;
+    if (s->finish[x] != s->finish[y])
+        return s->finish[x] < s->finish[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+
+/* qsort has no context argument in C11: insertion sort is fine for the
+ * checker, whose inputs are test-sized or linear-time already sorted. */
+static void sort_by_start(int *v, int len, const struct farm_gs_sched *s)
+{
+    for (int i = 1; i < len; i++) {
+        int x = v[i], j = i - 1;
+        while (j >= 0 && cmp_by_start(&v[j], &x, s) > 0) {
+            v[j + 1] = v[j];
+            j--;
+        }
+        v[j + 1] = x;
+    }
+}
+
+int farm_gs_check(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
+                  struct farm_err *err)
+{
+    FARM_RETURN_ERROR_IF(s->n != d->n, err, FARM_EBADDATA, "schedule has %d tasks, graph %d",
+                         s->n, d->n);
+    int n = d->n, p = d->p;
+    double last = 0;
+    for (int i = 0; i < n; i++)
+        last = fmax(last, s->finish[i]);
+    double eps = 1e-9 * fmax(1.0, last);
+    for (int i = 0; i < n; i++) {
+        FARM_RETURN_ERROR_IF(s->proc[i] < 0 || s->proc[i] >= p, err, FARM_EBADDATA,
+                             "task %d on processor %d of %d", i, s->proc[i], p);
+        FARM_RETURN_ERROR_IF(!(s->start[i] >= -eps), err, FARM_EBADDATA,
+                             "task %d starts at %g < 0", i, s->start[i]);
+        double c = d->cost[i * p + s->proc[i]];
+        FARM_RETURN_ERROR_IF(fabs(s->finish[i] - s->start[i] - c) > eps, err, FARM_EBADDATA,
+                             "task %d: duration %g differs from its cost %g on processor %d",
+                             i, s->finish[i] - s->start[i], c, s->proc[i]);
+        for (int x = d->pred_off[i]; x < d->pred_off[i + 1]; x++) {
+            int e = d->pred[x], j = d->edges[e].src;
+            double need = s->finish[j] + farm_gs_comm(d, e, s->proc[j], s->proc[i]);
+            FARM_RETURN_ERROR_IF(s->start[i] < need - eps, err, FARM_EBADDATA,
+                                 "task %d starts at %g before its input from task %d "
+                                 "arrives at %g",
+                                 i, s->start[i], j, need);
+        }
+    }
+    FARM_RETURN_ERROR_IF(fabs(s->makespan - last) > eps, err, FARM_EBADDATA,
+                         "makespan %g differs from the last finish %g", s->makespan, last);
+    int *v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        return farm_err_set(err, -ENOMEM, "out of memory");
+    int rc = 0;
+    for (int k = 0; k < p && !rc; k++) {
+        int len = 0;
+        for (int i = 0; i < n; i++)
+            if (s->proc[i] == k)
+                v[len++] = i;
+        sort_by_start(v, len, s);
+        for (int a = 1; a < len && !rc; a++)
+            if (s->start[v[a]] < s->finish[v[a - 1]] - eps)
+                rc = farm_err_set(err, FARM_EBADDATA,
+                                  "tasks %d [%g, %g] and %d [%g, %g] overlap on processor %d",
+                                  v[a - 1], s->start[v[a - 1]], s->finish[v[a - 1]], v[a],
+                                  s->start[v[a]], s->finish[v[a]], k);
+    }
+    free(v);
+    return rc;
+}
+
+/* ---- brute-force optimum ---- */
+
+struct bb {
+    const struct farm_gs_dag *d;
+    int *proc, *indeg;
+    double *start, *finish, *avail, *blevel;
+    char *done;
+    struct farm_gs_sched *best;
+    long nodes, max_nodes;
+    int aborted;
+};
+
+/* Depth-first search over (task, processor) choices in nondecreasing start
+ * order, appending each task to its processor. Every schedule can be
+ * replayed this way without getting longer (sort its tasks by start time),
+ * so an optimal schedule is among the leaves. */
+static void bb_dfs(struct bb *b, int placed, double last_start, double span)
+{
+    const struct farm_gs_dag *d = b->d;
+    int n = d->n, p = d->p;
+    if (b->aborted)
+        return;
+    if (b->max_nodes > 0 && ++b->nodes > b->max_nodes) {
+        b->aborted = 1;
+        return;
+    }
+    if (placed == n) {
+        if (span < b->best->makespan) {
+            memcpy(b->best->proc, b->proc, (size_t)n * sizeof(int));
+            memcpy(b->best->start, b->start, (size_t)n * sizeof(double));
+            memcpy(b->best->finish, b->finish, (size_t)n * sizeof(double));
+            b->best->makespan = span;
+        }
+        return;
+    }
+    /* Lower bound: every ready task still needs its minimum-cost path to an
+     * exit, starting no earlier than last_start and its inputs. */
+    double lb = span;
+    for (int i = 0; i < n; i++) {
+        if (b->done[i] || b->indeg[i])
+            continue;
+        double r = last_start;
+        for (int x = d->pred_off[i]; x < d->pred_off[i + 1]; x++)
+            r = fmax(r, b->finish[d->edges[d->pred[x]].src]);
+        lb = fmax(lb, r + b->blevel[i]);
+    }
+    if (lb >= b->best->makespan)
+        return;
+    for (int i = 0; i < n; i++) {
+        if (b->done[i] || b->indeg[i])
+            continue;
+        for (int k = 0; k < p; k++) {
+            double r = b->avail[k];
+            for (int x = d->pred_off[i]; x < d->pred_off[i + 1]; x++) {
+                int e = d->pred[x], j = d->edges[e].src;
+                r = fmax(r, b->finish[j] + farm_gs_comm(d, e, b->proc[j], k));
+            }
+            if (r < last_start)
+                continue;
+            double f = r + d->cost[i * p + k], saved = b->avail[k];
+            if (f >= b->best->makespan)
+                continue;
+            b->done[i] = 1;
+            b->proc[i] = k;
+            b->start[i] = r;
+            b->finish[i] = f;
+            b->avail[k] = f;
+            for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++)
+                b->indeg[d->edges[d->succ[x]].dst]--;
+            bb_dfs(b, placed + 1, r, fmax(span, f));
+            for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++)
+                b->indeg[d->edges[d->succ[x]].dst]++;
+            b->avail[k] = saved;
+            b->done[i] = 0;
+        }
+    }
+}
+
+int farm_gs_optimal(const struct farm_gs_dag *d, long max_nodes, struct farm_gs_sched *out,
+                    struct farm_err *err)
+{
+    int n = d->n, p = d->p;
+    FARM_RETURN_ERROR_IF(n > 12, err, -E2BIG, "brute force is limited to 12 tasks, got %d", n);
+    struct farm_gs_sched best;
+    if (farm_gs_sched_alloc(&best, n))
+        return farm_err_set(err, -ENOMEM, "out of memory");
+    best.makespan = INFINITY;
+    struct bb b = {.d = d, .best = &best, .max_nodes = max_nodes};
+    b.proc = calloc((size_t)n, sizeof(int));
+    b.indeg = calloc((size_t)n, sizeof(int));
+    b.start = calloc((size_t)n, sizeof(double));
+    b.finish = calloc((size_t)n, sizeof(double));
+    b.blevel = calloc((size_t)n, sizeof(double));
+    b.avail = calloc((size_t)p, sizeof(double));
+    b.done = calloc((size_t)n, 1);
+    int rc = 0;
+    if (!b.proc || !b.indeg || !b.start || !b.finish || !b.blevel || !b.avail || !b.done) {
+        rc = farm_err_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int t = n - 1; t >= 0; t--) {
+        int i = d->topo[t];
+        double w = INFINITY, m = 0;
+        for (int k = 0; k < p; k++)
+            w = fmin(w, d->cost[i * p + k]);
+        for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++)
+            m = fmax(m, b.blevel[d->edges[d->succ[x]].dst]);
+        b.blevel[i] = w + m;
+    }
+    for (int i = 0; i < n; i++)
+        b.indeg[i] = d->pred_off[i + 1] - d->pred_off[i];
+    bb_dfs(&b, 0, 0.0, 0.0);
+    if (b.aborted)
+        rc = farm_err_set(err, FARM_ETIMEOUT, "brute force gave up after %ld nodes", max_nodes);
+out:
+    free(b.proc);
+    free(b.indeg);
+    free(b.start);
+    free(b.finish);
+    free(b.blevel);
+    free(b.avail);
+    free(b.done);
+    if (rc)
+        farm_gs_sched_release(&best);
+    else
+        *out = best;
+    return rc;
+}
+
+double farm_gs_slr(const struct farm_gs_dag *d, const struct farm_gs_sched *s)
+{
+    double cp = farm_gs_cp_min(d);
+    return cp > 0 ? s->makespan / cp : 1.0;
+}
+
+double farm_gs_speedup(const struct farm_gs_dag *d, const struct farm_gs_sched *s)
+{
+    return s->makespan > 0 ? farm_gs_seq_time(d) / s->makespan : 1.0;
+}
