@@ -695,6 +695,7 @@ struct farm_data_desc {
 struct farm_model_desc {
     char *name;    /* "" when absent */
     char *file;    /* display name of the file, for messages */
+    char *dir;     /* directory of the file as loaded ("." for parsed text) */
     size_t input;  /* features per sample */
     size_t n_layers;
     struct farm_layer_desc *layers;
@@ -801,14 +802,19 @@ int farm_mlp_backward(struct farm_mlp *m, struct farm_mlp_work *w, const struct 
                       const struct farm_tensor **dx);
 
 /* The unsplit reference step: zero grads; for each of `micro_batches`
- * consecutive, equal-as-possible row slices of (x, labels/targets) in order:
+ * consecutive row slices of (x, labels/targets) in order (slice k has
+ * rows/M rows, plus one when k < rows%M; see farm_mlp_micro_slice):
  * forward [0, L), loss with grad_scale 1/x->rows, backward; then, when
- * optim is not NULL, one optimizer step. loss_sum/correct are summed over
+ * optim is not NULL, one optimizer step. M must be in [1, rows]. loss_sum/correct are summed over
  * the batch (either may be NULL). `targets` is for MSE, labels for CE.
  * Uses works it keeps inside m (sized on first use). */
 int farm_mlp_train_step(struct farm_mlp *m, struct farm_optim *optim, const struct farm_tensor *x,
                         const int32_t *labels, const struct farm_tensor *targets,
                         size_t micro_batches, double *loss_sum, size_t *correct);
+
+/* The row range [*first, *first + *count) of micro-batch k of M over
+ * `rows` rows, as farm_mlp_train_step cuts them. */
+void farm_mlp_micro_slice(size_t rows, size_t m, size_t k, size_t *first, size_t *count);
 
 /* Mean loss and accuracy (correct / n; 0 for MSE) over a data set, in
  * batches of batch_size rows, parameters unchanged. */
