@@ -253,8 +253,8 @@ static int parse_field(const char *p, const char *end, double *v)
 int farm_data_load_csv(const char *path, int label_col, struct farm_dataset *out,
                        struct farm_err *err)
 {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     int rc = read_all_archive(path, &text, &len, err);
     if (rc < 0)
         return rc;
