@@ -32,7 +32,7 @@ static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t 
     if (farm__cache_write_hook_fn) {
         int r = farm__cache_write_hook_fn((size_t)w->size, n);
         if (r < 0) {
-            archive_set_error(a, -r, "write: %s", strerror(-r));
+            archive_set_error(a, -r, "%s", strerror(-r));
             return -1;
         }
     }
@@ -42,7 +42,7 @@ static la_ssize_t write_cb(struct archive *a, void *ud, const void *buf, size_t 
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0) {
-            archive_set_error(a, errno, "write: %s", strerror(errno));
+            archive_set_error(a, errno, "%s", strerror(errno));
             return -1;
         }
         done += (size_t)k;

@@ -618,7 +618,7 @@ static char *temp_object(struct farm_cache *c, const char *key, struct farm_err 
     }
     int r = farm__cache_mkdirs(dir, 0700);
     if (r != 0) {
-        *rc = farm_err_set(err, r, "cannot store %s: %s: %s", key, dir, strerror(-r));
+        *rc = farm_err_set(err, r, "%s: %s", dir, strerror(-r));
         free(dir);
         return NULL;
     }
@@ -666,8 +666,11 @@ int farm_cache_build_commit(struct farm_cache *c, struct farm_cache_lease *l,
                              l->source_dir, l->source_digest, now);
     }
     char *tmp = temp_object(c, l->key, err, &rc);
-    if (!tmp)
+    if (!tmp) {
+        farm_err_prefix(err, "cannot store %s (the built package in %s is intact): ", l->key,
+                        l->out_dir);
         return rc;
+    }
     char sum[FARM_CACHE_HEX_SIZE];
     uint64_t size = 0;
     struct farm__cache_pack_opts o = {.level = c->level, .threads = c->threads};
@@ -754,6 +757,8 @@ int farm_cache_put_archive(struct farm_cache *c, const char *key, const char *ar
     farm__cache_hex128(XXH3_128bits_digest(h), sum);
     rc = publish(c, key, tmp, sum, size, ci, err);
 done:
+    if (rc != 0)
+        farm_err_prefix(err, "cannot store %s: ", key);
     if (in >= 0)
         close(in);
     if (out >= 0)
