@@ -1,0 +1,93 @@
+/* Shared internals of rnnexit_core: the net's parameters and the
+ * executor's runtime state (exec.c runs forwards, backward.c backwards). */
+#ifndef FARM_RNNEXIT_INTERNAL_H
+#define FARM_RNNEXIT_INTERNAL_H
+
+#include "farm/nn.h"
+#include "farm/rnnexit.h"
+
+/* Parameters of one node: dense for dense nodes, heads and gates. */
+struct rx_nparams {
+    struct farm_dense dense;
+    struct farm_gru gru;
+    struct farm_lstm lstm;
+};
+
+struct farm_rx_net {
+    const struct farm_rx_model *model;
+    struct rx_nparams **p; /* [unit][node] */
+    struct farm_param *params;
+    size_t n_params;
+};
+
+/* A set of active rows: all of them, or idx[0..n). */
+struct rx_set {
+    const size_t *idx;
+    size_t n;
+    int all;
+};
+
+struct rx_node_rt {
+    const struct farm_rx_node *d;
+    struct rx_nparams *p;
+    size_t in, width;    /* input width; value width (classes for a head) */
+    float *y, *y2;       /* batch x width: current value; spare for swaps */
+    float *c, *c2;       /* lstm cell state */
+    float *delta;        /* batch: last state change (converged) */
+    int need_delta;
+    uint64_t executed, skipped;
+    double flops;
+    size_t *idx;         /* start: its active rows */
+    float *gate;         /* start with a gate: batch gate values */
+    /* training history, per step */
+    int32_t *h_n;        /* rows that ran at step t */
+    size_t *h_idx;       /* steps x batch: which (when h_n[t] < batch) */
+    float *h_in;         /* steps x batch x in: input rows (dense, act, head) */
+    float *h_out;        /* steps x batch x width: act output, head probs */
+    struct farm_gru_cache *gc;
+    struct farm_lstm_cache *lc;
+    float *G, *Gc;       /* backward carries, batch x width */
+};
+
+struct rx_unit_rt {
+    struct rx_node_rt *n;
+    const float *out; /* the unit's output after the current step */
+};
+
+struct farm_rx_exec {
+    struct farm_rx_net *net;
+    const struct farm_rx_model *model;
+    size_t max_batch, max_steps, maxw;
+    int train;
+    struct rx_unit_rt *u;
+    float **layer_buf;        /* per layer: concatenation when it has >1 unit */
+    const float **layer_out;  /* per layer: its output at the current step */
+    float *cx, *ch, *cc, *co, *co2, *tmp; /* batch x maxw compact buffers */
+    unsigned char *mark;      /* batch */
+    int32_t *skipcnt;         /* batch */
+    /* last forward */
+    size_t batch, steps;
+    int mode;
+    int32_t *lengths; /* batch, copied */
+    /* activity: per step, objects seen; per step and unit, fully active */
+    uint64_t *seen, *active;
+    size_t act_cap, act_steps;
+    int fail; /* the first error an nn call returned during a pass */
+    /* backward scratch */
+    float **gl; /* per layer: batch x width */
+    float *gy, *gc, *gc2, *gk, *gk2, *gk3;
+};
+
+/* Records the first failure of an nn call made during a pass; the pass
+ * checks ex->fail when it ends. */
+#define RX_CHECK(ex, call)                                                                \
+    do {                                                                                  \
+        int rc_ = (call);                                                                 \
+        if (rc_ && !(ex)->fail)                                                           \
+            (ex)->fail = rc_;                                                             \
+    } while (0)
+
+/* Helpers shared by exec.c and backward.c. */
+void farm__rx_wrap(struct farm_tensor *t, const float *data, size_t rows, size_t cols);
+
+#endif
