@@ -245,10 +245,14 @@ static int parse_layers(struct ctx *c, const json_t *layers, const json_t *input
         if (!json_is_object(l))
             return FAIL(c, l, "%s: expected a mapping with name and type", what);
         mark(c, l, &ld->line, &ld->col);
+        const json_t *nv = json_object_get(l, "name");
+        if (json_is_string(nv))
+            snprintf(what, sizeof what, "layers[%zu] (%.60s)", i, json_string_value(nv));
         static const char *const keys[] = {"name", "type", "in", "out", "activation", NULL};
         int rc = check_keys(c, l, what, keys);
         if (rc < 0)
             return rc;
+        snprintf(what, sizeof what, "layers[%zu]", i);
         const char *name, *type, *act = NULL;
         const json_t *nn, *tn, *an, *in_node;
         if ((rc = get_str(c, l, what, "name", true, &name, &nn)) < 0)
