@@ -1,0 +1,280 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "farm/util.h"
+
+void cli_sibling(const struct cli *cli, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%.4000s/%s", cli->exe_dir, name);
+}
+
+static int try_connect(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    int fd;
+    if (strlen(path) >= sizeof a.sun_path)
+        return -ENAMETOOLONG;
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+/* Starts farmd detached from us: its own session, no terminal, stdio to
+ * /dev/null (farmd writes farmd.log itself). */
+static int start_farmd(struct cli *cli)
+{
+    char path[PATH_MAX];
+    pid_t pid;
+    int st;
+    cli_sibling(cli, "farmd", path, sizeof path);
+    pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int fd = open("/dev/null", O_RDWR);
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        dup2(fd, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl(path, "farmd", (char *)NULL);
+        _exit(127);
+    }
+    waitpid(pid, &st, 0);
+    return 0;
+}
+
+int cli_connect(struct cli *cli, int autostart)
+{
+    char sock[2200];
+    int fd;
+    snprintf(sock, sizeof sock, "%s/farm.sock", cli->home);
+    fd = try_connect(sock);
+    if (fd >= 0)
+        return fd;
+    if (fd == -ENAMETOOLONG) {
+        fprintf(stderr, "farm: socket path %s is too long for a unix socket (108 bytes); use a "
+                        "shorter FARM_HOME\n", sock);
+        return -1;
+    }
+    if (autostart && (fd == -ENOENT || fd == -ECONNREFUSED)) {
+        struct farm_err err;
+        if (farm_home_ensure(cli->home, &err) < 0) {
+            fprintf(stderr, "farm: %s\n", err.msg);
+            return -1;
+        }
+        start_farmd(cli);
+        for (int i = 0; i < 200; i++) {
+            struct timespec ts = {0, 25 * 1000000};
+            fd = try_connect(sock);
+            if (fd >= 0)
+                return fd;
+            nanosleep(&ts, NULL);
+        }
+    }
+    fprintf(stderr, "farm: farmd unreachable at %s: %s%s\n", sock, strerror(-fd),
+            autostart ? " (and starting it failed; see farmd.log in FARM_HOME)" : "");
+    return -1;
+}
+
+int cli_read_json(int fd, json_t **out, int timeout_ms)
+{
+    static char *buf;
+    static size_t len, cap;
+    json_error_t je;
+    int64_t deadline = timeout_ms >= 0 ? farm_mono_ms() + timeout_ms : -1;
+    for (;;) {
+        char *nl = len ? memchr(buf, '\n', len) : NULL;
+        if (nl) {
+            size_t n = (size_t)(nl - buf);
+            json_t *j = json_loadb(buf, n, 0, &je);
+            memmove(buf, nl + 1, len - n - 1);
+            len -= n + 1;
+            if (!j)
+                return FARM_EBADREQ;
+            *out = j;
+            return 0;
+        }
+        if (cap - len < 65536) {
+            cap = cap ? cap * 2 : 131072;
+            buf = realloc(buf, cap);
+        }
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - farm_mono_ms();
+            if (left <= 0)
+                return -ETIMEDOUT;
+            wait = (int)left;
+        }
+        int r = poll(&p, 1, wait);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return -ETIMEDOUT;
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n == 0 ? -ECONNRESET : -errno;
+        len += (size_t)n;
+    }
+}
+
+int cli_call_fd(int fd, json_t *req, json_t **reply, int timeout_ms)
+{
+    int rc;
+    json_object_set_new(req, "v", json_integer(FARM_PROTO_VERSION));
+    rc = farm_json_write_line(fd, req);
+    json_decref(req);
+    if (rc < 0)
+        return rc;
+    return cli_read_json(fd, reply, timeout_ms);
+}
+
+int cli_call(struct cli *cli, json_t *req, json_t **reply)
+{
+    int fd = cli_connect(cli, 1), rc;
+    if (fd < 0) {
+        json_decref(req);
+        return CLI_UNREACHABLE;
+    }
+    rc = cli_call_fd(fd, req, reply, -1);
+    close(fd);
+    if (rc < 0) {
+        fprintf(stderr, "farm: lost the connection to farmd: %s\n", farm_strerror(rc));
+        return CLI_UNREACHABLE;
+    }
+    return 0;
+}
+
+int cli_exit_for_name(const char *name)
+{
+    if (!name)
+        return CLI_USAGE;
+    if (!strcmp(name, "FARM_EUNREACH"))
+        return CLI_UNREACHABLE;
+    if (!strcmp(name, "FARM_ETIMEOUT"))
+        return CLI_TIMEOUT;
+    if (!strcmp(name, "FARM_ESHUTDOWN"))
+        return CLI_UNREACHABLE;
+    if (!strcmp(name, "FARM_EDB"))
+        return CLI_TASK_FAILED;
+    return CLI_USAGE;
+}
+
+int cli_exit_for(int code)
+{
+    return cli_exit_for_name(farm_err_name(code));
+}
+
+int cli_reply_error(const char *verb, json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    fprintf(stderr, "farm %s: %s\n", verb, msg ? msg : "farmd refused the request");
+    return cli_exit_for_name(json_string_value(json_object_get(e, "code")));
+}
+
+void cli_print_json(const json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+int cli_usage(const char *verb, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "farm %s: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'farm %s --help'.\n", verb);
+    return CLI_USAGE;
+}
+
+int cli_parse_id(const char *s, long long *out)
+{
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || end == s || v <= 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_worker_json(struct cli *cli, const char *const *args, json_t **out)
+{
+    char path[PATH_MAX], *argv[8];
+    int fds[2], st, n = 0;
+    pid_t pid;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    cli_sibling(cli, "farm-worker", path, sizeof path);
+    argv[n++] = path;
+    for (; *args && n < 7; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    for (;;) {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 65536;
+            buf = realloc(buf, cap);
+        }
+        ssize_t r = read(fds[0], buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fds[0]);
+    waitpid(pid, &st, 0);
+    if (!buf) {
+        fprintf(stderr, "farm: %s gave no answer\n", path);
+        return -1;
+    }
+    buf[len] = '\0';
+    *out = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+    free(buf);
+    if (!*out) {
+        fprintf(stderr, "farm: %s gave no answer%s\n", path,
+                WIFSIGNALED(st) ? " (it crashed)" : "");
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,141 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include "cli.h"
+#include "farm/util.h"
+
+static int status(struct cli *cli)
+{
+    int fd = cli_connect(cli, 0);
+    json_t *reply;
+    if (fd < 0)
+        return CLI_UNREACHABLE;
+    if (cli_call_fd(fd, json_pack("{s:s}", "op", "status"), &reply, 10000) < 0) {
+        close(fd);
+        fprintf(stderr, "farm daemon: no answer from farmd\n");
+        return CLI_UNREACHABLE;
+    }
+    close(fd);
+    if (cli->json) {
+        cli_print_json(reply);
+    } else {
+        json_t *counts = json_object_get(reply, "counts");
+        printf("farmd pid %lld, %s, %lld job(s), %lld running, %lld queued, %lld waiting%s\n",
+               (long long)json_integer_value(json_object_get(reply, "pid")),
+               json_string_value(json_object_get(reply, "home")),
+               (long long)json_integer_value(json_object_get(reply, "jobs")),
+               (long long)json_integer_value(json_object_get(reply, "running")),
+               (long long)json_integer_value(json_object_get(counts, "queued")),
+               (long long)json_integer_value(json_object_get(counts, "waiting")),
+               json_is_true(json_object_get(reply, "paused")) ? " (paused)" : "");
+    }
+    json_decref(reply);
+    return CLI_OK;
+}
+
+static int start(struct cli *cli, int argc, char **argv)
+{
+    char path[PATH_MAX], *args[32];
+    int n = 0, fd, st;
+    pid_t pid;
+    struct farm_err err;
+    fd = cli_connect(cli, 0);
+    if (fd >= 0) {
+        close(fd);
+        if (!cli->json)
+            printf("farmd is already running\n");
+        return status(cli);
+    }
+    cli_sibling(cli, "farmd", path, sizeof path);
+    args[n++] = "farmd";
+    for (int i = 1; i < argc && n < 30; i++) {
+        if (!strcmp(argv[i], "--json"))
+            continue;
+        if (strncmp(argv[i], "--", 2) != 0)
+            return cli_usage("daemon", "unexpected argument \"%s\"", argv[i]);
+        args[n++] = argv[i];
+    }
+    args[n] = NULL;
+    if (farm_home_ensure(cli->home, &err) < 0) {
+        fprintf(stderr, "farm daemon: %s\n", err.msg);
+        return CLI_USAGE;
+    }
+    /* Check the options in the foreground first, so that a bad one is
+     * reported here rather than in farmd.log. */
+    pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        setsid();
+        if (fork() != 0)
+            _exit(0);
+        dup2(nul, 0);
+        dup2(nul, 1);
+        execv(path, args);
+        _exit(127);
+    }
+    waitpid(pid, &st, 0);
+    for (int i = 0; i < 200; i++) {
+        struct timespec ts = {0, 25 * 1000000};
+        fd = cli_connect(cli, 0 + 0);
+        if (fd >= 0) {
+            close(fd);
+            return status(cli);
+        }
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "farm daemon: farmd did not start; see %s/farmd.log\n", cli->home);
+    return CLI_UNREACHABLE;
+}
+
+static int stop(struct cli *cli)
+{
+    int fd = cli_connect(cli, 0);
+    json_t *reply;
+    char pidfile[2200];
+    if (fd < 0) {
+        if (!cli->json)
+            printf("farmd is not running\n");
+        return CLI_OK;
+    }
+    if (cli_call_fd(fd, json_pack("{s:s}", "op", "stop"), &reply, 10000) < 0) {
+        close(fd);
+        fprintf(stderr, "farm daemon: no answer from farmd\n");
+        return CLI_UNREACHABLE;
+    }
+    json_decref(reply);
+    close(fd);
+    /* Wait for farmd to release its pid lock (it exits after the grace
+     * period at the latest). */
+    snprintf(pidfile, sizeof pidfile, "%s/farm.sock", cli->home);
+    for (int i = 0; i < 6000; i++) {
+        struct timespec ts = {0, 20 * 1000000};
+        if (access(pidfile, F_OK) < 0)
+            break;
+        nanosleep(&ts, NULL);
+    }
+    if (!cli->json)
+        printf("farmd stopped\n");
+    return CLI_OK;
+}
+
+int cmd_daemon(struct cli *cli, int argc, char **argv)
+{
+    if (argc < 2)
+        return cli_usage("daemon", "expected start, stop or status");
+    if (!strcmp(argv[1], "start"))
+        return start(cli, argc - 1, argv + 1);
+    if (!strcmp(argv[1], "stop"))
+        return stop(cli);
+    if (!strcmp(argv[1], "status"))
+        return status(cli);
+    return cli_usage("daemon", "unknown subcommand \"%s\" (expected start, stop or status)",
+                     argv[1]);
+}

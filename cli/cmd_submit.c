@@ -1,0 +1,292 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "farm/util.h"
+
+static int print_result(struct cli *cli, json_t *reply)
+{
+    if (cli->json) {
+        cli_print_json(json_object_get(reply, "tasks"));
+    } else {
+        size_t i;
+        json_t *id;
+        json_array_foreach(json_object_get(reply, "ids"), i, id)
+            printf("%lld\n", (long long)json_integer_value(id));
+    }
+    return CLI_OK;
+}
+
+/* Reads --batch input: one JSON object a line. Blank lines and lines
+ * starting with # are skipped. */
+static int read_batch(const char *file, json_t *tasks, json_t *lines)
+{
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    const char *name = strcmp(file, "-") == 0 ? "<stdin>" : file;
+    if (!f) {
+        fprintf(stderr, "farm submit: %s: %s\n", file, strerror(errno));
+        return CLI_USAGE;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        json_error_t je;
+        json_t *o, *t;
+        lineno++;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0 || line[strspn(line, " \t")] == '#' || line[strspn(line, " \t")] == '\0')
+            continue;
+        o = json_loads(line, 0, &je);
+        if (!o || !json_is_object(o)) {
+            fprintf(stderr, "farm submit: %s:%ld:%d: %s\n", name, lineno, o ? 1 : je.column,
+                    o ? "expected a JSON object" : je.text);
+            json_decref(o);
+            free(line);
+            if (f != stdin)
+                fclose(f);
+            return CLI_USAGE;
+        }
+        t = json_deep_copy(o);
+        /* {"cmd": [...]} and {"run": "..."} are exec shorthands. */
+        if (json_object_get(o, "cmd")) {
+            json_t *cmd = json_object_get(o, "cmd");
+            if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
+                fprintf(stderr, "farm submit: %s:%ld: cmd: expected a non-empty list of text\n",
+                        name, lineno);
+                json_decref(o);
+                json_decref(t);
+                free(line);
+                return CLI_USAGE;
+            }
+            json_object_del(t, "cmd");
+            json_object_set_new(t, "plugin", json_string("exec"));
+            json_object_set_new(t, "params", json_pack("{s:O}", "argv", cmd));
+        } else if (json_object_get(o, "run")) {
+            json_object_del(t, "run");
+            json_object_set_new(t, "plugin", json_string("exec"));
+            json_object_set_new(t, "params", json_pack("{s:O}", "run", json_object_get(o, "run")));
+        }
+        json_array_append_new(tasks, t);
+        json_array_append_new(lines, json_integer(lineno));
+        json_decref(o);
+    }
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    if (json_array_size(tasks) == 0) {
+        fprintf(stderr, "farm submit: %s: no tasks in the batch\n", name);
+        return CLI_USAGE;
+    }
+    return 0;
+}
+
+static int submit_dir(struct cli *cli, const char *dir, json_t *select)
+{
+    char abs[PATH_MAX], incoming[2300], display[PATH_MAX + 16];
+    struct farm_err err;
+    struct stat st;
+    json_t *reply;
+    int rc;
+    if (!realpath(dir, abs) || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "farm submit: --dir %s: not a directory\n", dir);
+        json_decref(select);
+        return CLI_USAGE;
+    }
+    snprintf(display, sizeof display, "%s/farm.yaml", dir);
+    {
+        char fy[PATH_MAX + 16];
+        snprintf(fy, sizeof fy, "%s/farm.yaml", abs);
+        if (access(fy, R_OK) < 0) {
+            fprintf(stderr, "farm submit: %s: no farm.yaml there\n", display);
+            json_decref(select);
+            return CLI_USAGE;
+        }
+    }
+    /* The snapshot is taken here, not in farmd, so that copying a large tree
+     * never holds up the daemon. farmd adopts it by renaming. */
+    if (farm_home_ensure(cli->home, &err) < 0) {
+        fprintf(stderr, "farm submit: %s\n", err.msg);
+        json_decref(select);
+        return CLI_USAGE;
+    }
+    snprintf(incoming, sizeof incoming, "%s/snapshots", cli->home);
+    farm_mkdirs(incoming, 0700);
+    snprintf(incoming, sizeof incoming, "%s/snapshots/incoming-%d-%lld", cli->home, (int)getpid(),
+             (long long)farm_now_ms());
+    farm_err_clear(&err);
+    if ((rc = farm_copytree(abs, incoming, 1, &err)) < 0) {
+        fprintf(stderr, "farm submit: snapshot of %s failed: %s\n", dir, err.msg);
+        farm_rmtree(incoming);
+        json_decref(select);
+        return CLI_USAGE;
+    }
+    rc = cli_call(cli,
+                  json_pack("{s:s,s:s,s:s,s:s,s:o,s:b}", "op", "submit", "dir", incoming, "display",
+                            display, "source", abs, "select", select, "full", cli->json),
+                  &reply);
+    if (rc) {
+        farm_rmtree(incoming);
+        return rc;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        rc = cli_reply_error("submit", reply);
+        json_decref(reply);
+        farm_rmtree(incoming); /* farmd removes it too; this covers a lost reply */
+        return rc;
+    }
+    rc = print_result(cli, reply);
+    json_decref(reply);
+    return rc;
+}
+
+int cmd_submit(struct cli *cli, int argc, char **argv)
+{
+    const char *v, *dir = NULL, *batch = NULL, *git = NULL;
+    json_t *select = json_array(), *after = json_array(), *labels = json_object();
+    json_t *tasks, *reply, *lines = json_array();
+    long long priority = 0, timeout = 0, retries = 0;
+    int i, rc, dashdash = -1;
+    char cwd[PATH_MAX];
+
+    for (i = 1; i < argc; i++) {
+        int r;
+        char *end;
+        if (!strcmp(argv[i], "--")) {
+            dashdash = i;
+            break;
+        }
+        if (!strcmp(argv[i], "--json"))
+            continue;
+#define OPT(name) ((r = cli_opt("submit", argc, argv, &i, name, &v)) != 0)
+        if (OPT("--dir")) {
+            if (r < 0)
+                return CLI_USAGE;
+            dir = v;
+        } else if (OPT("--git")) {
+            if (r < 0)
+                return CLI_USAGE;
+            git = v;
+        } else if (OPT("--task")) {
+            if (r < 0)
+                return CLI_USAGE;
+            json_array_append_new(select, json_string(v));
+        } else if (OPT("--batch")) {
+            if (r < 0)
+                return CLI_USAGE;
+            batch = v;
+        } else if (OPT("--priority")) {
+            if (r < 0)
+                return CLI_USAGE;
+            priority = strtoll(v, &end, 10);
+            if (*end || !*v)
+                return cli_usage("submit", "--priority: expected an integer, got \"%s\"", v);
+        } else if (OPT("--timeout")) {
+            if (r < 0)
+                return CLI_USAGE;
+            timeout = strtoll(v, &end, 10);
+            if (*end || !*v || timeout < 0)
+                return cli_usage("submit", "--timeout: expected whole seconds, got \"%s\"", v);
+        } else if (OPT("--retries")) {
+            if (r < 0)
+                return CLI_USAGE;
+            retries = strtoll(v, &end, 10);
+            if (*end || !*v || retries < 0 || retries > 100)
+                return cli_usage("submit", "--retries: expected 0 to 100, got \"%s\"", v);
+        } else if (OPT("--after")) {
+            long long id;
+            if (r < 0)
+                return CLI_USAGE;
+            if (cli_parse_id(v, &id) < 0)
+                return cli_usage("submit", "--after: expected a task id, got \"%s\"", v);
+            json_array_append_new(after, json_integer(id));
+        } else if (OPT("--label")) {
+            const char *eq;
+            char key[256];
+            if (r < 0)
+                return CLI_USAGE;
+            eq = strchr(v, '=');
+            if (!eq || eq == v || (size_t)(eq - v) >= sizeof key)
+                return cli_usage("submit", "--label: expected KEY=VALUE, got \"%s\"", v);
+            snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
+            json_object_set_new(labels, key, json_string(eq + 1));
+        } else {
+            return cli_usage("submit", "unknown option \"%s\"", argv[i]);
+        }
+#undef OPT
+    }
+    if (git) {
+        json_decref(lines);
+        json_decref(after);
+        json_decref(labels);
+        fprintf(stderr, "farm submit: --git: submitting from git is not part of this build\n");
+        json_decref(select);
+        return CLI_USAGE;
+    }
+    if (!!dir + !!batch + (dashdash >= 0) != 1)
+        return cli_usage("submit", "give exactly one of: -- CMD [ARG]..., --dir DIR, --batch FILE");
+    if (dir) {
+        json_decref(after);
+        json_decref(labels);
+        json_decref(lines);
+        return submit_dir(cli, dir, select);
+    }
+    if (json_array_size(select) > 0)
+        return cli_usage("submit", "--task goes with --dir");
+    json_decref(select);
+    tasks = json_array();
+    if (batch) {
+        if ((rc = read_batch(batch, tasks, lines)) != 0)
+            return rc;
+    } else {
+        json_t *argvj = json_array();
+        if (dashdash + 1 >= argc)
+            return cli_usage("submit", "nothing to run after --");
+        for (i = dashdash + 1; i < argc; i++)
+            json_array_append_new(argvj, json_string(argv[i]));
+        json_array_append_new(
+            tasks, json_pack("{s:s,s:{s:o},s:I,s:I,s:I,s:O,s:O}", "plugin", "exec", "params",
+                             "argv", argvj, "priority", (json_int_t)priority, "timeout",
+                             (json_int_t)timeout, "retries", (json_int_t)retries, "after", after,
+                             "labels", labels));
+    }
+    json_decref(after);
+    json_decref(labels);
+    if (!getcwd(cwd, sizeof cwd))
+        snprintf(cwd, sizeof cwd, "/");
+    rc = cli_call(cli,
+                  json_pack("{s:s,s:o,s:s,s:b}", "op", "submit", "tasks", tasks, "cwd", cwd,
+                            "full", cli->json),
+                  &reply);
+    if (rc) {
+        json_decref(lines);
+        return rc;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        json_t *idx = json_object_get(json_object_get(reply, "error"), "index");
+        if (batch && json_is_integer(idx)) {
+            fprintf(stderr, "farm submit: %s:%lld: %s\n", strcmp(batch, "-") ? batch : "<stdin>",
+                    (long long)json_integer_value(json_array_get(lines, (size_t)json_integer_value(idx))),
+                    json_string_value(json_object_get(json_object_get(reply, "error"), "message")));
+            rc = cli_exit_for_name(json_string_value(json_object_get(json_object_get(reply, "error"), "code")));
+        } else {
+            rc = cli_reply_error("submit", reply);
+        }
+        json_decref(reply);
+        json_decref(lines);
+        return rc;
+    }
+    json_decref(lines);
+    rc = print_result(cli, reply);
+    json_decref(reply);
+    return rc;
+}

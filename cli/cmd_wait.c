@@ -1,0 +1,121 @@
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "farm/util.h"
+
+int cmd_wait(struct cli *cli, int argc, char **argv)
+{
+    json_t *ids = json_array(), *reply = NULL, *progress = json_object();
+    double timeout = -1;
+    const char *v;
+    int fd, rc = CLI_OK, tty = isatty(STDERR_FILENO) && !cli->json;
+    int64_t deadline;
+    for (int i = 1; i < argc; i++) {
+        long long id;
+        int r;
+        if (!strcmp(argv[i], "--json"))
+            continue;
+        if ((r = cli_opt("wait", argc, argv, &i, "--timeout", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return CLI_USAGE;
+            timeout = strtod(v, &end);
+            if (*end || !*v || timeout < 0)
+                return cli_usage("wait", "--timeout: expected seconds, got \"%s\"", v);
+            continue;
+        }
+        if (cli_parse_id(argv[i], &id) < 0)
+            return cli_usage("wait", "expected task ids, got \"%s\"", argv[i]);
+        json_array_append_new(ids, json_integer(id));
+    }
+    if (json_array_size(ids) == 0)
+        return cli_usage("wait", "expected at least one task id");
+    if ((fd = cli_connect(cli, 1)) < 0)
+        return CLI_UNREACHABLE;
+    json_t *req = json_pack("{s:s,s:O,s:b,s:i}", "op", "wait", "ids", ids, "progress", tty, "v",
+                            FARM_PROTO_VERSION);
+    if (farm_json_write_line(fd, req) < 0) {
+        json_decref(req);
+        fprintf(stderr, "farm wait: lost the connection to farmd\n");
+        return CLI_UNREACHABLE;
+    }
+    json_decref(req);
+    deadline = timeout >= 0 ? farm_mono_ms() + (int64_t)(timeout * 1000) : -1;
+    for (;;) {
+        int left = -1, r;
+        json_t *msg;
+        if (deadline >= 0) {
+            int64_t l = deadline - farm_mono_ms();
+            left = l > 0 ? (int)l : 0;
+        }
+        r = cli_read_json(fd, &msg, left);
+        if (r == -ETIMEDOUT) {
+            if (tty)
+                fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "farm wait: timed out after %g s\n", timeout);
+            rc = CLI_TIMEOUT;
+            break;
+        }
+        if (r < 0) {
+            fprintf(stderr, "farm wait: lost the connection to farmd\n");
+            rc = CLI_UNREACHABLE;
+            break;
+        }
+        if (json_is_string(json_object_get(msg, "event"))) {
+            /* A live progress line: the mean over the tasks that report. */
+            char key[32], line[256];
+            const char *k;
+            json_t *p;
+            double sum = 0;
+            size_t n = 0;
+            snprintf(key, sizeof key, "%lld", (long long)json_integer_value(json_object_get(msg, "id")));
+            json_object_set(progress, key, msg);
+            json_object_foreach(progress, k, p)
+            {
+                sum += json_number_value(json_object_get(p, "fraction"));
+                n++;
+            }
+            snprintf(line, sizeof line, "waiting for %zu task(s): %3.0f%% %s (task %s)",
+                     json_array_size(ids), n ? 100 * sum / (double)json_array_size(ids) : 0.0,
+                     json_is_string(json_object_get(msg, "what")) ? json_string_value(json_object_get(msg, "what")) : "",
+                     key);
+            fprintf(stderr, "\r\033[K%.*s", 120, line);
+            json_decref(msg);
+            continue;
+        }
+        reply = msg;
+        break;
+    }
+    close(fd);
+    json_decref(progress);
+    json_decref(ids);
+    if (!reply)
+        return rc;
+    if (tty)
+        fprintf(stderr, "\r\033[K");
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        rc = cli_reply_error("wait", reply);
+        json_decref(reply);
+        return rc;
+    }
+    {
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(reply, "tasks"), i, t)
+        {
+            if (strcmp(json_string_value(json_object_get(t, "state")), "succeeded") != 0)
+                rc = CLI_TASK_FAILED;
+        }
+    }
+    if (cli->json)
+        cli_print_json(json_object_get(reply, "tasks"));
+    else
+        cli_print_tasks(cli, json_object_get(reply, "tasks"));
+    json_decref(reply);
+    return rc;
+}

@@ -1,0 +1,63 @@
+/*
+ * Small shared helpers for core and cli: FARM_HOME, time, files, directory
+ * trees, JSON lines. Every function may be called from any thread unless it
+ * says otherwise; none keeps global state.
+ */
+#ifndef FARM_UTIL_H
+#define FARM_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "farm/error.h"
+
+/* The protocol version spoken on farm.sock. */
+#define FARM_PROTO_VERSION 1
+/* The largest request line farmd accepts (bytes, newline excluded). */
+#define FARM_MAX_REQUEST (4u << 20)
+
+/* Resolves $FARM_HOME (default ${XDG_DATA_HOME:-$HOME/.local/share}/farm)
+ * into `buf`. Returns 0, or -ENAMETOOLONG / -ENOENT (no HOME). */
+int farm_home_path(char *buf, size_t len);
+
+/* Creates `home` (and parents) with mode 0700 if missing, and checks that it
+ * is a directory owned by us. */
+int farm_home_ensure(const char *home, struct farm_err *err);
+
+/* Milliseconds since the Unix epoch (wall clock) / monotonic. */
+int64_t farm_now_ms(void);
+int64_t farm_mono_ms(void);
+
+/* Formats `ms` since the epoch as RFC 3339 UTC with milliseconds into buf
+ * (at least 32 bytes). Returns buf. */
+char *farm_rfc3339(int64_t ms, char *buf, size_t len);
+
+/* mkdir -p with `mode`. */
+int farm_mkdirs(const char *path, unsigned mode);
+
+/* rm -rf; a missing path is not an error. Never follows symlinks. */
+int farm_rmtree(const char *path);
+
+/* Copies the tree at `src` into `dst` (created), keeping modes, exec bits
+ * and symlinks (copied as links, never followed). `skip_git` leaves out a
+ * top-level .git. Returns 0 or a negative code with err set. */
+int farm_copytree(const char *src, const char *dst, int skip_git, struct farm_err *err);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer. */
+int farm_read_file(const char *path, char **out, size_t *len);
+
+/* Writes `len` bytes to `path` atomically (temp file, fsync when `sync`,
+ * rename). */
+int farm_write_file(const char *path, const void *data, size_t len, int sync);
+
+/* The directory of the running executable (from /proc/self/exe). */
+int farm_exe_dir(char *buf, size_t len);
+
+/* Writes all of buf to fd, retrying on EINTR and short writes. */
+int farm_write_all(int fd, const void *buf, size_t len);
+
+/* Dumps `j` compactly followed by '\n' and writes it to fd (one JSON line). */
+int farm_json_write_line(int fd, const json_t *j);
+
+#endif

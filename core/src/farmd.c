@@ -1,0 +1,1111 @@
+/*
+ * farmd: the farm daemon. One libuv loop serves requests on farm.sock, keeps
+ * every state change in SQLite, starts one farm-worker per attempt and reads
+ * its event stream. See docs/daemon.md for durability and recovery.
+ */
+#define _GNU_SOURCE
+#include "farmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "farm/pluginload.h"
+#include "farm/util.h"
+
+struct daemon farmd;
+
+extern char **environ;
+
+/* ---- transactions -------------------------------------------------------- */
+
+void farmd_tx(void)
+{
+    if (!farmd.in_tx) {
+        struct farm_err err;
+        if (farm__db_exec(farmd.db, "BEGIN IMMEDIATE", &err) < 0) {
+            fprintf(stderr, "farmd: %s\n", err.msg);
+            return;
+        }
+        farmd.in_tx = 1;
+    }
+}
+
+/* Commits the iteration's transaction. If the commit fails nothing that
+ * depended on it has been acknowledged: replies wait in the clients' queues,
+ * and farmd exits so that a restart recovers from the last good state. */
+int farmd_commit(void)
+{
+    struct farm_err err;
+    if (!farmd.in_tx)
+        return 0;
+    farmd.in_tx = 0;
+    if (farm__db_exec(farmd.db, "COMMIT", &err) < 0) {
+        fprintf(stderr, "farmd: commit failed, stopping to protect the queue: %s\n", err.msg);
+        exit(1);
+    }
+    return 0;
+}
+
+void farmd_event(int64_t task, const char *kind, const char *data)
+{
+    farmd_tx();
+    sqlite3_stmt *st =
+        farm__db_stmt(farmd.db, "INSERT INTO events(task, t, kind, data) VALUES(?,?,?,?)");
+    farm__db_run(st, "iiss", task, farm_now_ms(), kind, data);
+}
+
+/* ---- the ready heap ------------------------------------------------------ */
+
+static int before(const struct ready *a, const struct ready *b)
+{
+    return a->prio > b->prio || (a->prio == b->prio && a->id < b->id);
+}
+
+void farmd_ready_push(int64_t id, int64_t prio)
+{
+    size_t i;
+    if (farmd.heap_len == farmd.heap_cap) {
+        size_t cap = farmd.heap_cap ? farmd.heap_cap * 2 : 1024;
+        struct ready *h = realloc(farmd.heap, cap * sizeof *h);
+        if (!h) {
+            fprintf(stderr, "farmd: out of memory\n");
+            exit(1);
+        }
+        farmd.heap = h;
+        farmd.heap_cap = cap;
+    }
+    i = farmd.heap_len++;
+    farmd.heap[i] = (struct ready){prio, id};
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!before(&farmd.heap[i], &farmd.heap[p]))
+            break;
+        struct ready t = farmd.heap[i];
+        farmd.heap[i] = farmd.heap[p];
+        farmd.heap[p] = t;
+        i = p;
+    }
+}
+
+static int ready_pop(int64_t *id)
+{
+    size_t i = 0;
+    if (farmd.heap_len == 0)
+        return 0;
+    *id = farmd.heap[0].id;
+    farmd.heap[0] = farmd.heap[--farmd.heap_len];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < farmd.heap_len && before(&farmd.heap[l], &farmd.heap[m]))
+            m = l;
+        if (r < farmd.heap_len && before(&farmd.heap[r], &farmd.heap[m]))
+            m = r;
+        if (m == i)
+            break;
+        struct ready t = farmd.heap[i];
+        farmd.heap[i] = farmd.heap[m];
+        farmd.heap[m] = t;
+        i = m;
+    }
+    return 1;
+}
+
+/* ---- plugin descriptions ------------------------------------------------- */
+
+/* Runs `farm-worker --describe PATH` and parses its one line of JSON. The
+ * plugin's code runs in that child only, never in farmd. */
+static int describe_with_worker(const char *path, json_t **out, struct farm_err *err)
+{
+    int fds[2], st;
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    char *argv[] = {farmd.worker_path, "--describe", (char *)path, NULL};
+    char buf[65536];
+    size_t got = 0;
+    json_t *j;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return farm_err_set(err, -errno, "pipe: %s", strerror(errno));
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+    if (posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, environ) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        close(fds[0]);
+        close(fds[1]);
+        return farm_err_set(err, FARM_ENOPLUGIN, "cannot run %s", farmd.worker_path);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(fds[1]);
+    for (;;) {
+        ssize_t n = read(fds[0], buf + got, sizeof buf - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == sizeof buf - 1)
+            break;
+    }
+    close(fds[0]);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    buf[got] = '\0';
+    j = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+    if (!j)
+        return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: describing it failed (%s)", path,
+                            WIFSIGNALED(st) ? "crashed" : "no output");
+    if (json_object_get(j, "error")) {
+        farm_err_set(err, FARM_EBADPLUGIN, "%s",
+                     json_string_value(json_object_get(json_object_get(j, "error"), "message")));
+        json_decref(j);
+        return FARM_EBADPLUGIN;
+    }
+    *out = j;
+    return 0;
+}
+
+int farmd_describe_plugin(const char *name, json_t **desc, struct farm_err *err)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    json_t *e;
+    int rc;
+    if ((rc = farm__plugin_find(name, farmd.home, path, sizeof path, err)) < 0)
+        return rc;
+    if (stat(path, &st) < 0)
+        return farm_err_set(err, FARM_ENOPLUGIN, "%s: %s", path, strerror(errno));
+    e = json_object_get(farmd.plugin_cache, name);
+    if (e && !strcmp(json_string_value(json_object_get(e, "path")), path) &&
+        json_integer_value(json_object_get(e, "size")) == (json_int_t)st.st_size &&
+        json_integer_value(json_object_get(e, "mtime")) ==
+            (json_int_t)(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec)) {
+        *desc = json_object_get(e, "desc");
+        return 0;
+    }
+    json_t *d;
+    if ((rc = describe_with_worker(path, &d, err)) < 0)
+        return rc;
+    json_object_set_new(farmd.plugin_cache, name,
+                        json_pack("{s:s,s:I,s:I,s:o}", "path", path, "size", (json_int_t)st.st_size,
+                                  "mtime",
+                                  (json_int_t)(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec),
+                                  "desc", d));
+    *desc = d;
+    return 0;
+}
+
+/* ---- runs ---------------------------------------------------------------- */
+
+struct run *farmd_find_run(int64_t id)
+{
+    for (struct run *r = farmd.runs; r; r = r->next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+static void run_closed(uv_handle_t *h)
+{
+    struct run *r = h->data;
+    if (++r->closed_handles < 4)
+        return;
+    json_decref(r->result);
+    json_decref(r->deps);
+    free(r->buf);
+    free(r->progress_what);
+    free(r);
+}
+
+static void set_task_terminal(int64_t id, int attempt, const char *state, int exit_code,
+                              int has_exit, const char *reason)
+{
+    int64_t now = farm_now_ms();
+    sqlite3_stmt *st;
+    farmd_tx();
+    st = farm__db_stmt(farmd.db, "UPDATE tasks SET state=?, exit_code=?, reason=?, "
+                                 "finished_at=? WHERE id=?");
+    sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+    if (has_exit)
+        sqlite3_bind_int(st, 2, exit_code);
+    if (reason)
+        sqlite3_bind_text(st, 3, reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, now);
+    sqlite3_bind_int64(st, 5, id);
+    sqlite3_step(st);
+    if (attempt > 0) {
+        st = farm__db_stmt(farmd.db, "UPDATE attempts SET state=?, exit_code=?, reason=?, "
+                                     "finished_at=? WHERE task=? AND n=?");
+        sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+        if (has_exit)
+            sqlite3_bind_int(st, 2, exit_code);
+        if (reason)
+            sqlite3_bind_text(st, 3, reason, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, now);
+        sqlite3_bind_int64(st, 5, id);
+        sqlite3_bind_int(st, 6, attempt);
+        sqlite3_step(st);
+    }
+}
+
+/* Marks every task that needs `id` (transitively) skipped, or releases the
+ * ones whose last need just succeeded. */
+void farmd_finish_dependents(int64_t id, const char *state)
+{
+    sqlite3_stmt *st;
+    int64_t *deps = NULL;
+    size_t n = 0, cap = 0;
+    char name[256] = "";
+    farmd_tx();
+    st = farm__db_stmt(farmd.db, "SELECT name FROM tasks WHERE id=?");
+    if (farm__db_run(st, "i", id) == SQLITE_ROW)
+        snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 0));
+    st = farm__db_stmt(farmd.db, "SELECT n.task FROM task_needs n JOIN tasks t ON t.id=n.task "
+                                 "WHERE n.needs=? AND t.state IN ('waiting','queued')");
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            deps = realloc(deps, cap * sizeof *deps);
+        }
+        deps[n++] = sqlite3_column_int64(st, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(state, "succeeded")) {
+            st = farm__db_stmt(farmd.db,
+                               "UPDATE tasks SET pending_needs=pending_needs-1, "
+                               "state=CASE WHEN pending_needs<=1 THEN 'queued' ELSE state END "
+                               "WHERE id=? AND state='waiting' RETURNING state, priority");
+            sqlite3_bind_int64(st, 1, deps[i]);
+            if (sqlite3_step(st) == SQLITE_ROW &&
+                !strcmp((const char *)sqlite3_column_text(st, 0), "queued"))
+                farmd_ready_push(deps[i], sqlite3_column_int64(st, 1));
+            sqlite3_reset(st);
+        } else {
+            char reason[512];
+            snprintf(reason, sizeof reason, "needs task %lld (%s), which ended %s",
+                     (long long)id, name, state);
+            set_task_terminal(deps[i], 0, "skipped", 0, 0, reason);
+            farmd_finish_dependents(deps[i], "skipped");
+        }
+    }
+    free(deps);
+}
+
+static int sig_from_name(int status)
+{
+    return status;
+}
+
+static void finalize(struct run *r)
+{
+    struct run **pp;
+    int64_t exit_status = r->exit_status;
+    int term_signal = r->term_signal;
+    const char *state = "failed";
+    char reason[1024] = "";
+    int exit_code = 1, has_exit = 1;
+    sqlite3_stmt *st;
+    int retries = 0, attempts = 0, interrupts = 0;
+    int64_t prio = 0;
+    (void)sig_from_name;
+
+    if (r->result) {
+        const char *s = json_string_value(json_object_get(r->result, "state"));
+        json_t *rs = json_object_get(r->result, "reason");
+        state = s ? s : "failed";
+        exit_code = (int)json_integer_value(json_object_get(r->result, "exit_code"));
+        if (json_is_string(rs))
+            snprintf(reason, sizeof reason, "%s", json_string_value(rs));
+        if (json_is_true(json_object_get(r->result, "log_truncated"))) {
+            size_t l = strlen(reason);
+            snprintf(reason + l, sizeof reason - l, "%slog truncated at the size cap",
+                     l ? "; " : "");
+        }
+    } else if (term_signal) {
+        snprintf(reason, sizeof reason, "worker killed by signal %d", term_signal);
+        exit_code = 128 + term_signal;
+    } else {
+        snprintf(reason, sizeof reason, "worker exited with status %lld before reporting",
+                 (long long)exit_status);
+        exit_code = (int)exit_status;
+    }
+    if (r->timed_out) {
+        state = "timed_out";
+        snprintf(reason, sizeof reason, "timed out");
+    } else if (r->cancel_requested) {
+        state = "cancelled";
+        if (!reason[0] || strstr(reason, "stopped by farmd"))
+            snprintf(reason, sizeof reason, "cancelled");
+    } else if (r->stopping) {
+        state = "interrupted";
+    }
+
+    farmd_tx();
+    st = farm__db_stmt(farmd.db,
+                       "SELECT retries, attempts, interrupts, priority FROM tasks WHERE id=?");
+    if (farm__db_run(st, "i", r->id) == SQLITE_ROW) {
+        retries = sqlite3_column_int(st, 0);
+        attempts = sqlite3_column_int(st, 1);
+        interrupts = sqlite3_column_int(st, 2);
+        prio = sqlite3_column_int64(st, 3);
+    }
+    sqlite3_reset(st);
+    if (r->deps) {
+        char *d = json_dumps(r->deps, JSON_COMPACT);
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET deps_result=? WHERE id=?");
+        farm__db_run(st, "si", d, r->id);
+        free(d);
+    }
+
+    if (!strcmp(state, "interrupted")) {
+        /* farmd is stopping: the attempt is recorded interrupted and the task
+         * goes back to the queue for the next start. */
+        st = farm__db_stmt(farmd.db, "UPDATE attempts SET state='interrupted', reason=?, "
+                                     "finished_at=? WHERE task=? AND n=?");
+        farm__db_run(st, "siii", "farmd stopped while it ran", farm_now_ms(), r->id,
+                     (int64_t)r->attempt);
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', interrupts=interrupts+1 "
+                                     "WHERE id=?");
+        farm__db_run(st, "i", r->id);
+        (void)interrupts;
+    } else if ((!strcmp(state, "failed") || !strcmp(state, "timed_out")) && attempts <= retries) {
+        st = farm__db_stmt(farmd.db, "UPDATE attempts SET state=?, exit_code=?, reason=?, "
+                                     "finished_at=? WHERE task=? AND n=?");
+        farm__db_run(st, "sisiii", state, (int64_t)exit_code, reason[0] ? reason : NULL,
+                     farm_now_ms(), r->id, (int64_t)r->attempt);
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', exit_code=?, reason=? "
+                                     "WHERE id=?");
+        char why[1100];
+        snprintf(why, sizeof why, "attempt %d %s%s%s; retrying", r->attempt, state,
+                 reason[0] ? ": " : "", reason);
+        farm__db_run(st, "isi", (int64_t)exit_code, why, r->id);
+        farmd_ready_push(r->id, prio);
+    } else {
+        set_task_terminal(r->id, r->attempt, state, exit_code, has_exit,
+                          reason[0] ? reason : NULL);
+        farmd_finish_dependents(r->id, state);
+    }
+
+    for (pp = &farmd.runs; *pp; pp = &(*pp)->next) {
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    }
+    farmd.n_running--;
+    uv_close((uv_handle_t *)&r->proc, run_closed);
+    uv_close((uv_handle_t *)&r->events, run_closed);
+    uv_close((uv_handle_t *)&r->timeout, run_closed);
+    uv_close((uv_handle_t *)&r->kill, run_closed);
+    farmd_notify_waiters();
+    if (farmd.n_running == 0)
+        farmd_notify_idle();
+    if (farmd.stopping && farmd.n_running == 0)
+        uv_stop(farmd.loop);
+    farmd_schedule();
+}
+
+static void handle_event(struct run *r, json_t *ev)
+{
+    const char *kind = json_string_value(json_object_get(ev, "ev"));
+    sqlite3_stmt *st;
+    if (!kind)
+        return;
+    if (!strcmp(kind, "result")) {
+        json_decref(r->result);
+        r->result = json_incref(ev);
+    } else if (!strcmp(kind, "progress")) {
+        r->progress = json_number_value(json_object_get(ev, "fraction"));
+        free(r->progress_what);
+        r->progress_what = json_is_string(json_object_get(ev, "what"))
+                               ? strdup(json_string_value(json_object_get(ev, "what")))
+                               : NULL;
+        farmd_notify_progress(r->id, r->progress, r->progress_what);
+    } else if (!strcmp(kind, "metric")) {
+        json_t *v = json_object_get(ev, "value");
+        farmd_tx();
+        st = farm__db_stmt(farmd.db, "INSERT INTO metrics(task, attempt, name, step, value, t) "
+                                     "VALUES(?,?,?,?,?,?)");
+        sqlite3_bind_int64(st, 1, r->id);
+        sqlite3_bind_int(st, 2, r->attempt);
+        sqlite3_bind_text(st, 3, json_string_value(json_object_get(ev, "name")), -1,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, json_integer_value(json_object_get(ev, "step")));
+        if (json_is_number(v))
+            sqlite3_bind_double(st, 5, json_number_value(v));
+        sqlite3_bind_int64(st, 6, json_integer_value(json_object_get(ev, "t")));
+        sqlite3_step(st);
+    } else if (!strcmp(kind, "artifact")) {
+        farmd_tx();
+        st = farm__db_stmt(farmd.db, "INSERT OR REPLACE INTO artifacts(task, name, size, attempt) "
+                                     "VALUES(?,?,?,?)");
+        farm__db_run(st, "isii", r->id, json_string_value(json_object_get(ev, "name")),
+                     (int64_t)json_integer_value(json_object_get(ev, "size")), (int64_t)r->attempt);
+    } else if (!strcmp(kind, "deps")) {
+        json_decref(r->deps);
+        r->deps = json_incref(ev);
+        json_object_del(r->deps, "ev");
+    }
+}
+
+static void drain_timeout(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    if (!r->finalized) {
+        r->finalized = 1;
+        finalize(r);
+    }
+}
+
+/* The worker has exited. Its result line may still be in the event socket:
+ * finish when the stream reaches its end, or after a second at most (a
+ * process that escaped could hold the socket open). */
+static void run_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    struct run *r = proc->data;
+    r->exited = 1;
+    r->exit_status = exit_status;
+    r->term_signal = term_signal;
+    uv_timer_stop(&r->kill);
+    if (r->eof) {
+        r->finalized = 1;
+        finalize(r);
+    } else {
+        uv_timer_start(&r->timeout, drain_timeout, 1000, 0);
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct run *r = h->data;
+    (void)suggested;
+    if (r->cap - r->len < 4096) {
+        size_t cap = r->cap ? r->cap * 2 : 8192;
+        char *p = realloc(r->buf, cap);
+        if (!p) {
+            buf->base = NULL;
+            buf->len = 0;
+            return;
+        }
+        r->buf = p;
+        r->cap = cap;
+    }
+    buf->base = r->buf + r->len;
+    buf->len = r->cap - r->len;
+}
+
+static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct run *r = s->data;
+    char *start, *nl;
+    (void)buf;
+    if (n < 0) {
+        uv_read_stop(s);
+        r->eof = 1;
+        if (r->exited && !r->finalized) {
+            uv_timer_stop(&r->timeout);
+            r->finalized = 1;
+            finalize(r);
+        }
+        return;
+    }
+    r->len += (size_t)n;
+    start = r->buf;
+    while ((nl = memchr(start, '\n', r->len - (size_t)(start - r->buf)))) {
+        json_t *ev = json_loadb(start, (size_t)(nl - start), 0, NULL);
+        if (ev) {
+            handle_event(r, ev);
+            json_decref(ev);
+        }
+        start = nl + 1;
+    }
+    r->len -= (size_t)(start - r->buf);
+    memmove(r->buf, start, r->len);
+    if (r->len > (1u << 20))
+        r->len = 0; /* a worker that floods without newlines loses that line only */
+}
+
+static void kill_cb(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    /* The worker did not finish within its grace period after SIGTERM:
+     * kill its whole process group (it leads its own session). */
+    kill(-r->proc.pid, SIGKILL);
+    kill(r->proc.pid, SIGKILL);
+}
+
+static void signal_run(struct run *r)
+{
+    if (r->exited)
+        return;
+    kill(r->proc.pid, SIGTERM);
+    if (!uv_is_active((uv_handle_t *)&r->kill))
+        uv_timer_start(&r->kill, kill_cb, (uint64_t)farmd.cfg.grace_ms + 3000, 0);
+}
+
+static void timeout_cb(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    if (r->exited)
+        return;
+    r->timed_out = 1;
+    signal_run(r);
+}
+
+int farmd_cancel(int64_t id, const char *reason, struct farm_err *err)
+{
+    struct run *r = farmd_find_run(id);
+    sqlite3_stmt *st;
+    if (r) {
+        r->cancel_requested = 1;
+        signal_run(r);
+        return 1;
+    }
+    farmd_tx();
+    st = farm__db_stmt(farmd.db, "SELECT state FROM tasks WHERE id=?");
+    if (farm__db_run(st, "i", id) != SQLITE_ROW)
+        return farm_err_set(err, FARM_ENOTASK, "no task %lld", (long long)id);
+    {
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        if (strcmp(s, "queued") != 0 && strcmp(s, "waiting") != 0) {
+            farm_err_set(err, FARM_ESTATE, "task %lld already ended %s", (long long)id, s);
+            sqlite3_reset(st);
+            return 0;
+        }
+    }
+    sqlite3_reset(st);
+    /* A queued task leaves the heap lazily: start_run skips rows that are no
+     * longer queued. */
+    set_task_terminal(id, 0, "cancelled", 0, 0, reason ? reason : "cancelled");
+    farmd_finish_dependents(id, "cancelled");
+    return 0;
+}
+
+static json_t *load_task_for_run(int64_t id)
+{
+    sqlite3_stmt *st = farm__db_stmt(
+        farmd.db, "SELECT t.state, t.plugin, t.params, t.timeout, t.attempts, t.deps, "
+                  "s.snapshot, s.work_dir, t.name, s.git_repo, s.git_commit "
+                  "FROM tasks t LEFT JOIN submissions s ON s.id=t.submission WHERE t.id=?");
+    json_t *t = NULL;
+    if (farm__db_run(st, "i", id) == SQLITE_ROW &&
+        !strcmp((const char *)sqlite3_column_text(st, 0), "queued")) {
+        t = json_object();
+        json_object_set_new(t, "plugin", json_string((const char *)sqlite3_column_text(st, 1)));
+        json_object_set_new(t, "params",
+                            json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL));
+        json_object_set_new(t, "timeout", json_integer(sqlite3_column_int64(st, 3)));
+        json_object_set_new(t, "attempt", json_integer(sqlite3_column_int(st, 4) + 1));
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+            json_object_set_new(t, "deps",
+                                json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL));
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL)
+            json_object_set_new(t, "snapshot",
+                                json_string((const char *)sqlite3_column_text(st, 6)));
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+            json_object_set_new(t, "cwd", json_string((const char *)sqlite3_column_text(st, 7)));
+        json_object_set_new(t, "name", json_string((const char *)sqlite3_column_text(st, 8)));
+        if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+            json_object_set_new(t, "git_repo",
+                                json_string((const char *)sqlite3_column_text(st, 9)));
+            json_object_set_new(t, "git_commit",
+                                json_string((const char *)sqlite3_column_text(st, 10)));
+        }
+    }
+    sqlite3_reset(st);
+    return t;
+}
+
+static int start_run(int64_t id)
+{
+    json_t *t = load_task_for_run(id), *spec;
+    char run_dir[PATH_MAX], path[PATH_MAX + 64], log[PATH_MAX + 64], idtext[32];
+    struct run *r;
+    int attempt, rc;
+    uv_process_options_t opts = {0};
+    uv_stdio_container_t stdio[4];
+    char *args[4];
+    char *text;
+    int64_t now = farm_now_ms();
+
+    if (!t)
+        return 0; /* cancelled while queued: skip */
+    attempt = (int)json_integer_value(json_object_get(t, "attempt"));
+    snprintf(run_dir, sizeof run_dir, "%s/runs/%lld", farmd.home, (long long)id);
+    snprintf(idtext, sizeof idtext, "%lld", (long long)id);
+    farm_mkdirs(run_dir, 0755);
+    snprintf(log, sizeof log, "%s/log", run_dir);
+    if (attempt > 1) {
+        /* Earlier attempts keep their logs as log.N. */
+        char old[PATH_MAX + 80];
+        snprintf(old, sizeof old, "%s/log.%d", run_dir, attempt - 1);
+        rename(log, old);
+    } else {
+        unlink(log);
+    }
+
+    spec = json_pack("{s:I,s:s,s:i,s:s,s:O,s:s,s:I,s:I}", "id", (json_int_t)id, "id_text", idtext,
+                     "attempt", attempt, "plugin",
+                     json_string_value(json_object_get(t, "plugin")), "params",
+                     json_object_get(t, "params"), "home", farmd.home, "grace_ms",
+                     (json_int_t)farmd.cfg.grace_ms, "log_cap", (json_int_t)farmd.cfg.log_cap);
+    json_object_set_new(spec, "run_dir", json_string(run_dir));
+    json_object_set_new(spec, "log", json_string(log));
+    snprintf(path, sizeof path, "%s/artifacts", run_dir);
+    json_object_set_new(spec, "artifacts_dir", json_string(path));
+    snprintf(path, sizeof path, "%s/scratch", run_dir);
+    json_object_set_new(spec, "scratch_dir", json_string(path));
+    if (json_is_string(json_object_get(t, "snapshot"))) {
+        json_object_set(spec, "src", json_object_get(t, "snapshot"));
+        snprintf(path, sizeof path, "%s/src", run_dir);
+        json_object_set_new(spec, "work_dir", json_string(path));
+    } else if (json_is_string(json_object_get(t, "cwd"))) {
+        json_object_set(spec, "work_dir", json_object_get(t, "cwd"));
+    } else {
+        snprintf(path, sizeof path, "%s/src", run_dir);
+        farm_mkdirs(path, 0755);
+        json_object_set_new(spec, "work_dir", json_string(path));
+    }
+    if (json_object_get(t, "deps")) {
+        json_object_set(spec, "deps", json_object_get(t, "deps"));
+        snprintf(path, sizeof path, "%s/deps", run_dir);
+        json_object_set_new(spec, "deps_target", json_string(path));
+    }
+    if (json_object_get(t, "git_repo")) {
+        json_object_set(spec, "git_repo", json_object_get(t, "git_repo"));
+        json_object_set(spec, "git_commit", json_object_get(t, "git_commit"));
+    }
+    text = json_dumps(spec, JSON_COMPACT);
+    snprintf(path, sizeof path, "%s/task.json", run_dir);
+    rc = farm_write_file(path, text, strlen(text), 0);
+    free(text);
+    json_decref(spec);
+    if (rc < 0) {
+        char reason[PATH_MAX + 128];
+        snprintf(reason, sizeof reason, "cannot write %s: %s", path, farm_strerror(rc));
+        set_task_terminal(id, 0, "failed", 1, 1, reason);
+        farmd_finish_dependents(id, "failed");
+        json_decref(t);
+        return 0;
+    }
+
+    r = calloc(1, sizeof *r);
+    r->id = id;
+    r->attempt = attempt;
+    r->started_mono = farm_mono_ms();
+    uv_pipe_init(farmd.loop, &r->events, 0);
+    r->events.data = r;
+    args[0] = farmd.worker_path;
+    args[1] = "--run";
+    args[2] = run_dir;
+    args[3] = NULL;
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_INHERIT_FD;
+    stdio[1].data.fd = STDERR_FILENO;
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = STDERR_FILENO;
+    stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+    stdio[3].data.stream = (uv_stream_t *)&r->events;
+    opts.file = farmd.worker_path;
+    opts.args = args;
+    opts.exit_cb = run_exit;
+    opts.stdio = stdio;
+    opts.stdio_count = 4;
+    /* Own session and process group, so that a signal to the group reaches
+     * the worker and what it started, and a terminal's signals do not. */
+    opts.flags = UV_PROCESS_DETACHED;
+    r->proc.data = r;
+    rc = uv_spawn(farmd.loop, &r->proc, &opts);
+    if (rc < 0) {
+        char reason[256];
+        snprintf(reason, sizeof reason, "cannot start farm-worker: %s", uv_strerror(rc));
+        set_task_terminal(id, 0, "failed", 1, 1, reason);
+        farmd_finish_dependents(id, "failed");
+        r->closed_handles = 2;
+        uv_close((uv_handle_t *)&r->events, run_closed);
+        uv_close((uv_handle_t *)&r->proc, run_closed);
+        json_decref(t);
+        return 0;
+    }
+    uv_timer_init(farmd.loop, &r->timeout);
+    uv_timer_init(farmd.loop, &r->kill);
+    r->timeout.data = r->kill.data = r;
+    if (json_integer_value(json_object_get(t, "timeout")) > 0)
+        uv_timer_start(&r->timeout, timeout_cb,
+                       (uint64_t)json_integer_value(json_object_get(t, "timeout")) * 1000, 0);
+    uv_read_start((uv_stream_t *)&r->events, alloc_cb, events_read);
+    r->next = farmd.runs;
+    farmd.runs = r;
+    farmd.n_running++;
+
+    farmd_tx();
+    {
+        sqlite3_stmt *st = farm__db_stmt(
+            farmd.db, "UPDATE tasks SET state='running', attempts=?, started_at=?, "
+                      "finished_at=NULL WHERE id=?");
+        farm__db_run(st, "iii", (int64_t)attempt, now, id);
+        st = farm__db_stmt(farmd.db, "INSERT OR REPLACE INTO attempts(task, n, state, log, "
+                                     "started_at) VALUES(?,?,'running',?,?)");
+        farm__db_run(st, "iisi", id, (int64_t)attempt, log, now);
+    }
+    json_decref(t);
+    return 1;
+}
+
+void farmd_schedule(void)
+{
+    int64_t id;
+    while (!farmd.paused && !farmd.stopping && farmd.n_running < farmd.cfg.jobs &&
+           ready_pop(&id))
+        start_run(id);
+}
+
+/* ---- clients and the server ---------------------------------------------- */
+
+void farmd_client_accept(uv_stream_t *server, int status);
+
+static void commit_check_cb(uv_check_t *h)
+{
+    (void)h;
+    farmd_commit();
+    farmd_flush_clients();
+}
+
+/* ---- start-up, recovery, retention, shutdown ----------------------------- */
+
+static int recover(struct farm_err *err)
+{
+    sqlite3_stmt *st;
+    int64_t now = farm_now_ms();
+    char v[64];
+    int rc;
+    if ((rc = farm__db_exec(farmd.db, "BEGIN IMMEDIATE", err)) < 0)
+        return rc;
+    /* Attempts that were running when farmd died: interrupted. The task goes
+     * back to the queue, up to max_interrupts times, so a task that kills
+     * farmd cannot loop forever. */
+    st = farm__db_stmt(farmd.db, "UPDATE attempts SET state='interrupted', finished_at=?, "
+                                 "reason='farmd died while it ran' WHERE task IN "
+                                 "(SELECT id FROM tasks WHERE state='running') AND state='running'");
+    farm__db_run(st, "i", now);
+    st = farm__db_stmt(farmd.db, "UPDATE tasks SET interrupts=interrupts+1, state='queued' "
+                                 "WHERE state='running'");
+    farm__db_run(st, "");
+    st = farm__db_stmt(farmd.db, "SELECT id FROM tasks WHERE state='queued' AND interrupts>?");
+    sqlite3_bind_int(st, 1, farmd.cfg.max_interrupts);
+    {
+        int64_t *ids = NULL;
+        size_t n = 0, cap = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                ids = realloc(ids, cap * sizeof *ids);
+            }
+            ids[n++] = sqlite3_column_int64(st, 0);
+        }
+        farmd.in_tx = 1;
+        for (size_t i = 0; i < n; i++) {
+            char reason[128];
+            snprintf(reason, sizeof reason, "interrupted %d times (farmd died while it ran)",
+                     farmd.cfg.max_interrupts + 1);
+            set_task_terminal(ids[i], 0, "failed", 1, 0, reason);
+            farmd_finish_dependents(ids[i], "failed");
+        }
+        free(ids);
+    }
+    st = farm__db_stmt(farmd.db, "SELECT id, priority FROM tasks WHERE state='queued'");
+    while (sqlite3_step(st) == SQLITE_ROW)
+        farmd_ready_push(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1));
+    sqlite3_reset(st);
+    if (farm__db_meta_get(farmd.db, "paused", v, sizeof v) == 0)
+        farmd.paused = atoi(v);
+    if (farmd.cfg.jobs <= 0 && farm__db_meta_get(farmd.db, "jobs", v, sizeof v) == 0)
+        farmd.cfg.jobs = atoi(v);
+    if (farmd.cfg.jobs <= 0)
+        farmd.cfg.jobs = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    farmd.in_tx = 1;
+    return farmd_commit();
+}
+
+/* Retention: run directories and rows of tasks that ended long ago. */
+static void retention(uv_timer_t *t)
+{
+    int64_t cutoff = farm_now_ms() - (int64_t)farmd.cfg.keep_days * 86400000;
+    sqlite3_stmt *st;
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    (void)t;
+    farmd_tx();
+    /* Run directories: beyond keep_runs newest finished ones, or too old. */
+    st = farm__db_stmt(farmd.db,
+                       "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND "
+                       "(finished_at < ? OR id NOT IN (SELECT id FROM tasks WHERE finished_at "
+                       "IS NOT NULL ORDER BY finished_at DESC LIMIT ?)) AND "
+                       "(deps_result IS NULL OR deps_result NOT LIKE '%\"pruned\"%') "
+                       "AND reason IS NOT 'pruned' LIMIT 5000");
+    sqlite3_bind_int64(st, 1, cutoff);
+    sqlite3_bind_int(st, 2, farmd.cfg.keep_runs);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            ids = realloc(ids, cap * sizeof *ids);
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char dir[PATH_MAX];
+        struct stat sb;
+        snprintf(dir, sizeof dir, "%s/runs/%lld", farmd.home, (long long)ids[i]);
+        if (stat(dir, &sb) == 0)
+            farm_rmtree(dir);
+    }
+    free(ids);
+    /* Rows: tasks that ended before the cutoff go, with what hangs off them. */
+    farm__db_exec(farmd.db,
+                  "CREATE TEMP TABLE IF NOT EXISTS old_tasks(id INTEGER PRIMARY KEY);"
+                  "DELETE FROM old_tasks;",
+                  NULL);
+    st = farm__db_stmt(farmd.db, "INSERT INTO old_tasks SELECT id FROM tasks WHERE "
+                                 "finished_at IS NOT NULL AND finished_at < ?");
+    farm__db_run(st, "i", cutoff);
+    farm__db_exec(farmd.db,
+                  "DELETE FROM metrics WHERE task IN (SELECT id FROM old_tasks);"
+                  "DELETE FROM artifacts WHERE task IN (SELECT id FROM old_tasks);"
+                  "DELETE FROM attempts WHERE task IN (SELECT id FROM old_tasks);"
+                  "DELETE FROM events WHERE task IN (SELECT id FROM old_tasks);"
+                  "DELETE FROM task_needs WHERE task IN (SELECT id FROM old_tasks);"
+                  "DELETE FROM tasks WHERE id IN (SELECT id FROM old_tasks);",
+                  NULL);
+    /* Snapshots no task refers to any more. */
+    st = farm__db_stmt(farmd.db, "SELECT id, snapshot FROM submissions WHERE snapshot IS NOT "
+                                 "NULL AND id NOT IN (SELECT submission FROM tasks WHERE "
+                                 "submission IS NOT NULL)");
+    while (sqlite3_step(st) == SQLITE_ROW)
+        farm_rmtree((const char *)sqlite3_column_text(st, 1));
+    farm__db_exec(farmd.db,
+                  "DELETE FROM submissions WHERE id NOT IN (SELECT submission FROM tasks "
+                  "WHERE submission IS NOT NULL)",
+                  NULL);
+    farmd_commit();
+}
+
+static void stop_timer_cb(uv_timer_t *t)
+{
+    (void)t;
+    /* Grace is over: interrupt what is still running. */
+    for (struct run *r = farmd.runs; r; r = r->next) {
+        r->stopping = 1;
+        signal_run(r);
+    }
+}
+
+void farmd_begin_stop(void)
+{
+    if (farmd.stopping)
+        return;
+    farmd.stopping = 1;
+    fprintf(stderr, "farmd: stopping: %d task(s) running, waiting up to %lld ms\n",
+            farmd.n_running, (long long)farmd.cfg.grace_ms);
+    uv_close((uv_handle_t *)&farmd.server, NULL);
+    if (farmd.n_running == 0) {
+        uv_stop(farmd.loop);
+        return;
+    }
+    uv_timer_start(&farmd.stop_timer, stop_timer_cb, (uint64_t)farmd.cfg.grace_ms, 0);
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    (void)h;
+    (void)sig;
+    farmd_begin_stop();
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: farmd [--jobs N] [--durability normal|full] [--grace SEC]\n"
+               "             [--log-cap BYTES] [--keep-days D] [--keep-runs N] [--foreground]\n"
+               "farmd is started by `farm daemon start` (or by any farm command); see\n"
+               "`farm daemon --help`.\n");
+}
+
+static int parse_args(int argc, char **argv)
+{
+    farmd.cfg.grace_ms = 10000;
+    farmd.cfg.log_cap = 256LL << 20;
+    farmd.cfg.keep_days = 30;
+    farmd.cfg.keep_runs = 1000;
+    farmd.cfg.max_interrupts = 3;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--foreground")) {
+            farmd.cfg.foreground = 1;
+            continue;
+        }
+        if (!strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "farmd: %s needs a value\n", a);
+            return -1;
+        }
+        i++;
+        if (!strcmp(a, "--jobs")) {
+            farmd.cfg.jobs = (int)strtol(v, &end, 10);
+            if (*end || farmd.cfg.jobs < 1 || farmd.cfg.jobs > 4096)
+                goto bad;
+        } else if (!strcmp(a, "--durability")) {
+            if (!strcmp(v, "full"))
+                farmd.cfg.durability_full = 1;
+            else if (strcmp(v, "normal") != 0)
+                goto bad;
+        } else if (!strcmp(a, "--grace")) {
+            double s = strtod(v, &end);
+            if (*end || s < 0)
+                goto bad;
+            farmd.cfg.grace_ms = (int64_t)(s * 1000);
+        } else if (!strcmp(a, "--log-cap")) {
+            farmd.cfg.log_cap = strtoll(v, &end, 10);
+            if (*end || farmd.cfg.log_cap < 1024)
+                goto bad;
+        } else if (!strcmp(a, "--keep-days")) {
+            farmd.cfg.keep_days = (int)strtol(v, &end, 10);
+            if (*end || farmd.cfg.keep_days < 0)
+                goto bad;
+        } else if (!strcmp(a, "--keep-runs")) {
+            farmd.cfg.keep_runs = (int)strtol(v, &end, 10);
+            if (*end || farmd.cfg.keep_runs < 0)
+                goto bad;
+        } else {
+            fprintf(stderr, "farmd: unknown option %s\n", a);
+            usage(stderr);
+            return -1;
+        }
+        continue;
+    bad:
+        fprintf(stderr, "farmd: %s: bad value \"%s\"\n", a, v);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct farm_err err;
+    char path[PATH_MAX + 64], exe[PATH_MAX];
+    int lockfd, rc;
+
+    farm_err_clear(&err);
+    if (parse_args(argc, argv) < 0)
+        return 2;
+    if (farm_home_path(farmd.home, sizeof farmd.home) < 0) {
+        fprintf(stderr, "farmd: cannot tell FARM_HOME (set FARM_HOME or HOME)\n");
+        return 2;
+    }
+    if (farm_home_ensure(farmd.home, &err) < 0) {
+        fprintf(stderr, "farmd: %s\n", err.msg);
+        return 2;
+    }
+    umask(022);
+    if (farm_exe_dir(exe, sizeof exe) < 0 ||
+        snprintf(farmd.worker_path, sizeof farmd.worker_path, "%s/farm-worker", exe) >=
+            (int)sizeof farmd.worker_path) {
+        fprintf(stderr, "farmd: cannot find farm-worker\n");
+        return 2;
+    }
+
+    /* One farmd per home: the pid file is locked while we live. */
+    snprintf(path, sizeof path, "%s/farmd.pid", farmd.home);
+    lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "farmd: another farmd is running for %s\n", farmd.home);
+        return 3;
+    }
+    {
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+        if (ftruncate(lockfd, 0) < 0 || farm_write_all(lockfd, pid, (size_t)n) < 0)
+            fprintf(stderr, "farmd: cannot write %s\n", path);
+    }
+    if (!farmd.cfg.foreground) {
+        snprintf(path, sizeof path, "%s/farmd.log", farmd.home);
+        int logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (logfd >= 0) {
+            dup2(logfd, STDERR_FILENO);
+            dup2(logfd, STDOUT_FILENO);
+            close(logfd);
+        }
+    }
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    snprintf(path, sizeof path, "%s/runs", farmd.home);
+    farm_mkdirs(path, 0755);
+    snprintf(path, sizeof path, "%s/snapshots", farmd.home);
+    farm_mkdirs(path, 0700);
+    snprintf(path, sizeof path, "%s/plugins", farmd.home);
+    farm_mkdirs(path, 0700);
+
+    snprintf(path, sizeof path, "%s/farm.db", farmd.home);
+    if (farm__db_open(path, farmd.cfg.durability_full, &farmd.db, &err) < 0) {
+        fprintf(stderr, "farmd: %s\n", err.msg);
+        return 2;
+    }
+    farmd.plugin_cache = json_object();
+    farmd.started_ms = farm_now_ms();
+    if (recover(&err) < 0) {
+        fprintf(stderr, "farmd: recovery failed: %s\n", err.msg);
+        return 2;
+    }
+
+    farmd.loop = uv_default_loop();
+    uv_check_init(farmd.loop, &farmd.commit_check);
+    uv_check_start(&farmd.commit_check, commit_check_cb);
+    uv_timer_init(farmd.loop, &farmd.stop_timer);
+    uv_timer_init(farmd.loop, &farmd.retention_timer);
+    uv_timer_start(&farmd.retention_timer, retention, 2000, 600000);
+    uv_unref((uv_handle_t *)&farmd.retention_timer);
+    uv_signal_init(farmd.loop, &farmd.sigterm);
+    uv_signal_start(&farmd.sigterm, on_signal, SIGTERM);
+    uv_signal_init(farmd.loop, &farmd.sigint);
+    uv_signal_start(&farmd.sigint, on_signal, SIGINT);
+
+    snprintf(path, sizeof path, "%s/farm.sock", farmd.home);
+    unlink(path); /* stale: we hold the pid lock, so no live farmd owns it */
+    uv_pipe_init(farmd.loop, &farmd.server, 0);
+    {
+        mode_t old = umask(0177); /* the socket is born 0600 */
+        rc = uv_pipe_bind(&farmd.server, path);
+        umask(old);
+    }
+    if (rc < 0 || (rc = uv_listen((uv_stream_t *)&farmd.server, 256, farmd_client_accept)) < 0) {
+        fprintf(stderr, "farmd: cannot listen on %s: %s\n", path, uv_strerror(rc));
+        return 2;
+    }
+    chmod(path, 0600);
+    fprintf(stderr, "farmd: pid %d serving %s with %d job(s)%s\n", (int)getpid(), path,
+            farmd.cfg.jobs, farmd.paused ? " (queue paused)" : "");
+    farmd_schedule();
+    farmd_commit();
+
+    uv_run(farmd.loop, UV_RUN_DEFAULT);
+
+    farmd_commit();
+    fprintf(stderr, "farmd: stopped\n");
+    snprintf(path, sizeof path, "%s/farm.sock", farmd.home);
+    unlink(path);
+    farm__db_close(farmd.db);
+    return 0;
+}

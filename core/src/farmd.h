@@ -1,0 +1,96 @@
+/* farmd internals shared between its source files. */
+#ifndef FARM_FARMD_H
+#define FARM_FARMD_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "farm/error.h"
+
+struct client;
+
+struct run {
+    struct run *next;
+    int64_t id;
+    int attempt;
+    uv_process_t proc;
+    uv_pipe_t events;
+    uv_timer_t timeout, kill;
+    char *buf;
+    size_t len, cap;
+    json_t *result;
+    json_t *deps;
+    double progress;
+    char *progress_what;
+    int timed_out, cancel_requested, stopping, closed_handles;
+    int exited, eof, finalized, term_signal;
+    int64_t exit_status;
+    int64_t started_mono;
+};
+
+struct settings {
+    int jobs;
+    int durability_full;
+    int64_t grace_ms;
+    int64_t log_cap;
+    int keep_days;
+    int keep_runs;
+    int max_interrupts;
+    int foreground;
+};
+
+struct daemon {
+    uv_loop_t *loop;
+    uv_pipe_t server;
+    uv_signal_t sigterm, sigint;
+    uv_check_t commit_check;
+    uv_timer_t retention_timer, stop_timer;
+    sqlite3 *db;
+    char home[2048]; /* FARM_HOME; the socket path limits it further */
+    char worker_path[PATH_MAX];
+    struct settings cfg;
+    int paused, stopping;
+    int in_tx;
+    /* Ready tasks: a binary heap, highest priority first, then lowest id. */
+    struct ready {
+        int64_t prio, id;
+    } *heap;
+    size_t heap_len, heap_cap;
+    struct run *runs;
+    int n_running;
+    struct client *clients;
+    json_t *plugin_cache; /* name -> {path, size, mtime, desc} */
+    int64_t started_ms;
+};
+
+extern struct daemon farmd;
+
+/* db transaction batching: every write of one loop iteration shares one
+ * transaction, committed before replies are sent (see farmd.c). */
+void farmd_tx(void);
+int farmd_commit(void);
+
+/* requests (farmd_req.c) */
+void farmd_handle(struct client *c, json_t *req);
+void farmd_client_send(struct client *c, json_t *msg); /* steals msg; after commit */
+void farmd_client_send_now(struct client *c, json_t *msg); /* steals msg */
+void farmd_notify_waiters(void);
+void farmd_notify_progress(int64_t id, double fraction, const char *what);
+void farmd_notify_idle(void);
+void farmd_flush_clients(void);
+
+/* scheduling (farmd.c) */
+void farmd_ready_push(int64_t id, int64_t prio);
+void farmd_schedule(void);
+int farmd_cancel(int64_t id, const char *reason, struct farm_err *err);
+void farmd_finish_dependents(int64_t id, const char *state);
+struct run *farmd_find_run(int64_t id);
+json_t *farmd_task_json(int64_t id, int full);
+int farmd_describe_plugin(const char *name, json_t **desc, struct farm_err *err);
+void farmd_begin_stop(void);
+void farmd_event(int64_t task, const char *kind, const char *data);
+
+#endif

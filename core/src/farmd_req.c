@@ -1,0 +1,1213 @@
+/*
+ * farmd's side of the protocol: connections, requests and replies.
+ *
+ * A request is one line of JSON: {"v": 1, "op": "...", ...}. A reply is one
+ * line: {"ok": true, ...} or {"ok": false, "error": {"code", "message"}}.
+ * Replies that report a change are sent only after the transaction holding
+ * that change has committed (see farmd_commit).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "db.h"
+#include "farm/pluginload.h"
+#include "farm/spec.h"
+#include "farm/util.h"
+#include "farmd.h"
+
+struct client {
+    struct client *next;
+    uv_pipe_t pipe;
+    char *buf;
+    size_t len, cap;
+    json_t *pending; /* replies waiting for the commit */
+    int64_t *wait_ids;
+    size_t n_wait;
+    int waiting, wait_progress, pause_wait, closing, refs;
+};
+
+static const char *terminal_states[] = {"succeeded", "failed", "timed_out", "cancelled",
+                                        "skipped", NULL};
+
+static int is_terminal(const char *s)
+{
+    for (int i = 0; terminal_states[i]; i++)
+        if (!strcmp(s, terminal_states[i]))
+            return 1;
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+struct wreq {
+    uv_write_t req;
+    char *data;
+    int close_after;
+};
+
+static void client_closed(uv_handle_t *h)
+{
+    struct client *c = h->data;
+    json_decref(c->pending);
+    free(c->wait_ids);
+    free(c->buf);
+    free(c);
+}
+
+static void client_close(struct client *c)
+{
+    struct client **pp;
+    if (c->closing)
+        return;
+    c->closing = 1;
+    for (pp = &farmd.clients; *pp; pp = &(*pp)->next) {
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    }
+    uv_close((uv_handle_t *)&c->pipe, client_closed);
+}
+
+static void write_done(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct client *c = req->data;
+    (void)status;
+    free(w->data);
+    if (w->close_after)
+        client_close(c);
+    free(w);
+}
+
+static void write_line(struct client *c, json_t *msg, int close_after)
+{
+    struct wreq *w;
+    uv_buf_t b;
+    size_t n;
+    if (c->closing) {
+        json_decref(msg);
+        return;
+    }
+    w = calloc(1, sizeof *w);
+    w->data = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    n = strlen(w->data);
+    w->data = realloc(w->data, n + 2);
+    w->data[n] = '\n';
+    w->data[n + 1] = '\0';
+    w->close_after = close_after;
+    w->req.data = c;
+    b = uv_buf_init(w->data, (unsigned)(n + 1));
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, write_done) < 0) {
+        free(w->data);
+        free(w);
+        client_close(c);
+    }
+}
+
+void farmd_client_send_now(struct client *c, json_t *msg)
+{
+    write_line(c, msg, 0);
+}
+
+void farmd_client_send(struct client *c, json_t *msg)
+{
+    if (!c->pending)
+        c->pending = json_array();
+    json_array_append_new(c->pending, msg);
+}
+
+void farmd_flush_clients(void)
+{
+    for (struct client *c = farmd.clients, *next; c; c = next) {
+        next = c->next;
+        if (c->pending) {
+            json_t *p = c->pending;
+            size_t i;
+            json_t *m;
+            c->pending = NULL;
+            json_array_foreach(p, i, m) write_line(c, json_incref(m), 0);
+            json_decref(p);
+        }
+    }
+}
+
+static json_t *error_reply(int code, const char *msg)
+{
+    return json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", farm_err_name(code),
+                     "message", msg);
+}
+
+static void send_error(struct client *c, int code, const char *msg)
+{
+    farmd_client_send(c, error_reply(code, msg));
+}
+
+/* ---- task objects -------------------------------------------------------- */
+
+static json_t *time_or_null(sqlite3_stmt *st, int col)
+{
+    char buf[40];
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return json_null();
+    return json_string(farm_rfc3339(sqlite3_column_int64(st, col), buf, sizeof buf));
+}
+
+static json_t *json_col(sqlite3_stmt *st, int col)
+{
+    json_t *j;
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return json_null();
+    j = json_loads((const char *)sqlite3_column_text(st, col), JSON_DECODE_ANY, NULL);
+    return j ? j : json_null();
+}
+
+#define TASK_COLS                                                                          \
+    "t.id, t.state, t.exit_code, t.plugin, t.name, t.priority, t.attempts, t.reason, "      \
+    "t.created_at, t.started_at, t.finished_at, t.deps, t.deps_result, t.labels, t.params, " \
+    "t.timeout, t.retries, t.submission, s.git_repo, s.git_commit, s.git_ref, s.kind, "      \
+    "s.source, t.pending_needs"
+
+static json_t *task_from_row(sqlite3_stmt *st, int full)
+{
+    json_t *t = json_object();
+    int64_t id = sqlite3_column_int64(st, 0);
+    const char *state = (const char *)sqlite3_column_text(st, 1);
+    char path[PATH_MAX + 64];
+    json_object_set_new(t, "id", json_integer(id));
+    if (farmd.paused && !strcmp(state, "queued")) {
+        json_object_set_new(t, "state", json_string("waiting"));
+    } else {
+        json_object_set_new(t, "state", json_string(state));
+    }
+    json_object_set_new(t, "exit_code", sqlite3_column_type(st, 2) == SQLITE_NULL
+                                            ? json_null()
+                                            : json_integer(sqlite3_column_int(st, 2)));
+    json_object_set_new(t, "plugin", json_string((const char *)sqlite3_column_text(st, 3)));
+    json_object_set_new(t, "task", json_string((const char *)sqlite3_column_text(st, 4)));
+    json_object_set_new(t, "priority", json_integer(sqlite3_column_int64(st, 5)));
+    json_object_set_new(t, "attempts", json_integer(sqlite3_column_int(st, 6)));
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+        json_object_set_new(t, "reason", json_string((const char *)sqlite3_column_text(st, 7)));
+    else if (farmd.paused && !strcmp(state, "queued"))
+        json_object_set_new(t, "reason", json_string("queue paused"));
+    else if (!strcmp(state, "waiting"))
+        json_object_set_new(t, "reason", json_string("waiting for tasks it needs"));
+    else
+        json_object_set_new(t, "reason", json_null());
+    json_object_set_new(t, "created_at", time_or_null(st, 8));
+    json_object_set_new(t, "started_at", time_or_null(st, 9));
+    json_object_set_new(t, "finished_at", time_or_null(st, 10));
+    {
+        json_t *deps = json_col(st, 12);
+        if (json_is_null(deps) && sqlite3_column_type(st, 11) != SQLITE_NULL) {
+            json_decref(deps);
+            deps = json_pack("{s:n,s:n,s:n,s:n,s:n}", "key", "hit", "source_task", "restore_ms",
+                             "build_ms");
+        }
+        json_object_set_new(t, "deps", deps);
+    }
+    json_object_set_new(t, "labels", json_col(st, 13));
+    json_object_set_new(t, "params", json_col(st, 14));
+    json_object_set_new(t, "timeout", json_integer(sqlite3_column_int64(st, 15)));
+    json_object_set_new(t, "retries", json_integer(sqlite3_column_int64(st, 16)));
+    json_object_set_new(t, "submission", sqlite3_column_type(st, 17) == SQLITE_NULL
+                                             ? json_null()
+                                             : json_integer(sqlite3_column_int64(st, 17)));
+    if (sqlite3_column_type(st, 18) != SQLITE_NULL)
+        json_object_set_new(t, "git",
+                            json_pack("{s:s,s:s,s:s?}", "repo", sqlite3_column_text(st, 18),
+                                      "commit", sqlite3_column_text(st, 19), "ref",
+                                      sqlite3_column_text(st, 20)));
+    snprintf(path, sizeof path, "%s/runs/%lld", farmd.home, (long long)id);
+    json_object_set_new(t, "run_dir", json_string(path));
+    snprintf(path, sizeof path, "%s/runs/%lld/log", farmd.home, (long long)id);
+    json_object_set_new(t, "log", json_string(path));
+    if (full) {
+        sqlite3_stmt *q;
+        json_t *m = json_object(), *a = json_array(), *needs = json_array(), *att = json_array();
+        q = farm__db_stmt(farmd.db,
+                          "SELECT name, value FROM metrics WHERE task=? AND rowid IN "
+                          "(SELECT max(rowid) FROM metrics WHERE task=? GROUP BY name)");
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_int64(q, 2, id);
+        while (sqlite3_step(q) == SQLITE_ROW)
+            json_object_set_new(m, (const char *)sqlite3_column_text(q, 0),
+                                sqlite3_column_type(q, 1) == SQLITE_NULL
+                                    ? json_null()
+                                    : json_real(sqlite3_column_double(q, 1)));
+        q = farm__db_stmt(farmd.db, "SELECT name FROM artifacts WHERE task=? ORDER BY name");
+        sqlite3_bind_int64(q, 1, id);
+        while (sqlite3_step(q) == SQLITE_ROW)
+            json_array_append_new(a, json_string((const char *)sqlite3_column_text(q, 0)));
+        q = farm__db_stmt(farmd.db, "SELECT needs FROM task_needs WHERE task=? ORDER BY needs");
+        sqlite3_bind_int64(q, 1, id);
+        while (sqlite3_step(q) == SQLITE_ROW)
+            json_array_append_new(needs, json_integer(sqlite3_column_int64(q, 0)));
+        q = farm__db_stmt(farmd.db, "SELECT n, state, exit_code, reason, started_at, "
+                                    "finished_at, log FROM attempts WHERE task=? ORDER BY n");
+        sqlite3_bind_int64(q, 1, id);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            json_t *o = json_object();
+            int n = sqlite3_column_int(q, 0);
+            json_object_set_new(o, "n", json_integer(n));
+            json_object_set_new(o, "state", json_string((const char *)sqlite3_column_text(q, 1)));
+            json_object_set_new(o, "exit_code", sqlite3_column_type(q, 2) == SQLITE_NULL
+                                                    ? json_null()
+                                                    : json_integer(sqlite3_column_int(q, 2)));
+            json_object_set_new(o, "reason", sqlite3_column_type(q, 3) == SQLITE_NULL
+                                                 ? json_null()
+                                                 : json_string((const char *)sqlite3_column_text(q, 3)));
+            json_object_set_new(o, "started_at", time_or_null(q, 4));
+            json_object_set_new(o, "finished_at", time_or_null(q, 5));
+            json_array_append_new(att, o);
+        }
+        /* Logs of earlier attempts were renamed log.N when the next began. */
+        {
+            size_t i, total = json_array_size(att);
+            json_t *o;
+            json_array_foreach(att, i, o)
+            {
+                char lp[PATH_MAX + 80];
+                if (i + 1 == total)
+                    snprintf(lp, sizeof lp, "%s/runs/%lld/log", farmd.home, (long long)id);
+                else
+                    snprintf(lp, sizeof lp, "%s/runs/%lld/log.%zu", farmd.home, (long long)id,
+                             i + 1);
+                json_object_set_new(o, "log", json_string(lp));
+            }
+        }
+        json_object_set_new(t, "metrics", m);
+        json_object_set_new(t, "artifacts", a);
+        json_object_set_new(t, "needs", needs);
+        json_object_set_new(t, "attempt_history", att);
+        {
+            struct run *r = farmd_find_run(id);
+            if (r)
+                json_object_set_new(t, "progress",
+                                    json_pack("{s:f,s:s?}", "fraction", r->progress, "what",
+                                              r->progress_what));
+        }
+    }
+    return t;
+}
+
+json_t *farmd_task_json(int64_t id, int full)
+{
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT " TASK_COLS " FROM tasks t LEFT JOIN "
+                                               "submissions s ON s.id=t.submission WHERE t.id=?");
+    json_t *t = NULL;
+    if (farm__db_run(st, "i", id) == SQLITE_ROW)
+        t = task_from_row(st, full);
+    sqlite3_reset(st);
+    return t;
+}
+
+/* ---- ops ----------------------------------------------------------------- */
+
+static int64_t jint(json_t *o, const char *k, int64_t def)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? json_integer_value(v) : def;
+}
+
+static void op_status(struct client *c, json_t *req)
+{
+    sqlite3_stmt *st;
+    json_t *counts = json_object();
+    (void)req;
+    st = farm__db_stmt(farmd.db, "SELECT state, count(*) FROM tasks WHERE state IN "
+                                 "('queued','waiting','running') GROUP BY state");
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
+                            json_integer(sqlite3_column_int64(st, 1)));
+    farmd_client_send(
+        c, json_pack("{s:b,s:i,s:s,s:i,s:i,s:b,s:b,s:I,s:s,s:o}", "ok", 1, "pid", (int)getpid(),
+                     "home", farmd.home, "jobs", farmd.cfg.jobs, "running", farmd.n_running,
+                     "paused", farmd.paused, "stopping", farmd.stopping, "uptime_ms",
+                     (json_int_t)(farm_now_ms() - farmd.started_ms), "durability",
+                     farmd.cfg.durability_full ? "full" : "normal", "counts", counts));
+}
+
+/* One task to insert, checked and normalised before anything is written. */
+struct newtask {
+    json_t *t; /* name, plugin, params, priority, timeout, retries, labels, paths */
+    int64_t *after;
+    size_t n_after;
+    int *needs_idx; /* indexes into this submission (farm.yaml needs) */
+    size_t n_needs;
+    int64_t id;
+};
+
+static int check_task(json_t *t, size_t idx, struct farm_err *err)
+{
+    json_t *desc;
+    const char *plugin = json_string_value(json_object_get(t, "plugin"));
+    int rc;
+    if (!plugin)
+        return farm_err_set(err, FARM_EBADREQ, "tasks[%zu]: plugin must be text", idx);
+    if ((rc = farmd_describe_plugin(plugin, &desc, err)) < 0)
+        return rc;
+    if ((rc = farm__params_check(desc, json_object_get(t, "params"), err)) < 0)
+        return rc;
+    if (!strcmp(plugin, "exec")) {
+        json_t *p = json_object_get(t, "params");
+        if (!json_is_string(json_object_get(p, "run")) && !json_is_array(json_object_get(p, "argv")))
+            return farm_err_set(err, FARM_EBADPARAM,
+                                "plugin exec: needs param run (a shell command) or argv (a list)");
+    }
+    return 0;
+}
+
+static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t *deps,
+                        struct farm_err *err)
+{
+    int64_t now = farm_now_ms();
+    sqlite3_stmt *st;
+    char *deps_text = deps ? json_dumps(deps, JSON_COMPACT) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = nt[i].t;
+        char *params = json_dumps(json_object_get(t, "params"), JSON_COMPACT);
+        char *labels = json_dumps(json_object_get(t, "labels"), JSON_COMPACT);
+        char *paths = json_object_get(t, "paths") ? json_dumps(json_object_get(t, "paths"), JSON_COMPACT) : NULL;
+        st = farm__db_stmt(farmd.db,
+                           "INSERT INTO tasks(submission, name, plugin, state, priority, params, "
+                           "timeout, retries, labels, deps, paths, created_at) "
+                           "VALUES(?,?,?,'queued',?,?,?,?,?,?,?,?)");
+        if (submission > 0)
+            sqlite3_bind_int64(st, 1, submission);
+        sqlite3_bind_text(st, 2, json_string_value(json_object_get(t, "name")), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, json_string_value(json_object_get(t, "plugin")), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, jint(t, "priority", 0));
+        sqlite3_bind_text(st, 5, params, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 6, jint(t, "timeout", 0));
+        sqlite3_bind_int64(st, 7, jint(t, "retries", 0));
+        sqlite3_bind_text(st, 8, labels, -1, SQLITE_TRANSIENT);
+        if (deps_text)
+            sqlite3_bind_text(st, 9, deps_text, -1, SQLITE_TRANSIENT);
+        if (paths)
+            sqlite3_bind_text(st, 10, paths, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 11, now);
+        int rc = sqlite3_step(st);
+        free(params);
+        free(labels);
+        free(paths);
+        if (rc != SQLITE_DONE) {
+            free(deps_text);
+            return farm_err_set(err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
+        }
+        nt[i].id = sqlite3_last_insert_rowid(farmd.db);
+    }
+    free(deps_text);
+    /* Dependencies: --after ids and farm.yaml needs. */
+    for (size_t i = 0; i < n; i++) {
+        int pending = 0;
+        char skip[512] = "";
+        for (size_t k = 0; k < nt[i].n_after + nt[i].n_needs; k++) {
+            int64_t dep = k < nt[i].n_after ? nt[i].after[k] : nt[nt[i].needs_idx[k - nt[i].n_after]].id;
+            const char *state;
+            st = farm__db_stmt(farmd.db, "INSERT OR IGNORE INTO task_needs(task, needs) VALUES(?,?)");
+            farm__db_run(st, "ii", nt[i].id, dep);
+            st = farm__db_stmt(farmd.db, "SELECT state, name FROM tasks WHERE id=?");
+            if (farm__db_run(st, "i", dep) != SQLITE_ROW)
+                continue;
+            state = (const char *)sqlite3_column_text(st, 0);
+            if (!strcmp(state, "succeeded"))
+                continue;
+            if (is_terminal(state)) {
+                if (!skip[0])
+                    snprintf(skip, sizeof skip, "needs task %lld (%s), which ended %s",
+                             (long long)dep, sqlite3_column_text(st, 1), state);
+            } else {
+                pending++;
+            }
+            sqlite3_reset(st);
+        }
+        if (skip[0]) {
+            st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='skipped', reason=?, "
+                                         "finished_at=? WHERE id=?");
+            farm__db_run(st, "sii", skip, now, nt[i].id);
+            farmd_finish_dependents(nt[i].id, "skipped");
+        } else if (pending) {
+            st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='waiting', pending_needs=? WHERE id=?");
+            farm__db_run(st, "ii", (int64_t)pending, nt[i].id);
+        } else {
+            farmd_ready_push(nt[i].id, jint(nt[i].t, "priority", 0));
+        }
+    }
+    return 0;
+}
+
+static void free_newtasks(struct newtask *nt, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(nt[i].t);
+        free(nt[i].after);
+        free(nt[i].needs_idx);
+    }
+    free(nt);
+}
+
+static void reply_submitted(struct client *c, struct newtask *nt, size_t n, int full)
+{
+    json_t *ids = json_array(), *tasks = full ? json_array() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(ids, json_integer(nt[i].id));
+        if (full)
+            json_array_append_new(tasks, farmd_task_json(nt[i].id, 1));
+    }
+    farmd_client_send(c, json_pack("{s:b,s:o,s:o?}", "ok", 1, "ids", ids, "tasks", tasks));
+}
+
+static int submission_row(const char *kind, const char *source, const char *cwd,
+                          json_t *git, int64_t *out)
+{
+    sqlite3_stmt *st = farm__db_stmt(
+        farmd.db, "INSERT INTO submissions(kind, source, work_dir, git_repo, git_commit, "
+                  "git_ref, info, created_at) VALUES(?,?,?,?,?,?,?,?)");
+    char *info = git ? json_dumps(git, JSON_COMPACT) : NULL;
+    int rc = farm__db_run(st, "ssssssi" "i", kind, source, cwd,
+                          git ? json_string_value(json_object_get(git, "repo")) : NULL,
+                          git ? json_string_value(json_object_get(git, "commit")) : NULL,
+                          git ? json_string_value(json_object_get(git, "ref")) : NULL, info,
+                          farm_now_ms());
+    free(info);
+    if (rc != SQLITE_DONE)
+        return FARM_EDB;
+    *out = sqlite3_last_insert_rowid(farmd.db);
+    return 0;
+}
+
+/* submit with a list of tasks (CLI argv tasks, --batch). */
+static void op_submit_tasks(struct client *c, json_t *req)
+{
+    json_t *tasks = json_object_get(req, "tasks"), *t;
+    const char *cwd = json_string_value(json_object_get(req, "cwd"));
+    struct newtask *nt;
+    struct farm_err err;
+    size_t n, i;
+    int64_t sub = 0;
+    farm_err_clear(&err);
+    if (!json_is_array(tasks) || (n = json_array_size(tasks)) == 0)
+        { send_error(c, FARM_EBADREQ, "submit: tasks must be a non-empty list"); return; }
+    nt = calloc(n, sizeof *nt);
+    json_array_foreach(tasks, i, t)
+    {
+        json_t *norm, *after, *v;
+        const char *k;
+        if (!json_is_object(t)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu]: expected an object", i);
+            goto bad;
+        }
+        json_object_foreach(t, k, v)
+        {
+            static const char *known[] = {"name", "plugin", "params", "priority", "timeout",
+                                          "retries", "after", "labels", NULL};
+            int ok = 0;
+            for (int q = 0; known[q]; q++)
+                ok |= !strcmp(k, known[q]);
+            if (!ok) {
+                farm_err_set(&err, FARM_EBADREQ,
+                             "tasks[%zu]: unknown field \"%s\" (expected name, plugin, params, "
+                             "priority, timeout, retries, after, labels)",
+                             i, k);
+                goto bad;
+            }
+        }
+        norm = json_pack("{s:s,s:O?,s:I,s:I,s:I}", "plugin",
+                         json_is_string(json_object_get(t, "plugin"))
+                             ? json_string_value(json_object_get(t, "plugin"))
+                             : "exec",
+                         "params", json_object_get(t, "params"), "priority",
+                         (json_int_t)jint(t, "priority", 0), "timeout", (json_int_t)jint(t, "timeout", 0),
+                         "retries", (json_int_t)jint(t, "retries", 0));
+        nt[i].t = norm;
+        if (!json_object_get(norm, "params"))
+            json_object_set_new(norm, "params", json_object());
+        if ((v = json_object_get(t, "priority")) && !json_is_integer(v)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].priority: expected an integer", i);
+            goto bad;
+        }
+        if ((v = json_object_get(t, "timeout")) && (!json_is_integer(v) || json_integer_value(v) < 0)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].timeout: expected whole seconds >= 0", i);
+            goto bad;
+        }
+        if ((v = json_object_get(t, "retries")) &&
+            (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].retries: expected 0 to 100", i);
+            goto bad;
+        }
+        if ((v = json_object_get(t, "labels")) && !json_is_object(v)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].labels: expected an object", i);
+            goto bad;
+        }
+        json_object_set(norm, "labels", v ? v : json_object());
+        if (!json_object_get(norm, "labels"))
+            json_object_set_new(norm, "labels", json_object());
+        if (json_is_string(json_object_get(t, "name"))) {
+            json_object_set(norm, "name", json_object_get(t, "name"));
+        } else {
+            /* An unnamed exec task is named after its command. */
+            json_t *p = json_object_get(norm, "params");
+            char name[128] = "";
+            if (json_is_array(json_object_get(p, "argv"))) {
+                size_t q;
+                json_t *a;
+                json_array_foreach(json_object_get(p, "argv"), q, a)
+                {
+                    size_t l = strlen(name);
+                    snprintf(name + l, sizeof name - l, "%s%s", q ? " " : "",
+                             json_is_string(a) ? json_string_value(a) : "?");
+                }
+            } else if (json_is_string(json_object_get(p, "run"))) {
+                snprintf(name, sizeof name, "%s", json_string_value(json_object_get(p, "run")));
+            } else {
+                snprintf(name, sizeof name, "%s", json_string_value(json_object_get(norm, "plugin")));
+            }
+            json_object_set_new(norm, "name", json_string(name));
+        }
+        if (check_task(norm, i, &err) < 0) {
+            farm_err_prefix(&err, "tasks[%zu]: ", i);
+            goto bad;
+        }
+        after = json_object_get(t, "after");
+        if (after) {
+            size_t q;
+            json_t *a;
+            if (!json_is_array(after)) {
+                farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].after: expected a list of task ids", i);
+                goto bad;
+            }
+            nt[i].after = calloc(json_array_size(after) + 1, sizeof *nt[i].after);
+            json_array_foreach(after, q, a)
+            {
+                sqlite3_stmt *st;
+                int64_t dep = json_integer_value(a);
+                if (!json_is_integer(a)) {
+                    farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].after[%zu]: expected a task id", i, q);
+                    goto bad;
+                }
+                if (dep < 0 && (size_t)(-dep) <= i) {
+                    /* -N: the task N places earlier in this same batch */
+                    nt[i].after[nt[i].n_after++] = -dep;
+                    continue;
+                }
+                st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+                if (farm__db_run(st, "i", dep) != SQLITE_ROW) {
+                    sqlite3_reset(st);
+                    farm_err_set(&err, FARM_ENOTASK, "tasks[%zu].after: no task %lld", i, (long long)dep);
+                    goto bad;
+                }
+                sqlite3_reset(st);
+                nt[i].after[nt[i].n_after++] = dep;
+            }
+        }
+    }
+    farmd_tx();
+    if (submission_row("cli", NULL, cwd, NULL, &sub) < 0 ||
+        insert_tasks(nt, n, sub, NULL, &err) < 0) {
+        send_error(c, err.code ? err.code : FARM_EDB, err.msg[0] ? err.msg : "database error");
+        free_newtasks(nt, n);
+        return;
+    }
+    reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
+    free_newtasks(nt, n);
+    farmd_schedule();
+    return;
+bad:
+    {
+        json_t *e = error_reply(err.code, err.msg);
+        json_object_set_new(json_object_get(e, "error"), "index", json_integer((json_int_t)i));
+        farmd_client_send(c, e);
+    }
+    free_newtasks(nt, n);
+}
+
+/* submit --dir: the CLI has copied the directory to snapshots/incoming-*;
+ * farmd parses its farm.yaml, checks every task, and adopts the snapshot. */
+static void op_submit_dir(struct client *c, json_t *req)
+{
+    const char *incoming = json_string_value(json_object_get(req, "dir"));
+    const char *display = json_string_value(json_object_get(req, "display"));
+    const char *source = json_string_value(json_object_get(req, "source"));
+    json_t *select = json_object_get(req, "select");
+    struct farm_spec spec;
+    struct farm_err err;
+    char path[PATH_MAX + 32], final[PATH_MAX + 64], prefix[PATH_MAX + 32];
+    char *want = NULL;
+    struct newtask *nt = NULL;
+    size_t n = 0;
+    int64_t sub;
+    int rc;
+
+    farm_err_clear(&err);
+    snprintf(prefix, sizeof prefix, "%s/snapshots/incoming-", farmd.home);
+    if (!incoming || strncmp(incoming, prefix, strlen(prefix)) != 0 || strstr(incoming, "..")) {
+        send_error(c, FARM_EBADREQ, "submit: dir must be an incoming snapshot under FARM_HOME");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/farm.yaml", incoming);
+    if ((rc = farm_spec_parse_file(path, display ? display : "farm.yaml", &spec, &err)) < 0) {
+        if (rc == -ENOENT)
+            farm_err_set(&err, FARM_EBADSPEC, "%s: no farm.yaml in %s", display ? display : "farm.yaml",
+                         source ? source : "the directory");
+        send_error(c, err.code, err.msg);
+        farm_rmtree(incoming);
+        return;
+    }
+    /* Which tasks: all, or the selected ones and what they need. */
+    want = calloc(spec.n_tasks, 1);
+    if (json_is_array(select) && json_array_size(select) > 0) {
+        size_t k;
+        json_t *s;
+        json_array_foreach(select, k, s)
+        {
+            int idx = json_is_string(s) ? farm_spec_find(&spec, json_string_value(s)) : -1;
+            if (idx < 0) {
+                farm_err_set(&err, FARM_EBADREQ, "%s: no task named \"%s\"",
+                             display ? display : "farm.yaml", json_is_string(s) ? json_string_value(s) : "?");
+                goto bad;
+            }
+            want[idx] = 1;
+        }
+        for (int changed = 1; changed;) {
+            changed = 0;
+            for (size_t i = 0; i < spec.n_tasks; i++) {
+                json_t *needs, *nd;
+                size_t k2;
+                if (!want[i])
+                    continue;
+                needs = json_object_get(json_array_get(spec.tasks, i), "needs");
+                json_array_foreach(needs, k2, nd)
+                {
+                    int j = farm_spec_find(&spec, json_string_value(nd));
+                    if (!want[j])
+                        want[j] = changed = 1;
+                }
+            }
+        }
+    } else {
+        memset(want, 1, spec.n_tasks);
+    }
+    nt = calloc(spec.n_tasks, sizeof *nt);
+    {
+        int *map = calloc(spec.n_tasks, sizeof *map);
+        for (size_t i = 0; i < spec.n_tasks; i++) {
+            json_t *t = json_array_get(spec.tasks, i), *desc;
+            if (!want[i])
+                continue;
+            map[i] = (int)n;
+            if ((rc = farmd_describe_plugin(json_string_value(json_object_get(t, "plugin")), &desc,
+                                            &err)) < 0) {
+                farm_spec_error(&spec, spec.plugin_nodes[i], &err, rc, "tasks[%zu].plugin: %s", i,
+                                err.msg);
+                free(map);
+                goto bad;
+            }
+            if ((rc = farm__params_check(desc, json_object_get(t, "params"), &err)) < 0) {
+                farm_spec_error(&spec, spec.params_nodes[i], &err, rc, "tasks[%zu].params: %s", i,
+                                err.msg);
+                free(map);
+                goto bad;
+            }
+            nt[n].t = json_incref(t);
+            n++;
+        }
+        for (size_t i = 0, k = 0; i < spec.n_tasks; i++) {
+            json_t *needs, *nd;
+            size_t q;
+            if (!want[i])
+                continue;
+            needs = json_object_get(json_array_get(spec.tasks, i), "needs");
+            nt[k].needs_idx = calloc(json_array_size(needs) + 1, sizeof(int));
+            json_array_foreach(needs, q, nd)
+                nt[k].needs_idx[nt[k].n_needs++] = map[farm_spec_find(&spec, json_string_value(nd))];
+            k++;
+        }
+        free(map);
+    }
+    farmd_tx();
+    if (submission_row("dir", source, NULL, NULL, &sub) < 0) {
+        farm_err_set(&err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
+        goto bad;
+    }
+    snprintf(final, sizeof final, "%s/snapshots/%lld", farmd.home, (long long)sub);
+    if (rename(incoming, final) < 0) {
+        farm_err_set(&err, -errno, "cannot adopt snapshot %s: %s", incoming, strerror(errno));
+        goto bad;
+    }
+    {
+        sqlite3_stmt *st = farm__db_stmt(farmd.db, "UPDATE submissions SET snapshot=?, spec=? WHERE id=?");
+        char *spectext = json_dumps(spec.tasks, JSON_COMPACT);
+        farm__db_run(st, "ssi", final, spectext, sub);
+        free(spectext);
+    }
+    if (insert_tasks(nt, n, sub, spec.deps, &err) < 0)
+        goto bad;
+    reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
+    free_newtasks(nt, n);
+    free(want);
+    farm_spec_release(&spec);
+    farmd_schedule();
+    return;
+bad:
+    send_error(c, err.code ? err.code : FARM_EBADSPEC, err.msg);
+    farm_rmtree(incoming);
+    free_newtasks(nt, n);
+    free(want);
+    farm_spec_release(&spec);
+}
+
+static void op_show(struct client *c, json_t *req)
+{
+    json_t *t = farmd_task_json(jint(req, "id", -1), 1);
+    char msg[64];
+    if (!t) {
+        snprintf(msg, sizeof msg, "no task %lld", (long long)jint(req, "id", -1));
+        { send_error(c, FARM_ENOTASK, msg); return; }
+    }
+    farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "task", t));
+}
+
+static void op_list(struct client *c, json_t *req)
+{
+    const char *state = json_string_value(json_object_get(req, "state"));
+    const char *commit = json_string_value(json_object_get(req, "commit"));
+    int64_t limit = jint(req, "limit", 0);
+    char sql[1024];
+    sqlite3_stmt *st;
+    json_t *out = json_array();
+    int paused_waiting = state && farmd.paused && !strcmp(state, "waiting");
+    snprintf(sql, sizeof sql,
+             "SELECT * FROM (SELECT " TASK_COLS " FROM tasks t LEFT JOIN submissions s ON "
+             "s.id=t.submission WHERE (?1 IS NULL OR t.state=?1 %s) AND (?2 IS NULL OR "
+             "s.git_commit LIKE ?2 || '%%') ORDER BY t.id DESC LIMIT ?3) ORDER BY 1",
+             paused_waiting ? "OR t.state='queued'" : "");
+    st = farm__db_stmt(farmd.db, sql);
+    if (state)
+        sqlite3_bind_text(st, 1, state, -1, SQLITE_TRANSIENT);
+    if (commit)
+        sqlite3_bind_text(st, 2, commit, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        json_t *t = task_from_row(st, 0);
+        if (state && strcmp(json_string_value(json_object_get(t, "state")), state) != 0) {
+            json_decref(t);
+            continue;
+        }
+        json_array_append_new(out, t);
+    }
+    sqlite3_reset(st);
+    /* metrics and artifacts for each (the contract's fields) */
+    {
+        size_t i;
+        json_t *t;
+        json_array_foreach(out, i, t)
+        {
+            json_t *full = farmd_task_json(json_integer_value(json_object_get(t, "id")), 1);
+            if (full) {
+                json_object_set(t, "metrics", json_object_get(full, "metrics"));
+                json_object_set(t, "artifacts", json_object_get(full, "artifacts"));
+                json_object_set(t, "needs", json_object_get(full, "needs"));
+                if (json_object_get(full, "progress"))
+                    json_object_set(t, "progress", json_object_get(full, "progress"));
+                json_decref(full);
+            }
+        }
+    }
+    farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "tasks", out));
+}
+
+static int ids_of(json_t *req, int64_t **ids, size_t *n)
+{
+    json_t *a = json_object_get(req, "ids"), *v;
+    size_t i;
+    if (!json_is_array(a) || json_array_size(a) == 0)
+        return -1;
+    *ids = calloc(json_array_size(a), sizeof **ids);
+    *n = 0;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_integer(v)) {
+            free(*ids);
+            return -1;
+        }
+        (*ids)[(*n)++] = json_integer_value(v);
+    }
+    return 0;
+}
+
+static void op_cancel(struct client *c, json_t *req)
+{
+    int64_t *ids;
+    size_t n;
+    json_t *res = json_array();
+    if (ids_of(req, &ids, &n) < 0) {
+        json_decref(res);
+        { send_error(c, FARM_EBADREQ, "cancel: ids must be a non-empty list of task ids"); return; }
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct farm_err err;
+        int rc;
+        farm_err_clear(&err);
+        rc = farmd_cancel(ids[i], "cancelled", &err);
+        if (rc < 0)
+            json_array_append_new(res, json_pack("{s:I,s:b,s:s,s:s}", "id", (json_int_t)ids[i], "ok", 0,
+                                                 "code", farm_err_name(err.code), "message", err.msg));
+        else
+            json_array_append_new(res, json_pack("{s:I,s:b,s:s}", "id", (json_int_t)ids[i], "ok", 1,
+                                                 "result",
+                                                 rc == 1 ? "cancelling" : err.msg[0] ? err.msg : "cancelled"));
+        farmd_event(ids[i], "cancel", NULL);
+    }
+    free(ids);
+    farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "results", res));
+}
+
+static void op_retry(struct client *c, json_t *req)
+{
+    int64_t id = jint(req, "id", -1);
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT state, priority FROM tasks WHERE id=?");
+    char msg[256];
+    if (farm__db_run(st, "i", id) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
+        { send_error(c, FARM_ENOTASK, msg); return; }
+    }
+    if (!is_terminal((const char *)sqlite3_column_text(st, 0))) {
+        snprintf(msg, sizeof msg, "task %lld is %s; only a task that ended can be retried",
+                 (long long)id, sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+        { send_error(c, FARM_ESTATE, msg); return; }
+    }
+    int64_t prio = sqlite3_column_int64(st, 1);
+    sqlite3_reset(st);
+    farmd_tx();
+    /* A manual retry gets one more attempt on top of the ones it had. */
+    st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', reason=NULL, exit_code=NULL, "
+                                 "finished_at=NULL, retries=max(retries, attempts), pending_needs=0 "
+                                 "WHERE id=?");
+    farm__db_run(st, "i", id);
+    farmd_event(id, "retry", NULL);
+    farmd_ready_push(id, prio);
+    farmd_client_send(c, json_pack("{s:b,s:I}", "ok", 1, "id", (json_int_t)id));
+    farmd_schedule();
+}
+
+static void op_pause(struct client *c, json_t *req)
+{
+    farmd_tx();
+    farmd.paused = 1;
+    farm__db_meta_set(farmd.db, "paused", "1");
+    if (json_is_true(json_object_get(req, "wait")) && farmd.n_running > 0) {
+        c->pause_wait = 1;
+        return;
+    }
+    farmd_client_send(c, json_pack("{s:b,s:i}", "ok", 1, "running", farmd.n_running));
+}
+
+void farmd_notify_idle(void)
+{
+    for (struct client *c = farmd.clients; c; c = c->next) {
+        if (c->pause_wait) {
+            c->pause_wait = 0;
+            farmd_client_send(c, json_pack("{s:b,s:i}", "ok", 1, "running", 0));
+        }
+    }
+}
+
+static void op_resume(struct client *c, json_t *req)
+{
+    (void)req;
+    farmd_tx();
+    farmd.paused = 0;
+    farm__db_meta_set(farmd.db, "paused", "0");
+    farmd_client_send(c, json_pack("{s:b}", "ok", 1));
+    farmd_schedule();
+}
+
+static void op_parallel(struct client *c, json_t *req)
+{
+    int64_t n = jint(req, "jobs", 0);
+    char v[32];
+    if (n < 1 || n > 4096)
+        { send_error(c, FARM_EBADREQ, "parallel: jobs must be from 1 to 4096"); return; }
+    farmd_tx();
+    farmd.cfg.jobs = (int)n;
+    snprintf(v, sizeof v, "%d", (int)n);
+    farm__db_meta_set(farmd.db, "jobs", v);
+    farmd_client_send(c, json_pack("{s:b,s:i}", "ok", 1, "jobs", (int)n));
+    farmd_schedule();
+}
+
+static int check_wait(struct client *c)
+{
+    json_t *tasks = json_array();
+    for (size_t i = 0; i < c->n_wait; i++) {
+        json_t *t = farmd_task_json(c->wait_ids[i], 1);
+        if (!t || !is_terminal(json_string_value(json_object_get(t, "state")))) {
+            json_decref(t);
+            json_decref(tasks);
+            return 0;
+        }
+        json_array_append_new(tasks, t);
+    }
+    c->waiting = 0;
+    farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "tasks", tasks));
+    return 1;
+}
+
+void farmd_notify_waiters(void)
+{
+    for (struct client *c = farmd.clients; c; c = c->next)
+        if (c->waiting)
+            check_wait(c);
+}
+
+void farmd_notify_progress(int64_t id, double fraction, const char *what)
+{
+    for (struct client *c = farmd.clients; c; c = c->next) {
+        if (!c->waiting || !c->wait_progress)
+            continue;
+        for (size_t i = 0; i < c->n_wait; i++) {
+            if (c->wait_ids[i] == id) {
+                farmd_client_send_now(c, json_pack("{s:s,s:I,s:f,s:s?}", "event", "progress", "id",
+                                                   (json_int_t)id, "fraction", fraction, "what", what));
+                break;
+            }
+        }
+    }
+}
+
+static void op_wait(struct client *c, json_t *req)
+{
+    int64_t *ids;
+    size_t n;
+    if (ids_of(req, &ids, &n) < 0)
+        { send_error(c, FARM_EBADREQ, "wait: ids must be a non-empty list of task ids"); return; }
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+        if (farm__db_run(st, "i", ids[i]) != SQLITE_ROW) {
+            char msg[64];
+            sqlite3_reset(st);
+            snprintf(msg, sizeof msg, "no task %lld", (long long)ids[i]);
+            free(ids);
+            { send_error(c, FARM_ENOTASK, msg); return; }
+        }
+        sqlite3_reset(st);
+    }
+    free(c->wait_ids);
+    c->wait_ids = ids;
+    c->n_wait = n;
+    c->wait_progress = json_is_true(json_object_get(req, "progress"));
+    c->waiting = 1;
+    check_wait(c);
+}
+
+static void op_metrics(struct client *c, json_t *req)
+{
+    int64_t id = jint(req, "id", -1);
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+    json_t *rows = json_array();
+    char msg[64];
+    if (farm__db_run(st, "i", id) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        json_decref(rows);
+        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
+        { send_error(c, FARM_ENOTASK, msg); return; }
+    }
+    sqlite3_reset(st);
+    st = farm__db_stmt(farmd.db, "SELECT name, step, value, t, attempt FROM metrics WHERE task=? "
+                                 "ORDER BY name, attempt, step, rowid");
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char ts[40];
+        json_array_append_new(
+            rows, json_pack("{s:s,s:I,s:o,s:s,s:i}", "name", sqlite3_column_text(st, 0), "step",
+                            (json_int_t)sqlite3_column_int64(st, 1), "value",
+                            sqlite3_column_type(st, 2) == SQLITE_NULL ? json_null()
+                                                                      : json_real(sqlite3_column_double(st, 2)),
+                            "time", farm_rfc3339(sqlite3_column_int64(st, 3), ts, sizeof ts),
+                            "attempt", sqlite3_column_int(st, 4)));
+    }
+    farmd_client_send(c, json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)id, "metrics", rows));
+}
+
+static void op_artifacts(struct client *c, json_t *req)
+{
+    int64_t id = jint(req, "id", -1);
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+    json_t *rows = json_array();
+    char msg[64];
+    if (farm__db_run(st, "i", id) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        json_decref(rows);
+        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
+        { send_error(c, FARM_ENOTASK, msg); return; }
+    }
+    sqlite3_reset(st);
+    st = farm__db_stmt(farmd.db, "SELECT name, size FROM artifacts WHERE task=? ORDER BY name");
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/runs/%lld/artifacts/%s", farmd.home, (long long)id,
+                 sqlite3_column_text(st, 0));
+        json_array_append_new(rows, json_pack("{s:s,s:I,s:s}", "name", sqlite3_column_text(st, 0),
+                                              "size", (json_int_t)sqlite3_column_int64(st, 1),
+                                              "path", path));
+    }
+    farmd_client_send(c, json_pack("{s:b,s:I,s:o}", "ok", 1, "id", (json_int_t)id, "artifacts", rows));
+}
+
+static void op_stop(struct client *c, json_t *req)
+{
+    (void)req;
+    farmd_client_send(c, json_pack("{s:b,s:i}", "ok", 1, "running", farmd.n_running));
+    farmd_flush_clients();
+    farmd_begin_stop();
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(struct client *c, json_t *req);
+} ops[] = {
+    {"status", op_status},     {"ping", op_status},     {"show", op_show},
+    {"list", op_list},         {"cancel", op_cancel},   {"retry", op_retry},
+    {"pause", op_pause},       {"resume", op_resume},   {"parallel", op_parallel},
+    {"wait", op_wait},         {"metrics", op_metrics}, {"artifacts", op_artifacts},
+    {"stop", op_stop},
+};
+
+void farmd_handle(struct client *c, json_t *req)
+{
+    const char *op = json_string_value(json_object_get(req, "op"));
+    json_t *v = json_object_get(req, "v");
+    char msg[256];
+    if (!json_is_object(req))
+        { send_error(c, FARM_EBADREQ, "request must be a JSON object"); return; }
+    if (!json_is_integer(v) || json_integer_value(v) != FARM_PROTO_VERSION) {
+        snprintf(msg, sizeof msg, "protocol version %s not supported (this farmd speaks %d)",
+                 json_is_integer(v) ? "given" : "missing", FARM_PROTO_VERSION);
+        { send_error(c, FARM_EBADVER, msg); return; }
+    }
+    if (!op)
+        { send_error(c, FARM_EBADREQ, "request has no op"); return; }
+    if (farmd.stopping && strcmp(op, "status") != 0)
+        { send_error(c, FARM_ESHUTDOWN, "farmd is shutting down"); return; }
+    if (!strcmp(op, "submit")) {
+        if (json_object_get(req, "dir"))
+            op_submit_dir(c, req);
+        else
+            op_submit_tasks(c, req);
+        return;
+    }
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        if (!strcmp(op, ops[i].name)) {
+            ops[i].fn(c, req);
+            return;
+        }
+    }
+    snprintf(msg, sizeof msg, "unknown op \"%.64s\"", op);
+    send_error(c, FARM_EBADOP, msg);
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct client *c = h->data;
+    (void)suggested;
+    if (c->cap - c->len < 65536) {
+        size_t cap = c->cap ? c->cap * 2 : 65536 * 2;
+        char *p = realloc(c->buf, cap);
+        if (!p) {
+            buf->base = NULL;
+            buf->len = 0;
+            return;
+        }
+        c->buf = p;
+        c->cap = cap;
+    }
+    buf->base = c->buf + c->len;
+    buf->len = c->cap - c->len;
+}
+
+static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct client *c = s->data;
+    char *start, *nl;
+    (void)buf;
+    if (n < 0) {
+        client_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    start = c->buf;
+    while ((nl = memchr(start, '\n', c->len - (size_t)(start - c->buf)))) {
+        json_error_t je;
+        size_t linelen = (size_t)(nl - start);
+        if (linelen > FARM_MAX_REQUEST) {
+            write_line(c, error_reply(FARM_ETOOBIG, "request too large"), 1);
+            uv_read_stop(s);
+            return;
+        }
+        json_t *req = json_loadb(start, linelen, 0, &je);
+        start = nl + 1;
+        if (!req) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "malformed request: line 1, column %d: %s", je.column, je.text);
+            send_error(c, FARM_EBADREQ, msg);
+            continue;
+        }
+        farmd_handle(c, req);
+        json_decref(req);
+    }
+    c->len -= (size_t)(start - c->buf);
+    memmove(c->buf, start, c->len);
+    if (c->len > FARM_MAX_REQUEST) {
+        /* An oversized line: answer once and hang up, without buffering
+         * more of it. */
+        write_line(c, error_reply(FARM_ETOOBIG, "request too large"), 1);
+        uv_read_stop(s);
+        c->len = 0;
+        return;
+    }
+    /* Send what this batch of requests produced: replies to reads go out at
+     * once, replies after writes go with the commit (farmd_commit). */
+    if (!farmd.in_tx)
+        farmd_flush_clients();
+}
+
+void farmd_client_accept(uv_stream_t *server, int status);
+void farmd_client_accept(uv_stream_t *server, int status)
+{
+    struct client *c;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    uv_os_fd_t fd;
+    if (status < 0)
+        return;
+    c = calloc(1, sizeof *c);
+    uv_pipe_init(farmd.loop, &c->pipe, 0);
+    c->pipe.data = c;
+    if (uv_accept(server, (uv_stream_t *)&c->pipe) < 0) {
+        uv_close((uv_handle_t *)&c->pipe, client_closed);
+        return;
+    }
+    c->next = farmd.clients;
+    farmd.clients = c;
+    if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != getuid()) {
+        fprintf(stderr, "farmd: refused a connection from uid %d\n", (int)cred.uid);
+        write_line(c, error_reply(FARM_EPERM, "connection refused: farmd serves its own user only"), 1);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&c->pipe, client_alloc, client_read);
+}

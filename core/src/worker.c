@@ -1,0 +1,901 @@
+/*
+ * farm-worker: runs one attempt of one task, or describes plugins.
+ *
+ *   farm-worker --run RUN_DIR        run RUN_DIR/task.json; events on fd 3
+ *   farm-worker --describe NAME|PATH print the plugin's table as JSON
+ *   farm-worker --describe-all       every plugin in the search path
+ *
+ * A run has two processes. The supervisor (this process) is a child
+ * subreaper: everything the task starts, even after setsid or a double fork,
+ * stays below it. It forks the plugin process, copies the plugin's stdout and
+ * stderr into the log file under the size cap, and on SIGTERM (cancel,
+ * timeout, farmd stopping) or when farmd goes away, it sends SIGTERM to every
+ * descendant, waits the grace period, then SIGKILLs whatever is left. The
+ * plugin process loads the plugin and calls run(); a crash there ends only
+ * that process, and the supervisor reports it with the signal's name.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "farm/plugin.h"
+#include "farm/pluginload.h"
+#include "farm/util.h"
+#include "worker-internal.h"
+
+#define EVENT_FD 3
+
+/* ---- the plugin process: the host table ---------------------------------- */
+
+struct farm_ctx {
+    json_t *task;
+    json_t *params;
+    char *params_text;
+    const char *work_dir, *deps_dir, *scratch_dir, *artifacts_dir;
+    int event_fd;
+    int exit_code, exit_code_set;
+    int64_t last_progress_ms;
+    pthread_mutex_t lock;
+};
+
+static volatile sig_atomic_t g_cancelled;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    g_cancelled = 1;
+}
+
+static void emit(struct farm_ctx *ctx, json_t *ev)
+{
+    if (ctx->event_fd < 0) {
+        json_decref(ev);
+        return;
+    }
+    pthread_mutex_lock(&ctx->lock);
+    farm_json_write_line(ctx->event_fd, ev);
+    pthread_mutex_unlock(&ctx->lock);
+    json_decref(ev);
+}
+
+static void host_log(struct farm_ctx *ctx, int level, const char *fmt, ...)
+{
+    static const char *names[] = {"debug", "info", "warn", "error"};
+    char line[4096];
+    va_list ap;
+    int n;
+    (void)ctx;
+    if (level < 0 || level > 3)
+        level = FARM_LOG_INFO;
+    n = snprintf(line, sizeof line, "[%s] ", names[level]);
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    n = (int)strlen(line);
+    if (n == 0 || line[n - 1] != '\n') {
+        line[n++] = '\n';
+        line[n] = '\0';
+    }
+    farm_write_all(STDERR_FILENO, line, (size_t)n);
+}
+
+static void host_progress(struct farm_ctx *ctx, double fraction, const char *what)
+{
+    int64_t now = farm_mono_ms();
+    if (!(fraction >= 0))
+        fraction = 0;
+    if (fraction > 1)
+        fraction = 1;
+    /* At most ten updates a second, but always the last one. */
+    if (fraction < 1 && now - ctx->last_progress_ms < 100)
+        return;
+    ctx->last_progress_ms = now;
+    emit(ctx, json_pack("{s:s,s:f,s:s?}", "ev", "progress", "fraction", fraction, "what", what));
+}
+
+static int valid_metric_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("_./-", *s)))
+            return 0;
+    return 1;
+}
+
+static int host_metric(struct farm_ctx *ctx, const char *name, double value, int64_t step)
+{
+    json_t *ev;
+    if (!name || !valid_metric_name(name))
+        return -EINVAL;
+    ev = json_pack("{s:s,s:s,s:I,s:I}", "ev", "metric", "name", name, "step", (json_int_t)step,
+                   "t", (json_int_t)farm_now_ms());
+    /* JSON has no NaN or infinity: a non-finite value travels as null. */
+    json_object_set_new(ev, "value", isfinite(value) ? json_real(value) : json_null());
+    emit(ctx, ev);
+    return 0;
+}
+
+static int valid_artifact_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    return strchr(s, '/') == NULL;
+}
+
+static int host_artifact(struct farm_ctx *ctx, const char *path, const char *name)
+{
+    char src[PATH_MAX], dst[PATH_MAX];
+    struct stat st;
+    struct farm_err err;
+    int in, out, rc = 0;
+    if (!path)
+        return -EINVAL;
+    if (!name)
+        name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (!valid_artifact_name(name))
+        return -EINVAL;
+    if (path[0] == '/')
+        snprintf(src, sizeof src, "%s", path);
+    else
+        snprintf(src, sizeof src, "%s/%s", ctx->work_dir, path);
+    if (snprintf(dst, sizeof dst, "%s/%s", ctx->artifacts_dir, name) >= (int)sizeof dst)
+        return -ENAMETOOLONG;
+    if (stat(src, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    farm_err_clear(&err);
+    in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return -errno;
+    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        rc = -errno;
+        close(in);
+        return rc;
+    }
+    for (;;) {
+        char buf[65536];
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        if ((rc = farm_write_all(out, buf, (size_t)n)) < 0)
+            break;
+    }
+    close(in);
+    if (close(out) < 0 && rc == 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlink(dst);
+        return rc;
+    }
+    emit(ctx, json_pack("{s:s,s:s,s:I}", "ev", "artifact", "name", name, "size",
+                        (json_int_t)st.st_size));
+    return 0;
+}
+
+static const char *host_params_json(struct farm_ctx *ctx)
+{
+    return ctx->params_text;
+}
+static const char *host_work_dir(struct farm_ctx *ctx)
+{
+    return ctx->work_dir;
+}
+static const char *host_deps_dir(struct farm_ctx *ctx)
+{
+    return ctx->deps_dir;
+}
+static const char *host_scratch_dir(struct farm_ctx *ctx)
+{
+    return ctx->scratch_dir;
+}
+static int host_cancelled(struct farm_ctx *ctx)
+{
+    (void)ctx;
+    return g_cancelled != 0;
+}
+
+static int host_param_string(struct farm_ctx *ctx, const char *name, const char **out)
+{
+    json_t *v = json_object_get(ctx->params, name);
+    if (!v || json_is_null(v))
+        return -ENOENT;
+    if (!json_is_string(v))
+        return -EINVAL;
+    *out = json_string_value(v);
+    return 0;
+}
+
+static int host_param_int(struct farm_ctx *ctx, const char *name, int64_t *out)
+{
+    json_t *v = json_object_get(ctx->params, name);
+    if (!v || json_is_null(v))
+        return -ENOENT;
+    if (!json_is_integer(v))
+        return -EINVAL;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static int host_param_number(struct farm_ctx *ctx, const char *name, double *out)
+{
+    json_t *v = json_object_get(ctx->params, name);
+    if (!v || json_is_null(v))
+        return -ENOENT;
+    if (!json_is_number(v))
+        return -EINVAL;
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int host_param_bool(struct farm_ctx *ctx, const char *name, int *out)
+{
+    json_t *v = json_object_get(ctx->params, name);
+    if (!v || json_is_null(v))
+        return -ENOENT;
+    if (!json_is_boolean(v))
+        return -EINVAL;
+    *out = json_is_true(v);
+    return 0;
+}
+
+static void host_set_exit_code(struct farm_ctx *ctx, int code)
+{
+    ctx->exit_code = code;
+    ctx->exit_code_set = 1;
+}
+
+static const struct farm_host g_host = {
+    .size = sizeof(struct farm_host),
+    .abi_major = FARM_PLUGIN_ABI_MAJOR,
+    .abi_minor = FARM_PLUGIN_ABI_MINOR,
+    .log = host_log,
+    .progress = host_progress,
+    .metric = host_metric,
+    .artifact = host_artifact,
+    .params_json = host_params_json,
+    .work_dir = host_work_dir,
+    .deps_dir = host_deps_dir,
+    .cancelled = host_cancelled,
+    .param_string = host_param_string,
+    .param_int = host_param_int,
+    .param_number = host_param_number,
+    .param_bool = host_param_bool,
+    .scratch_dir = host_scratch_dir,
+    .set_exit_code = host_set_exit_code,
+};
+
+const struct farm_host *farm__worker_host(void)
+{
+    return &g_host;
+}
+
+/* Writes the plugin process's outcome to the supervisor: one JSON line. */
+static void report(int fd, const char *state, int exit_code, const char *reason, int rc)
+{
+    json_t *r = json_pack("{s:s,s:i,s:i}", "state", state, "exit_code", exit_code, "rc", rc);
+    if (reason)
+        json_object_set_new(r, "reason", json_string(reason));
+    farm_json_write_line(fd, r);
+    json_decref(r);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* The plugin process: never returns. */
+static void plugin_main(json_t *task, const char *home, int result_fd)
+{
+    struct farm_ctx ctx = {.task = task, .event_fd = EVENT_FD};
+    const struct farm_plugin *plugin;
+    struct farm_err err;
+    char path[PATH_MAX];
+    json_t *desc;
+    struct sigaction sa = {.sa_handler = on_term};
+    int rc;
+
+    pthread_mutex_init(&ctx.lock, NULL);
+    /* Commands the plugin starts must not inherit the event channel. */
+    fcntl(EVENT_FD, F_SETFD, FD_CLOEXEC);
+    /* Cancellation is cooperative here: the handler only sets the flag that
+     * cancelled() returns; the supervisor kills the process after the grace
+     * period if the plugin does not return. */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    ctx.work_dir = jstr(task, "work_dir");
+    ctx.deps_dir = jstr(task, "deps_dir");
+    ctx.scratch_dir = jstr(task, "scratch_dir");
+    ctx.artifacts_dir = jstr(task, "artifacts_dir");
+    if (chdir(ctx.work_dir) < 0) {
+        fprintf(stderr, "farm: cannot enter work dir %s: %s\n", ctx.work_dir, strerror(errno));
+        report(result_fd, "failed", 1, "cannot enter the work directory", -errno);
+        _exit(0);
+    }
+    farm_err_clear(&err);
+    if ((rc = farm__plugin_find(jstr(task, "plugin"), home, path, sizeof path, &err)) < 0 ||
+        (rc = farm__plugin_load(path, home, &plugin, &err)) < 0) {
+        fprintf(stderr, "farm: %s\n", err.msg);
+        report(result_fd, "failed", 1, err.msg, rc);
+        _exit(0);
+    }
+    desc = farm__plugin_describe(plugin, path);
+    if ((rc = farm__params_check(desc, json_object_get(task, "params"), &err)) < 0) {
+        fprintf(stderr, "farm: %s\n", err.msg);
+        report(result_fd, "failed", 2, err.msg, rc);
+        _exit(0);
+    }
+    ctx.params = farm__params_with_defaults(desc, json_object_get(task, "params"));
+    ctx.params_text = json_dumps(ctx.params, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(desc);
+
+    setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
+    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
+    setenv("FARM_SCRATCH_DIR", ctx.scratch_dir, 1);
+    if (ctx.deps_dir)
+        setenv("FARM_DEPS_DIR", ctx.deps_dir, 1);
+    else
+        unsetenv("FARM_DEPS_DIR");
+
+    rc = plugin->run(&g_host, &ctx);
+    fflush(stdout);
+    fflush(stderr);
+    if (rc == 0 && !g_cancelled) {
+        int code = ctx.exit_code_set ? ctx.exit_code : 0;
+        report(result_fd, code == 0 ? "succeeded" : "failed", code,
+               code == 0 ? NULL : "the command exited with a non-zero status", 0);
+    } else {
+        char why[256];
+        snprintf(why, sizeof why, "plugin %s returned %d (%s)", plugin->name, rc,
+                 rc < 0 ? farm_strerror(rc) : "not a negative code");
+        report(result_fd, "failed", ctx.exit_code_set ? ctx.exit_code : 1,
+               rc == 0 ? NULL : why, rc);
+    }
+    _exit(0);
+}
+
+/* ---- the supervisor ------------------------------------------------------ */
+
+static int g_sigpipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    unsigned char c = (unsigned char)sig;
+    int e = errno;
+    if (write(g_sigpipe[1], &c, 1) < 0) {
+        /* nothing to do: the pipe is full, a wake-up is already pending */
+    }
+    errno = e;
+}
+
+/* Sends `sig` to every process below us (found through /proc). Returns how
+ * many processes it signalled. */
+static int signal_descendants(int sig)
+{
+    pid_t self = getpid();
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t *pids = NULL, *ppids = NULL;
+    size_t n = 0, cap = 0;
+    int count = 0;
+    if (!d)
+        return 0;
+    while ((e = readdir(d))) {
+        char path[64], buf[512];
+        pid_t pid = (pid_t)atoi(e->d_name);
+        int fd;
+        ssize_t len;
+        char *rp;
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        /* The command name may hold spaces or parentheses: parse after the
+         * last ')'. Fields: state ppid ... */
+        rp = strrchr(buf, ')');
+        if (!rp)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            pids = realloc(pids, cap * sizeof *pids);
+            ppids = realloc(ppids, cap * sizeof *ppids);
+        }
+        pids[n] = pid;
+        ppids[n] = (pid_t)atoi(rp + 4);
+        n++;
+    }
+    closedir(d);
+    /* Mark descendants: repeat until no new process joins the set. */
+    {
+        char *mark = calloc(n ? n : 1, 1);
+        int changed = 1;
+        while (changed) {
+            changed = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (mark[i])
+                    continue;
+                int parent_marked = ppids[i] == self;
+                for (size_t j = 0; !parent_marked && j < n; j++)
+                    if (mark[j] && pids[j] == ppids[i])
+                        parent_marked = 1;
+                if (parent_marked) {
+                    mark[i] = 1;
+                    changed = 1;
+                }
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (mark[i] && kill(pids[i], sig) == 0)
+                count++;
+        }
+        free(mark);
+    }
+    free(pids);
+    free(ppids);
+    return count;
+}
+
+static const char *signame(int sig)
+{
+    switch (sig) {
+    case SIGSEGV: return "SIGSEGV";
+    case SIGABRT: return "SIGABRT";
+    case SIGBUS: return "SIGBUS";
+    case SIGFPE: return "SIGFPE";
+    case SIGILL: return "SIGILL";
+    case SIGKILL: return "SIGKILL";
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGPIPE: return "SIGPIPE";
+    case SIGTRAP: return "SIGTRAP";
+    case SIGSYS: return "SIGSYS";
+    default: return "a signal";
+    }
+}
+
+struct logsink {
+    int fd;
+    int64_t written, cap;
+    int truncated;
+};
+
+static void sink_write(struct logsink *s, const char *buf, size_t n)
+{
+    if (s->truncated)
+        return;
+    if (s->cap > 0 && s->written + (int64_t)n > s->cap) {
+        char marker[160];
+        size_t keep = (size_t)(s->cap - s->written);
+        int m;
+        farm_write_all(s->fd, buf, keep);
+        m = snprintf(marker, sizeof marker,
+                     "\n[farm: log truncated at %lld bytes; further output discarded]\n",
+                     (long long)s->cap);
+        farm_write_all(s->fd, marker, (size_t)m);
+        s->written = s->cap;
+        s->truncated = 1;
+        return;
+    }
+    farm_write_all(s->fd, buf, n);
+    s->written += (int64_t)n;
+}
+
+static int run_task(const char *run_dir)
+{
+    char path[PATH_MAX], home[PATH_MAX];
+    char *text = NULL;
+    json_t *task;
+    json_error_t je;
+    int out_pipe[2], res_pipe[2];
+    pid_t child;
+    struct logsink sink = {.fd = -1};
+    int64_t grace_ms, deadline = -1;
+    int cancelled = 0, farmd_gone = 0, child_status = 0, child_done = 0;
+    char reason[1024] = "";
+    json_t *result = NULL;
+    int rc;
+    char resbuf[8192];
+    size_t reslen = 0;
+    int event_ok = fcntl(EVENT_FD, F_GETFD) >= 0;
+
+    snprintf(path, sizeof path, "%s/task.json", run_dir);
+    if ((rc = farm_read_file(path, &text, NULL)) < 0) {
+        fprintf(stderr, "farm-worker: %s: %s\n", path, farm_strerror(rc));
+        return 2;
+    }
+    task = json_loads(text, 0, &je);
+    free(text);
+    if (!task) {
+        fprintf(stderr, "farm-worker: %s:%d:%d: %s\n", path, je.line, je.column, je.text);
+        return 2;
+    }
+    snprintf(home, sizeof home, "%s", jstr(task, "home") ? jstr(task, "home") : "");
+    grace_ms = json_integer_value(json_object_get(task, "grace_ms"));
+    if (grace_ms <= 0)
+        grace_ms = 10000;
+
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    /* If farmd (our parent) dies, we hear it on the event socket; a worker
+     * of `farm run` has a terminal instead, and SIGHUP reaches it. */
+
+    if (pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
+        pipe2(res_pipe, O_CLOEXEC) < 0) {
+        perror("farm-worker: pipe");
+        return 2;
+    }
+    {
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+        sigaction(SIGCHLD, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+    }
+
+    /* Prepare the run directory. */
+    {
+        const char *dirs[] = {"artifacts_dir", "scratch_dir"};
+        for (size_t i = 0; i < 2; i++) {
+            const char *d = jstr(task, dirs[i]);
+            if (d && (rc = farm_mkdirs(d, 0755)) < 0) {
+                fprintf(stderr, "farm-worker: %s: %s\n", d, farm_strerror(rc));
+                return 2;
+            }
+        }
+    }
+    if (jstr(task, "log") && strcmp(jstr(task, "log"), "-") != 0) {
+        sink.fd = open(jstr(task, "log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (sink.fd < 0) {
+            fprintf(stderr, "farm-worker: %s: %s\n", jstr(task, "log"), strerror(errno));
+            return 2;
+        }
+    } else {
+        sink.fd = STDOUT_FILENO;
+    }
+    sink.cap = json_integer_value(json_object_get(task, "log_cap"));
+
+    /* Source snapshot into work_dir, and the dependency package. */
+    {
+        struct farm_err err;
+        farm_err_clear(&err);
+        if ((rc = farm__worker_prepare(task, home, sink.fd, EVENT_FD, &err)) < 0) {
+            char line[1200];
+            int m = snprintf(line, sizeof line, "farm: %s\n", err.msg);
+            farm_write_all(sink.fd, line, (size_t)m);
+            result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
+                               "exit_code", 1, "reason", err.msg);
+            goto finish;
+        }
+    }
+
+    child = fork();
+    if (child < 0) {
+        perror("farm-worker: fork");
+        return 2;
+    }
+    if (child == 0) {
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(out_pipe[1], STDOUT_FILENO);
+        dup2(out_pipe[1], STDERR_FILENO);
+        close(out_pipe[0]);
+        close(res_pipe[0]);
+        {
+            int devnull = open("/dev/null", O_RDONLY);
+            if (devnull >= 0) {
+                dup2(devnull, STDIN_FILENO);
+                close(devnull);
+            }
+        }
+        if (!event_ok) {
+            /* No event channel (a worker started by hand): send events
+             * nowhere rather than to a random descriptor. */
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, EVENT_FD);
+        }
+        plugin_main(task, home[0] ? home : NULL, res_pipe[1]);
+    }
+    close(out_pipe[1]);
+    close(res_pipe[1]);
+    if (event_ok) {
+        json_t *ev = json_pack("{s:s,s:i,s:i}", "ev", "started", "pid", (int)child, "worker",
+                               (int)getpid());
+        farm_json_write_line(EVENT_FD, ev);
+        json_decref(ev);
+    }
+
+    /* The supervision loop. */
+    {
+        int out_open = 1, res_open = 1, leftovers_checked = 0;
+        while (out_open || !child_done) {
+            struct pollfd p[4];
+            int np = 0, timeout = -1, i_out = -1, i_res = -1, i_sig, i_ev = -1;
+            int64_t now = farm_mono_ms();
+            p[np] = (struct pollfd){.fd = g_sigpipe[0], .events = POLLIN};
+            i_sig = np++;
+            if (out_open) {
+                p[np] = (struct pollfd){.fd = out_pipe[0], .events = POLLIN};
+                i_out = np++;
+            }
+            if (res_open) {
+                p[np] = (struct pollfd){.fd = res_pipe[0], .events = POLLIN};
+                i_res = np++;
+            }
+            if (event_ok && !farmd_gone) {
+                p[np] = (struct pollfd){.fd = EVENT_FD, .events = POLLRDHUP};
+                i_ev = np++;
+            }
+            if (deadline >= 0)
+                timeout = deadline > now ? (int)(deadline - now) : 0;
+            if (poll(p, (nfds_t)np, timeout) < 0 && errno != EINTR)
+                break;
+            if (p[i_sig].revents & POLLIN) {
+                unsigned char sigs[64];
+                ssize_t n = read(g_sigpipe[0], sigs, sizeof sigs);
+                for (ssize_t k = 0; k < n; k++) {
+                    if ((sigs[k] == SIGTERM || sigs[k] == SIGINT || sigs[k] == SIGHUP) &&
+                        !cancelled) {
+                        cancelled = 1;
+                        snprintf(reason, sizeof reason, "%s",
+                                 sigs[k] == SIGTERM ? "stopped by farmd" : "interrupted");
+                        signal_descendants(SIGTERM);
+                        deadline = farm_mono_ms() + grace_ms;
+                    }
+                }
+                for (;;) {
+                    int st;
+                    pid_t w = waitpid(-1, &st, WNOHANG);
+                    if (w <= 0)
+                        break;
+                    if (w == child) {
+                        child_done = 1;
+                        child_status = st;
+                    }
+                }
+            }
+            if (i_ev >= 0 && (p[i_ev].revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+                farmd_gone = 1;
+                if (!cancelled) {
+                    cancelled = 1;
+                    snprintf(reason, sizeof reason, "farmd went away");
+                    signal_descendants(SIGTERM);
+                    deadline = farm_mono_ms() + grace_ms;
+                }
+            }
+            if (i_out >= 0 && (p[i_out].revents & (POLLIN | POLLHUP))) {
+                char buf[65536];
+                ssize_t n = read(out_pipe[0], buf, sizeof buf);
+                if (n > 0)
+                    sink_write(&sink, buf, (size_t)n);
+                else if (n == 0 || errno != EINTR)
+                    out_open = 0;
+            }
+            if (i_res >= 0 && (p[i_res].revents & (POLLIN | POLLHUP))) {
+                ssize_t n = read(res_pipe[0], resbuf + reslen, sizeof resbuf - 1 - reslen);
+                if (n > 0)
+                    reslen += (size_t)n;
+                else if (n == 0 || errno != EINTR)
+                    res_open = 0;
+            }
+            now = farm_mono_ms();
+            if (deadline >= 0 && now >= deadline) {
+                /* Grace is over: kill everything below us, again every 100
+                 * ms, since a dying parent may still be forking. */
+                if (signal_descendants(SIGKILL) == 0 && child_done)
+                    deadline = -1;
+                else
+                    deadline = now + 100;
+            }
+            if (child_done && !leftovers_checked) {
+                /* The plugin is done: whatever it left running must not
+                 * outlive the task. */
+                leftovers_checked = 1;
+                if (deadline < 0 && signal_descendants(SIGTERM) > 0)
+                    deadline = farm_mono_ms() + (grace_ms < 2000 ? grace_ms : 2000);
+            }
+        }
+        /* Reap everything that is left. */
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+    }
+
+    resbuf[reslen] = '\0';
+    {
+        json_t *r = reslen ? json_loads(resbuf, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+        if (WIFSIGNALED(child_status) && !cancelled) {
+            char why[128];
+            snprintf(why, sizeof why, "plugin crashed: %s", signame(WTERMSIG(child_status)));
+            result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
+                               "exit_code", 128 + WTERMSIG(child_status), "reason", why);
+        } else if (cancelled) {
+            result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "cancelled",
+                               "exit_code",
+                               r ? (int)json_integer_value(json_object_get(r, "exit_code"))
+                                 : (WIFSIGNALED(child_status) ? 128 + WTERMSIG(child_status) : 143),
+                               "reason", reason);
+        } else if (!r) {
+            char why[160];
+            snprintf(why, sizeof why, "plugin exited without returning (exit status %d)",
+                     WIFEXITED(child_status) ? WEXITSTATUS(child_status) : -1);
+            result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
+                               "exit_code",
+                               WIFEXITED(child_status) && WEXITSTATUS(child_status)
+                                   ? WEXITSTATUS(child_status)
+                                   : 1,
+                               "reason", why);
+        } else {
+            result = json_deep_copy(r);
+            json_object_set_new(result, "ev", json_string("result"));
+        }
+        json_decref(r);
+    }
+    if (sink.truncated)
+        json_object_set_new(result, "log_truncated", json_true());
+
+finish:
+    if (event_ok && !farmd_gone)
+        farm_json_write_line(EVENT_FD, result);
+    else if (!event_ok)
+        farm_json_write_line(STDERR_FILENO, result);
+    rc = strcmp(jstr(result, "state"), "succeeded") == 0 ? 0 : 1;
+    json_decref(result);
+    json_decref(task);
+    if (sink.fd != STDOUT_FILENO)
+        close(sink.fd);
+    return rc;
+}
+
+/* ---- describe ------------------------------------------------------------ */
+
+static int describe(const char *name)
+{
+    char path[PATH_MAX], home[PATH_MAX];
+    const struct farm_plugin *p;
+    struct farm_err err;
+    const char *h = farm_home_path(home, sizeof home) == 0 ? home : NULL;
+    json_t *d;
+    farm_err_clear(&err);
+    if (farm__plugin_find(name, h, path, sizeof path, &err) < 0 ||
+        farm__plugin_load(path, h, &p, &err) < 0) {
+        d = json_pack("{s:{s:s,s:s}}", "error", "code", farm_err_name(err.code), "message",
+                      err.msg);
+        farm_json_write_line(STDOUT_FILENO, d);
+        json_decref(d);
+        return 2;
+    }
+    d = farm__plugin_describe(p, path);
+    farm_json_write_line(STDOUT_FILENO, d);
+    json_decref(d);
+    return 0;
+}
+
+/* Each plugin is loaded in a child of its own, so that one plugin's
+ * constructors or crash cannot spoil another's description. */
+static int describe_all(void)
+{
+    char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], home[PATH_MAX];
+    const char *h = farm_home_path(home, sizeof home) == 0 ? home : NULL;
+    int n = farm__plugin_dirs(h, dirs, FARM_PLUGIN_MAX_DIRS);
+    json_t *all = json_array();
+    for (int i = 0; i < n; i++) {
+        DIR *d = opendir(dirs[i]);
+        struct dirent *e;
+        if (!d)
+            continue;
+        while ((e = readdir(d))) {
+            size_t len = strlen(e->d_name);
+            char path[PATH_MAX + 256];
+            int fds[2];
+            pid_t pid;
+            if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
+                continue;
+            snprintf(path, sizeof path, "%.4000s/%.255s", dirs[i], e->d_name);
+            if (pipe(fds) < 0)
+                continue;
+            pid = fork();
+            if (pid == 0) {
+                const struct farm_plugin *p;
+                struct farm_err err;
+                json_t *desc;
+                close(fds[0]);
+                farm_err_clear(&err);
+                if (farm__plugin_load(path, h, &p, &err) < 0)
+                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
+                                     farm_err_name(err.code), "message", err.msg);
+                else
+                    desc = farm__plugin_describe(p, path);
+                farm_json_write_line(fds[1], desc);
+                _exit(0);
+            }
+            close(fds[1]);
+            {
+                char *buf = NULL;
+                size_t cap = 0, got = 0;
+                int st = 0;
+                for (;;) {
+                    if (got + 4096 > cap) {
+                        cap = cap ? cap * 2 : 8192;
+                        buf = realloc(buf, cap);
+                    }
+                    ssize_t r = read(fds[0], buf + got, cap - got - 1);
+                    if (r <= 0)
+                        break;
+                    got += (size_t)r;
+                }
+                close(fds[0]);
+                waitpid(pid, &st, 0);
+                json_t *desc = NULL;
+                if (buf) {
+                    buf[got] = '\0';
+                    desc = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+                }
+                if (!desc) {
+                    char why[PATH_MAX + 512];
+                    snprintf(why, sizeof why, "%s: refused: crashed while loading (%s)", path,
+                             WIFSIGNALED(st) ? signame(WTERMSIG(st)) : "no description");
+                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
+                                     "FARM_EBADPLUGIN", "message", why);
+                }
+                json_array_append_new(all, desc);
+                free(buf);
+            }
+        }
+        closedir(d);
+    }
+    farm_json_write_line(STDOUT_FILENO, all);
+    json_decref(all);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--run"))
+        return run_task(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--describe"))
+        return describe(argv[2]);
+    if (argc == 2 && !strcmp(argv[1], "--describe-all"))
+        return describe_all();
+    fprintf(stderr, "usage: farm-worker --run RUN_DIR | --describe PLUGIN | --describe-all\n"
+                    "farm-worker is started by farmd and `farm run`; see `farm --help`.\n");
+    return 2;
+}

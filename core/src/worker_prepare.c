@@ -1,0 +1,39 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "farm/util.h"
+#include "worker-internal.h"
+
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_fd,
+                         struct farm_err *err)
+{
+    const char *src = jstr(task, "src"), *work = jstr(task, "work_dir");
+    int rc;
+    (void)home;
+    (void)log_fd;
+    (void)event_fd;
+    if (src && work) {
+        /* A fresh copy for every attempt: a retry never sees what an earlier
+         * attempt left in its tree. */
+        farm_rmtree(work);
+        if ((rc = farm_copytree(src, work, 1, err)) < 0) {
+            farm_err_prefix(err, "preparing the source snapshot: ");
+            return rc;
+        }
+    } else if (work) {
+        struct stat st;
+        if (stat(work, &st) < 0 || !S_ISDIR(st.st_mode))
+            return farm_err_set(err, -ENOENT, "work directory %s is gone", work);
+    }
+    if (json_object_get(task, "deps") && !json_is_null(json_object_get(task, "deps")))
+        return farm_err_set(err, FARM_EBUILD,
+                            "deps: this build of farm has no dependency cache yet");
+    return 0;
+}
