@@ -197,6 +197,25 @@ int farm_rx_net_tensor(struct farm_rx_net *net, const char *name, float **data, 
     return -ENOENT;
 }
 
+int farm_rx_net_tensor_at(struct farm_rx_net *net, size_t i, const char **name, float **data,
+                          float **grad, size_t *rows, size_t *cols)
+{
+    if (i >= net->n_params)
+        return -ENOENT;
+    const struct farm_param *p = &net->params[i];
+    if (name)
+        *name = p->name;
+    if (data)
+        *data = p->value->data;
+    if (grad)
+        *grad = p->grad ? p->grad->data : NULL;
+    if (rows)
+        *rows = p->value->rows;
+    if (cols)
+        *cols = p->value->cols;
+    return 0;
+}
+
 double farm_rx_node_flops(const struct farm_rx_model *model, int unit, int node)
 {
     if (unit < 0 || unit >= model->n_units || node < 0 || node >= model->units[unit].n_nodes)

@@ -67,6 +67,12 @@ int farm_rx_net_load(struct farm_rx_net *net, const char *path, struct farm_err 
 int farm_rx_net_tensor(struct farm_rx_net *net, const char *name, float **data, float **grad,
                        size_t *n);
 
+/* The i-th parameter tensor (0 <= i < farm_rx_net_n_tensors): its name, data,
+ * gradient and 2-D shape (rows x cols; a bias is 1 x n). Any out-pointer may
+ * be NULL. Borrowed for the net's life. -ENOENT past the end. */
+int farm_rx_net_tensor_at(struct farm_rx_net *net, size_t i, const char **name, float **data,
+                          float **grad, size_t *rows, size_t *cols);
+
 /* Analytic forward FLOPs of one execution of compute node `node` of `unit`
  * for one object (nn's conventions: multiply-add 2, bias 1 per element,
  * relu 1, sigmoid/tanh 4, softmax 4 per class). 0 for markers. */
