@@ -255,6 +255,26 @@ void farm_gs_exec_stats_release(struct farm_gs_exec_stats *st);
 int farm_gs_compare(const struct farm_gs_opgraph *g, float *const *got, float *const *ref,
                     double tol, double *max_err, struct farm_err *err);
 
+/* ---- artifacts ---- */
+
+/* Writes schedule.json: {"candidate", "method", "predicted_makespan",
+ * "measured_makespan" (null without st), "tasks": [{"task", "op" (the
+ * original operator), "kind", "node", "start", "finish", "measured_start",
+ * "measured_finish"}]} for the winner in r; st may be NULL. */
+int farm_gs_write_schedule(const char *path, const struct farm_gs_opgraph *orig,
+                           const struct farm_gs_result *r, const struct farm_gs_exec_stats *st,
+                           struct farm_err *err);
+
+/* Writes candidates.json (farm_gs_result_json). */
+int farm_gs_write_candidates(const char *path, const struct farm_gs_result *r,
+                             struct farm_err *err);
+
+/* Writes gantt.svg: one row per node; in each row the predicted schedule
+ * (upper lane) beside the measured one (lower lane, when st is not NULL),
+ * operators as bars coloured by class, named in a tooltip. */
+int farm_gs_write_gantt(const char *path, const struct farm_gs_result *r,
+                        const struct farm_gs_exec_stats *st, struct farm_err *err);
+
 /* Frees an array of n buffers (as returned above) and the array. */
 void farm_gs_free_buffers(float **bufs, int n);
 
