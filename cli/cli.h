@@ -46,6 +46,9 @@ CLI_VERB(plugin)
  * Returns a socket fd, or -1 after printing why on stderr. */
 int cli_connect(struct cli *cli, int autostart);
 
+/* Connects without starting farmd or printing anything: fd, or -errno. */
+int cli_probe(struct cli *cli);
+
 /* Sends one request (stolen) and reads one reply. Returns 0 with *reply set
  * (the caller's), or an exit status after printing why. The request gets
  * "v" added. A reply with ok=false is returned as is. */

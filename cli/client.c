@@ -65,6 +65,13 @@ static int start_farmd(struct cli *cli)
     return 0;
 }
 
+int cli_probe(struct cli *cli)
+{
+    char sock[2200];
+    snprintf(sock, sizeof sock, "%s/farm.sock", cli->home);
+    return try_connect(sock);
+}
+
 int cli_connect(struct cli *cli, int autostart)
 {
     char sock[2200];

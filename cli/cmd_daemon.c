@@ -47,7 +47,7 @@ static int start(struct cli *cli, int argc, char **argv)
     int n = 0, fd, st;
     pid_t pid;
     struct farm_err err;
-    fd = cli_connect(cli, 0);
+    fd = cli_probe(cli);
     if (fd >= 0) {
         close(fd);
         if (!cli->json)
@@ -57,19 +57,56 @@ static int start(struct cli *cli, int argc, char **argv)
     cli_sibling(cli, "farmd", path, sizeof path);
     args[n++] = "farmd";
     for (int i = 1; i < argc && n < 30; i++) {
+        static const char *with_value[] = {"--jobs", "--durability", "--grace", "--log-cap",
+                                           "--keep-days", "--keep-runs", NULL};
+        int known = 0;
         if (!strcmp(argv[i], "--json"))
             continue;
-        if (strncmp(argv[i], "--", 2) != 0)
-            return cli_usage("daemon", "unexpected argument \"%s\"", argv[i]);
+        for (int k = 0; with_value[k]; k++) {
+            size_t l = strlen(with_value[k]);
+            if (!strcmp(argv[i], with_value[k])) {
+                if (i + 1 >= argc)
+                    return cli_usage("daemon", "%s needs a value", argv[i]);
+                args[n++] = argv[i++];
+                known = 1;
+                break;
+            }
+            if (!strncmp(argv[i], with_value[k], l) && argv[i][l] == '=') {
+                argv[i][l] = '\0';
+                args[n++] = argv[i];
+                argv[i] += l + 1;
+                known = 1;
+                break;
+            }
+        }
+        if (!known)
+            return cli_usage("daemon", "unknown option \"%s\"", argv[i]);
         args[n++] = argv[i];
     }
     args[n] = NULL;
+    /* Check the options in the foreground first (farmd --check), so that a
+     * bad value is reported here rather than in farmd.log. */
+    {
+        char *check[34];
+        int m = 0, cst;
+        pid_t cp;
+        for (int k = 0; k < n; k++)
+            check[m++] = args[k];
+        check[m++] = "--check";
+        check[m] = NULL;
+        cp = fork();
+        if (cp == 0) {
+            execv(path, check);
+            _exit(127);
+        }
+        waitpid(cp, &cst, 0);
+        if (!WIFEXITED(cst) || WEXITSTATUS(cst) != 0)
+            return CLI_USAGE;
+    }
     if (farm_home_ensure(cli->home, &err) < 0) {
         fprintf(stderr, "farm daemon: %s\n", err.msg);
         return CLI_USAGE;
     }
-    /* Check the options in the foreground first, so that a bad one is
-     * reported here rather than in farmd.log. */
     pid = fork();
     if (pid == 0) {
         int nul = open("/dev/null", O_RDWR);
@@ -84,7 +121,7 @@ static int start(struct cli *cli, int argc, char **argv)
     waitpid(pid, &st, 0);
     for (int i = 0; i < 200; i++) {
         struct timespec ts = {0, 25 * 1000000};
-        fd = cli_connect(cli, 0 + 0);
+        fd = cli_probe(cli);
         if (fd >= 0) {
             close(fd);
             return status(cli);
@@ -97,7 +134,7 @@ static int start(struct cli *cli, int argc, char **argv)
 
 static int stop(struct cli *cli)
 {
-    int fd = cli_connect(cli, 0);
+    int fd = cli_probe(cli);
     json_t *reply;
     char pidfile[2200];
     if (fd < 0) {

@@ -953,6 +953,10 @@ static int parse_args(int argc, char **argv)
             farmd.cfg.foreground = 1;
             continue;
         }
+        if (!strcmp(a, "--check")) {
+            farmd.cfg.check_only = 1;
+            continue;
+        }
         if (!strcmp(a, "--help")) {
             usage(stdout);
             exit(0);
@@ -1010,6 +1014,8 @@ int main(int argc, char **argv)
     farm_err_clear(&err);
     if (parse_args(argc, argv) < 0)
         return 2;
+    if (farmd.cfg.check_only)
+        return 0;
     if (farm_home_path(farmd.home, sizeof farmd.home) < 0) {
         fprintf(stderr, "farmd: cannot tell FARM_HOME (set FARM_HOME or HOME)\n");
         return 2;

@@ -40,6 +40,7 @@ struct settings {
     int keep_runs;
     int max_interrupts;
     int foreground;
+    int check_only;
 };
 
 struct daemon {
