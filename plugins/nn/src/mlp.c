@@ -29,7 +29,7 @@ struct slot {
 
 struct farm_mlp_work {
     size_t first, last, max_rows, rows;
-    const struct farm_tensor *x;
+    struct farm_tensor x; /* a view of the caller's input (struct copied) */
     struct slot *slots;
     struct farm_tensor g[2]; /* gradient ping-pong, max_rows x widest */
     size_t widest;
@@ -202,7 +202,10 @@ int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w,
     size_t rows = x->rows;
     if (rows > w->max_rows || x->cols != m->layers[w->first].d.in)
         return -EINVAL;
-    w->x = x;
+    /* Keep a view rather than the caller's pointer, so the struct may be a
+     * temporary; the data must stay put until backward. */
+    w->x = *x;
+    w->x.cap = 0;
     w->rows = rows;
     const struct farm_tensor *in = x;
     for (size_t i = w->first; i < w->last; i++) {
@@ -258,7 +261,7 @@ int farm_mlp_backward(struct farm_mlp *m, struct farm_mlp_work *w, const struct 
     for (size_t i = w->last; i-- > w->first;) {
         struct layer *l = &m->layers[i];
         struct slot *s = &w->slots[i - w->first];
-        const struct farm_tensor *in = i == w->first ? w->x : &w->slots[i - 1 - w->first].out;
+        const struct farm_tensor *in = i == w->first ? &w->x : &w->slots[i - 1 - w->first].out;
         bool need_dx = i > w->first || dx != NULL;
         int rc;
         if (l->d.kind == FARM_LAYER_DENSE) {

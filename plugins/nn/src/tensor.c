@@ -157,9 +157,9 @@ int farm_tensor_resize_rows(struct farm_tensor *t, size_t rows)
     if (t->cols && rows > SIZE_MAX / sizeof(float) / t->cols)
         return -EOVERFLOW;
     size_t need = rows * t->cols;
-    if (need > t->cap) {
-        if (t->cap == 0)
-            return -EINVAL;
+    if (t->cap == 0 && rows > t->rows)
+        return -EINVAL; /* a view cannot know what lies beyond it */
+    if (t->cap && need > t->cap) {
         float *p = alloc_floats(need);
         if (!p)
             return -ENOMEM;

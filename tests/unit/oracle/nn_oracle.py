@@ -10,6 +10,7 @@ from the C code) and saves them as DIR/expect_<name>.npy. Commands:
   act          relu/tanh/sigmoid/gelu forward and backward
   gru          one GRU cell step, forward and all gradients (PyTorch form)
   lstm         one LSTM cell step, forward and all gradients
+  optim        three steps of SGD with momentum and of Adam
   rng          first outputs of splitmix64-seeded xoshiro256**
   st_read      read DIR/weights.safetensors by hand, compare with DIR/ref_*.npy
   st_write     write DIR/py.safetensors by hand from DIR/ref_*.npy
@@ -141,6 +142,30 @@ def lstm(d):
     save(d, "dc_prev", dct * f)
 
 
+def optim(d):
+    """Three steps of SGD with momentum and of Adam (PyTorch's update rules,
+    L2 weight decay added to the gradient), in float64."""
+    p0, gs, cfg = load(d, "p0"), load(d, "grads"), load(d, "config")
+    shape = p0.shape
+    p0 = p0.ravel()
+    lr, mom, b1, b2, eps, wd = cfg.ravel()
+    p, v = p0.copy(), np.zeros_like(p0)
+    for g in gs:
+        g = g + wd * p
+        v = mom * v + g
+        p = p - lr * v
+    save(d, "sgd", p.reshape(shape))
+    p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    for t, g in enumerate(gs, start=1):
+        g = g + wd * p
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        mh = m / (1 - b1 ** t)
+        vh = v / (1 - b2 ** t)
+        p = p - lr * mh / (np.sqrt(vh) + eps)
+    save(d, "adam", p.reshape(shape))
+
+
 M64 = (1 << 64) - 1
 
 
@@ -250,7 +275,7 @@ def npy_check(d):
     print("ok")
 
 
-COMMANDS = dict(mlp=mlp, act=act, gru=gru, lstm=lstm, rng=rng, st_read=st_read,
+COMMANDS = dict(mlp=mlp, act=act, optim=optim, gru=gru, lstm=lstm, rng=rng, st_read=st_read,
                 st_write=st_write, npy_write=npy_write, npy_check=npy_check)
 
 if __name__ == "__main__":

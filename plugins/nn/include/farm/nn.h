@@ -786,9 +786,9 @@ void farm_mlp_work_free(struct farm_mlp_work *w);
  * reports). */
 size_t farm_mlp_work_bytes(const struct farm_mlp_work *w);
 
-/* Forward over the work's range. x is rows x in(first), rows <= max_rows;
- * x is referenced, not copied, and must stay unchanged until the matching
- * backward returns. *y (rows x out(last-1)) is borrowed from the work until
+/* Forward over the work's range. x is rows x in(first), rows <= max_rows.
+ * x's data are referenced, not copied, and must stay unchanged until the
+ * matching backward returns (the struct itself may be a temporary). *y (rows x out(last-1)) is borrowed from the work until
  * its next forward. */
 int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w,
                      const struct farm_tensor *x, const struct farm_tensor **y);
