@@ -258,4 +258,51 @@ void farm_rx_data_batch(const struct farm_rx_data *d, const size_t *order, size_
 int farm_rx_write_skips_svg(const struct farm_rx_exec *ex, const char *path, const char *title,
                             struct farm_err *err);
 
+/* ---------------------------------------------------------------- run -- */
+
+/* One rnnexit task, as the plugin runs it: load the model, make or load the
+ * data, train (backward through executed nodes), then evaluate the held-out
+ * part twice (never-skip, then with the conditions), write skips.svg and
+ * weights.safetensors into out_dir, and report metrics through `metric`. */
+struct farm_rx_run_config {
+    const char *model_path; /* the model description */
+    const char *display;    /* its name in messages (NULL: model_path) */
+    const char *task;       /* "varying", "adding" or "npy" */
+    size_t n, steps;        /* synthetic: objects and steps */
+    size_t classes;         /* varying: classes */
+    double signal, noise;   /* varying */
+    size_t min_len;         /* adding: shortest length (padding beyond) */
+    const char *x_path, *labels_path, *targets_path, *lengths_path; /* npy */
+    double test_fraction;
+    struct farm_rx_train_opts train;
+    size_t eval_batch;
+    uint64_t seed;          /* parameters, data and split */
+    const char *out_dir;    /* where skips.svg and weights.safetensors go */
+    void *ud;               /* passed to the callbacks, each may be NULL */
+    void (*log)(void *ud, const char *line);
+    void (*metric)(void *ud, const char *name, double value, int64_t step);
+    void (*progress)(void *ud, double fraction, const char *what);
+    int (*cancelled)(void *ud);
+};
+
+struct farm_rx_run_result {
+    struct farm_rx_eval never; /* held-out, never-skip */
+    struct farm_rx_eval early; /* held-out, with the conditions */
+    double final_loss;
+    int cancelled;
+    char svg_path[4200], weights_path[4200];
+};
+
+/* Runs the task. Metrics reported (step = epoch for train_loss, else 0):
+ * train_loss, node_executions_done, node_executions_skipped,
+ * skipped_share, flops_done, flops_saved, flops_saved_share,
+ * latency_p50_ms, latency_p99_ms (with the conditions),
+ * never_skip_latency_p50_ms, never_skip_latency_p99_ms,
+ * speedup_vs_never_skip, accuracy_early_exit and accuracy_never_skip
+ * (classification) or mse_early_exit and mse_never_skip (regression).
+ * Errors: the model's (file:line:col), the data's, FARM_EBADPARAM for bad
+ * settings; FARM_ECANCELLED when cancelled. */
+int farm_rx_run(const struct farm_rx_run_config *cfg, struct farm_rx_run_result *res,
+                struct farm_err *err);
+
 #endif
