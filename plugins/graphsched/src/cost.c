@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,8 +178,14 @@ static int measure_kind(int kind, int point, struct farm_gs_calib *cal)
         size_t n = (size_t)g.ops[i].rows * (size_t)g.ops[i].cols;
         if (!(bufs[i] = farm__gs_alloc(n)))
             goto out;
-        for (size_t j = 0; j < n; j++)
-            bufs[i][j] = (float)((j * 2654435761u) % 1000) / 1000.0f - 0.5f;
+        /* Data like the run's: uniform in [-1, 1), signs unpredictable. */
+        uint64_t z = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+        for (size_t j = 0; j < n; j++) {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            bufs[i][j] = (float)((double)(z >> 40) / 8388608.0 - 1.0);
+        }
     }
     double t = time_op(&g, bufs), u = op_units(&g, &g.ops[2]);
     cal->size[kind][point] = u;
