@@ -3,7 +3,7 @@
  *   pipeline_bench --mode unsplit|pipe [--width 1024] [--depth 8]
  *                  [--batch 256] [--threads 1] [--micro 1]
  *                  [--schedule gpipe|1f1b] [--split 4] [--steps 8]
- *                  [--repeat 3] [--warmup 2]
+ *                  [--repeat 3] [--warmup 2] [--timeline DIR]
  *
  * Builds an MLP of `depth` dense width x width ReLU layers and a width -> 10
  * head, trains it on one fixed random batch with SGD (momentum 0.9), and
@@ -11,7 +11,9 @@
  * `steps` steps each (after `warmup` untimed steps), and for the pipeline
  * the measured bubble fraction beside (S-1)/(M+S-1), the executor's buffer
  * bytes and the process's peak RSS. unsplit runs farm_mlp_train_step with
- * `threads` BLAS threads; pipe runs 2 sections cut before layer split+1. */
+ * `threads` BLAS threads; pipe runs 2 sections cut before layer split+1.
+ * With --timeline, the last step's timeline.json and timeline.svg are
+ * written into DIR. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@
 
 struct opts {
     const char *mode;
+    const char *timeline;
     int width, depth, batch, threads, micro, split, steps, repeat, warmup;
     int kind;
 };
@@ -45,13 +48,13 @@ static int usage(void)
 {
     fprintf(stderr, "usage: pipeline_bench --mode unsplit|pipe [--width N] [--depth N] "
                     "[--batch N] [--threads N] [--micro N] [--schedule gpipe|1f1b] "
-                    "[--split N] [--steps N] [--repeat N] [--warmup N]\n");
+                    "[--split N] [--steps N] [--repeat N] [--warmup N] [--timeline DIR]\n");
     return 2;
 }
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-    *o = (struct opts){.mode = NULL, .width = 1024, .depth = 8, .batch = 256, .threads = 1,
+    *o = (struct opts){.mode = NULL, .timeline = NULL, .width = 1024, .depth = 8, .batch = 256, .threads = 1,
                        .micro = 1, .split = 4, .steps = 8, .repeat = 3, .warmup = 2,
                        .kind = FARM_PIPE_1F1B};
     for (int i = 1; i < argc; i++) {
@@ -63,6 +66,8 @@ static int parse(int argc, char **argv, struct opts *o)
         int num = *end == '\0' && n > 0 && n < 1000000;
         if (strcmp(k, "--mode") == 0) {
             o->mode = v;
+        } else if (strcmp(k, "--timeline") == 0) {
+            o->timeline = v;
         } else if (strcmp(k, "--schedule") == 0) {
             if (farm_pipe_kind_parse(v, &o->kind, NULL) != 0)
                 return -1;
@@ -218,6 +223,20 @@ int main(int argc, char **argv)
                farm_pipe_buffer_bytes(p), farm_pipe_pinned(p) ? "true" : "false");
     printf(", \"peak_rss_bytes\": %ld}\n", ru.ru_maxrss * 1024L);
 
+    if (p != NULL && o.timeline != NULL) {
+        char path[4096];
+        const char *names[2] = {"fc1..fc4", "fc5..head"};
+        snprintf(path, sizeof(path), "%s/timeline.json", o.timeline);
+        int rc = farm_pipe_timeline_write_json(path, farm_pipe_get_schedule(p), farm_pipe_events(p),
+                                               o.split == 4 && o.depth == 8 ? names : NULL, &err);
+        snprintf(path, sizeof(path), "%s/timeline.svg", o.timeline);
+        if (rc == 0)
+            rc = farm_pipe_timeline_write_svg(path, farm_pipe_get_schedule(p),
+                                              farm_pipe_events(p),
+                                              o.split == 4 && o.depth == 8 ? names : NULL, &err);
+        if (rc != 0)
+            fprintf(stderr, "pipeline_bench: %s\n", err.msg);
+    }
     farm_pipe_free(p);
     farm_optim_free(opt);
     farm_tensor_release(&x);
