@@ -574,8 +574,7 @@ static void test_micro_batches_match_staged_schedule(void **state)
     }
     assert_int_equal(total, B);
     assert_int_equal(farm_mlp_train_step(ref, NULL, &x, labels, NULL, 0, NULL, NULL), -EINVAL);
-    assert_int_equal(farm_mlp_train_step(ref, NULL, &x, labels, NULL, B + 1, NULL, NULL),
-                     -EINVAL);
+    assert_int_equal(farm_mlp_train_step(ref, NULL, &x, labels, NULL, B + 1, NULL, NULL), -EINVAL);
     for (size_t k = 0; k < M; k++) {
         farm_mlp_work_free(w1[k]);
         farm_mlp_work_free(w2[k]);

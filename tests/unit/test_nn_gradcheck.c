@@ -32,8 +32,8 @@ static double dot(const struct farm_tensor *a, const struct farm_tensor *r)
 }
 
 /* Compares the analytic gradient `ana` of f with respect to t's values. */
-static void check(const char *what, struct farm_tensor *t, const struct farm_tensor *ana,
-                  loss_fn f, void *ctx)
+static void check(const char *what, struct farm_tensor *t, const struct farm_tensor *ana, loss_fn f,
+                  void *ctx)
 {
     size_t n = farm_tensor_size(t);
     assert_int_equal(n, farm_tensor_size(ana));

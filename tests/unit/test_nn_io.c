@@ -204,9 +204,8 @@ static void test_safetensors(void **state)
     assert_int_equal(nt_oracle("st_write", dir), 0);
     three_release(&b);
     three_init(&b, false);
-    assert_int_equal(farm_safetensors_load(nt_path(p, sizeof p, dir, "py.safetensors"), b.p, 3,
-                                           false, &err),
-                     0);
+    assert_int_equal(
+        farm_safetensors_load(nt_path(p, sizeof p, dir, "py.safetensors"), b.p, 3, false, &err), 0);
     for (int i = 0; i < 3; i++)
         assert_true(farm_tensor_equal(a.p[i].value, b.p[i].value));
 
@@ -236,9 +235,9 @@ static void test_safetensors(void **state)
     snprintf(b.p[2].name, sizeof b.p[2].name, "%s", "conv.kernel");
     /* Duplicate names cannot be saved. */
     snprintf(a.p[1].name, sizeof a.p[1].name, "%s", "fc1.weight");
-    assert_int_equal(farm_safetensors_save(nt_path(p, sizeof p, dir, "dup.safetensors"), a.p, 3,
-                                           NULL, &err),
-                     -EINVAL);
+    assert_int_equal(
+        farm_safetensors_save(nt_path(p, sizeof p, dir, "dup.safetensors"), a.p, 3, NULL, &err),
+        -EINVAL);
     assert_contains(err.msg, "duplicate");
     /* A truncated file and garbage. */
     write_text(nt_path(p, sizeof p, dir, "short.safetensors"), "abc");

@@ -57,9 +57,11 @@ static double train(struct farm_model_desc *d, const struct farm_dataset *tr,
         double sum = 0;
         for (size_t b = 0; b < tr->n; b += bs) {
             size_t count = tr->n - b < bs ? tr->n - b : bs;
-            assert_int_equal(farm_data_batch(tr, order, b, count, &xb, lb, tr->y.rows ? &yb : NULL), 0);
+            assert_int_equal(farm_data_batch(tr, order, b, count, &xb, lb, tr->y.rows ? &yb : NULL),
+                             0);
             double l;
-            assert_int_equal(farm_mlp_train_step(m, o, &xb, lb, tr->y.rows ? &yb : NULL, 1, &l, NULL), 0);
+            assert_int_equal(
+                farm_mlp_train_step(m, o, &xb, lb, tr->y.rows ? &yb : NULL, 1, &l, NULL), 0);
             sum += l;
         }
         loss = sum / (double)tr->n;

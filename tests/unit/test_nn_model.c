@@ -133,7 +133,8 @@ static const struct bad_case bad_cases[] = {
     {"bad_shape.yaml", FARM_EBADMODEL,
      "bad_shape.yaml:10:9: layers[1] (fc2).in: shape mismatch: 16, but the previous layer (fc1) "
      "gives 8"},
-    {"missing_key.yaml", FARM_EBADMODEL, "missing_key.yaml:3:5: layers[0] (fc1): missing key 'out'"},
+    {"missing_key.yaml", FARM_EBADMODEL,
+     "missing_key.yaml:3:5: layers[0] (fc1): missing key 'out'"},
     {"missing_layers.yaml", FARM_EBADMODEL, "missing_layers.yaml:1:1: model: missing key 'layers'"},
     {"unknown_key.yaml", FARM_EBADMODEL,
      "unknown_key.yaml:5:12: layers[0] (fc1): unknown key 'units' (expected one of: name, type, "

@@ -67,8 +67,7 @@ static void run_mlp(size_t micro_batches)
     assert_int_equal(farm_tensor_init(&dy, B, 4), 0);
     double loss_sum;
     size_t correct;
-    assert_int_equal(
-        farm_loss_softmax_ce(y, labels, 1.0f / (float)B, &dy, &loss_sum, &correct), 0);
+    assert_int_equal(farm_loss_softmax_ce(y, labels, 1.0f / (float)B, &dy, &loss_sum, &correct), 0);
     struct farm_tensor loss;
     farm_tensor_wrap(&loss, (float[]){(float)(loss_sum / (double)B)}, 1, 1);
     nt_assert_close(&loss, dir, "loss", REL);

@@ -60,16 +60,15 @@ int farm_data_blobs(struct farm_dataset *out, size_t n, size_t dim, size_t class
         size_t c = i % classes;
         d.labels[i] = (int32_t)c;
         for (size_t j = 0; j < dim; j++)
-            d.x.data[i * dim + j] =
-                (float)(centers[c * dim + j] + spread * farm_rng_normal(&rng));
+            d.x.data[i * dim + j] = (float)(centers[c * dim + j] + spread * farm_rng_normal(&rng));
     }
     free(centers);
     *out = d;
     return 0;
 }
 
-int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float turns,
-                      uint64_t seed, struct farm_err *err)
+int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float turns, uint64_t seed,
+                      struct farm_err *err)
 {
     FARM_RETURN_ERROR_IF(n == 0, err, -EINVAL, "spirals: n must be positive");
     FARM_RETURN_ERROR_IF(!(turns > 0.0f) || !(noise >= 0.0f), err, -EINVAL,
@@ -97,9 +96,8 @@ int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float tur
     return 0;
 }
 
-int farm_data_fedprox_synthetic(struct farm_dataset *out, size_t n_clients,
-                                const size_t *samples, double alpha, double beta, uint64_t seed,
-                                struct farm_err *err)
+int farm_data_fedprox_synthetic(struct farm_dataset *out, size_t n_clients, const size_t *samples,
+                                double alpha, double beta, uint64_t seed, struct farm_err *err)
 {
     const size_t D = FARM_FEDPROX_DIM, C = FARM_FEDPROX_CLASSES;
     FARM_RETURN_ERROR_IF(n_clients == 0, err, -EINVAL, "fedprox synthetic: no clients");
@@ -312,14 +310,13 @@ int farm_data_load_csv(const char *path, int label_col, struct farm_dataset *out
                 break;
             }
             if (ncols == 1 && lc == 0) {
-                rc = farm_err_set(err, FARM_EBADDATA, "%s:%zu:1: no feature columns", path,
-                                  lineno);
+                rc = farm_err_set(err, FARM_EBADDATA, "%s:%zu:1: no feature columns", path, lineno);
                 break;
             }
         }
         if (nf != ncols) {
-            rc = farm_err_set(err, FARM_EBADDATA, "%s:%zu:1: expected %zu fields, found %zu",
-                              path, lineno, ncols, nf);
+            rc = farm_err_set(err, FARM_EBADDATA, "%s:%zu:1: expected %zu fields, found %zu", path,
+                              lineno, ncols, nf);
             break;
         }
         size_t nfeat = ncols - (lc >= 0 ? 1 : 0);
@@ -431,8 +428,8 @@ int farm_data_load_npy(const char *x_path, const char *labels_path, struct farm_
         int32_t mx = -1;
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (d.labels[i] < 0)
-                rc = farm_err_set(err, FARM_EBADDATA, "%s: label %zu is negative (%d)",
-                                  labels_path, i, (int)d.labels[i]);
+                rc = farm_err_set(err, FARM_EBADDATA, "%s: label %zu is negative (%d)", labels_path,
+                                  i, (int)d.labels[i]);
             else if (d.labels[i] > mx)
                 mx = d.labels[i];
         }
@@ -545,8 +542,8 @@ int farm_data_standardize(struct farm_dataset *train, struct farm_dataset *test)
     return 0;
 }
 
-int farm_data_batch(const struct farm_dataset *d, const size_t *order, size_t first,
-                    size_t count, struct farm_tensor *xb, int32_t *lb, struct farm_tensor *yb)
+int farm_data_batch(const struct farm_dataset *d, const size_t *order, size_t first, size_t count,
+                    struct farm_tensor *xb, int32_t *lb, struct farm_tensor *yb)
 {
     if (first > d->n || count > d->n - first || xb->cols != d->x.cols)
         return -EINVAL;
@@ -569,8 +566,7 @@ int farm_data_batch(const struct farm_dataset *d, const size_t *order, size_t fi
         if (lb && d->labels)
             lb[i] = d->labels[s];
         if (want_y)
-            memcpy(yb->data + i * d->y.cols, d->y.data + s * d->y.cols,
-                   d->y.cols * sizeof(float));
+            memcpy(yb->data + i * d->y.cols, d->y.data + s * d->y.cols, d->y.cols * sizeof(float));
     }
     return 0;
 }

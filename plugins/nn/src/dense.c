@@ -28,10 +28,19 @@ void farm__nn_set_param(struct farm_param *p, const char *prefix, const char *su
     p->grad = grad;
 }
 
-void farm__nn_add_colsums(float *acc, const float *g, size_t rows, size_t cols)
+void farm__nn_add_bias(float *restrict y, const float *restrict b, size_t rows, size_t cols)
 {
     for (size_t i = 0; i < rows; i++) {
-        const float *r = g + i * cols;
+        float *restrict r = y + i * cols;
+        for (size_t j = 0; j < cols; j++)
+            r[j] += b[j];
+    }
+}
+
+void farm__nn_add_colsums(float *restrict acc, const float *restrict g, size_t rows, size_t cols)
+{
+    for (size_t i = 0; i < rows; i++) {
+        const float *restrict r = g + i * cols;
         for (size_t j = 0; j < cols; j++)
             acc[j] += r[j];
     }
@@ -45,8 +54,7 @@ int farm_dense_init(struct farm_dense *d, size_t in, size_t out)
     t.out = out;
     int rc;
     if ((rc = farm_tensor_init(&t.w, in, out)) < 0 || (rc = farm_tensor_init_1d(&t.b, out)) < 0 ||
-        (rc = farm_tensor_init(&t.dw, in, out)) < 0 ||
-        (rc = farm_tensor_init_1d(&t.db, out)) < 0) {
+        (rc = farm_tensor_init(&t.dw, in, out)) < 0 || (rc = farm_tensor_init_1d(&t.db, out)) < 0) {
         farm_dense_release(&t);
         return rc;
     }
@@ -81,12 +89,7 @@ int farm_dense_forward(const struct farm_dense *d, const struct farm_tensor *x,
     size_t rows = x->rows, out = d->out;
     farm_nn_sgemm(false, false, rows, out, d->in, 1.0f, x->data, d->in, d->w.data, out, 0.0f,
                   y->data, out);
-    const float *b = d->b.data;
-    for (size_t i = 0; i < rows; i++) {
-        float *r = y->data + i * out;
-        for (size_t j = 0; j < out; j++)
-            r[j] += b[j];
-    }
+    farm__nn_add_bias(y->data, d->b.data, rows, out);
     return 0;
 }
 

@@ -196,8 +196,8 @@ size_t farm_mlp_work_bytes(const struct farm_mlp_work *w)
     return floats * sizeof(float);
 }
 
-int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w,
-                     const struct farm_tensor *x, const struct farm_tensor **y)
+int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w, const struct farm_tensor *x,
+                     const struct farm_tensor **y)
 {
     size_t rows = x->rows;
     if (rows > w->max_rows || x->cols != m->layers[w->first].d.in)
@@ -385,8 +385,8 @@ int farm_mlp_train_step(struct farm_mlp *m, struct farm_optim *optim, const stru
         farm_tensor_wrap(&dy, m->dout.data, count, farm_mlp_output(m));
         double l = 0;
         size_t c = 0;
-        rc = loss_of(m, y, labels ? labels + first : NULL, targets ? &ts : NULL, scale, &dy, &l,
-                     &c);
+        rc =
+            loss_of(m, y, labels ? labels + first : NULL, targets ? &ts : NULL, scale, &dy, &l, &c);
         if (rc < 0)
             return rc;
         total += l;
@@ -425,8 +425,8 @@ int farm_mlp_evaluate(struct farm_mlp *m, const struct farm_dataset *d, size_t b
             return rc;
         double l = 0;
         size_t c = 0;
-        rc = loss_of(m, y, d->labels ? d->labels + first : NULL, d->y.rows ? &ts : NULL, 1.0f,
-                     NULL, &l, &c);
+        rc = loss_of(m, y, d->labels ? d->labels + first : NULL, d->y.rows ? &ts : NULL, 1.0f, NULL,
+                     &l, &c);
         if (rc < 0)
             return rc;
         total += l;

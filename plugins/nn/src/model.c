@@ -40,8 +40,7 @@ static int check_keys(struct ctx *c, const json_t *obj, const char *what,
             char list[512];
             size_t k = 0;
             for (size_t i = 0; allowed[i] && k < sizeof list; i++)
-                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "",
-                                      allowed[i]);
+                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", allowed[i]);
             return FAIL(c, val, "%s: unknown key '%s' (expected one of: %s)", what, key, list);
         }
     }
@@ -66,8 +65,8 @@ static int get_uint(struct ctx *c, const json_t *obj, const char *what, const ch
     return 0;
 }
 
-static int get_num(struct ctx *c, const json_t *obj, const char *what, const char *key,
-                   double dflt, double lo, double hi, bool lo_open, double *out)
+static int get_num(struct ctx *c, const json_t *obj, const char *what, const char *key, double dflt,
+                   double lo, double hi, bool lo_open, double *out)
 {
     const json_t *v = json_object_get(obj, key);
     if (!v) {
@@ -78,8 +77,8 @@ static int get_num(struct ctx *c, const json_t *obj, const char *what, const cha
         return FAIL(c, v, "%s.%s: expected a number", what, key);
     double x = json_number_value(v);
     if (!isfinite(x) || x < lo || x > hi || (lo_open && x == lo))
-        return FAIL(c, v, "%s.%s: %g is out of range (%s%g, %g]", what, key, x,
-                    lo_open ? "(" : "[", lo, hi);
+        return FAIL(c, v, "%s.%s: %g is out of range (%s%g, %g]", what, key, x, lo_open ? "(" : "[",
+                    lo, hi);
     *out = x;
     return 0;
 }
@@ -110,8 +109,8 @@ static int parse_optimizer(struct ctx *c, const json_t *o, struct farm_optim_con
     }
     if (!json_is_object(o))
         return FAIL(c, o, "optimizer: expected a mapping with a 'type' (sgd or adam)");
-    static const char *const keys[] = {"type", "lr", "momentum", "betas",
-                                       "eps", "weight_decay", NULL};
+    static const char *const keys[] = {"type", "lr",           "momentum", "betas",
+                                       "eps",  "weight_decay", NULL};
     int rc = check_keys(c, o, "optimizer", keys);
     if (rc < 0)
         return rc;
@@ -136,8 +135,8 @@ static int parse_optimizer(struct ctx *c, const json_t *o, struct farm_optim_con
     if (b) {
         if (kind != FARM_OPTIM_ADAM)
             return FAIL(c, b, "optimizer.betas: only adam takes betas");
-        if (!json_is_array(b) || json_array_size(b) != 2 ||
-            !json_is_number(json_array_get(b, 0)) || !json_is_number(json_array_get(b, 1)))
+        if (!json_is_array(b) || json_array_size(b) != 2 || !json_is_number(json_array_get(b, 0)) ||
+            !json_is_number(json_array_get(b, 1)))
             return FAIL(c, b, "optimizer.betas: expected a list of two numbers, like [0.9, 0.999]");
         double b1 = json_number_value(json_array_get(b, 0));
         double b2 = json_number_value(json_array_get(b, 1));
@@ -170,8 +169,8 @@ static int parse_data(struct ctx *c, const json_t *o, struct farm_data_desc *d)
         return FAIL(c, o, "data: expected a mapping with a 'source'");
     mark(c, o, &d->line, &d->col);
     static const char *const keys[] = {
-        "source", "path", "labels", "label_column", "scale", "standardize", "n", "dim",
-        "classes", "spread", "noise", "turns", "test_fraction", "seed", NULL};
+        "source",  "path",   "labels", "label_column", "scale",         "standardize", "n", "dim",
+        "classes", "spread", "noise",  "turns",        "test_fraction", "seed",        NULL};
     int rc = check_keys(c, o, "data", keys);
     if (rc < 0)
         return rc;
@@ -258,8 +257,7 @@ static int parse_layers(struct ctx *c, const json_t *layers, const json_t *input
         if ((rc = get_str(c, l, what, "name", true, &name, &nn)) < 0)
             return rc;
         if (strlen(name) >= FARM_LAYER_NAME_MAX)
-            return FAIL(c, nn, "%s.name: longer than %d characters", what,
-                        FARM_LAYER_NAME_MAX - 1);
+            return FAIL(c, nn, "%s.name: longer than %d characters", what, FARM_LAYER_NAME_MAX - 1);
         for (size_t k = 0; k < i; k++)
             if (!strcmp(m->layers[k].name, name))
                 return FAIL(c, nn, "%s.name: duplicate layer name '%s' (also layers[%zu])", what,
@@ -343,8 +341,8 @@ static int build(struct farm_yaml_doc *doc, const char *dir, struct farm_model_d
     const json_t *root = farm_yaml_root(doc);
     if (!json_is_object(root))
         return FAIL(&c, root, "expected a mapping with 'layers' (a model description)");
-    static const char *const keys[] = {"name", "input", "layers", "loss", "optimizer",
-                                       "batch_size", "init", "seed", "data", NULL};
+    static const char *const keys[] = {"name",       "input", "layers", "loss", "optimizer",
+                                       "batch_size", "init",  "seed",   "data", NULL};
     int rc = check_keys(&c, root, "model", keys);
     if (rc < 0)
         return rc;
@@ -538,8 +536,7 @@ int farm_model_desc_load_data(const struct farm_model_desc *m, const char *base_
             rc = farm_data_load_npy(p1, p2, &all, &sub);
         break;
     case FARM_DATA_BLOBS:
-        rc = farm_data_blobs(&all, dd->n, dd->dim, dd->classes, (float)dd->spread, dd->seed,
-                             &sub);
+        rc = farm_data_blobs(&all, dd->n, dd->dim, dd->classes, (float)dd->spread, dd->seed, &sub);
         break;
     case FARM_DATA_SPIRALS:
         rc = farm_data_spirals(&all, dd->n, (float)dd->noise, (float)dd->turns, dd->seed, &sub);
@@ -565,8 +562,8 @@ int farm_model_desc_load_data(const struct farm_model_desc *m, const char *base_
     }
     if (all.labels && all.classes > outw) {
         rc = farm_err_set(err, FARM_EBADMODEL,
-                          "%s:%d:%d: data: labels go up to %zu, the model has %zu outputs",
-                          m->file, line, col, all.classes - 1, outw);
+                          "%s:%d:%d: data: labels go up to %zu, the model has %zu outputs", m->file,
+                          line, col, all.classes - 1, outw);
         goto out;
     }
     if (m->loss == FARM_LOSS_MSE && all.y.rows == 0 && (rc = one_hot(&all, outw)) < 0) {

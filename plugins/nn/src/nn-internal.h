@@ -14,8 +14,12 @@
 void farm__nn_set_param(struct farm_param *p, const char *prefix, const char *suffix,
                         struct farm_tensor *value, struct farm_tensor *grad);
 
-/* Column sums of the rows x cols matrix g added into acc[cols], row by row. */
-void farm__nn_add_colsums(float *acc, const float *g, size_t rows, size_t cols);
+/* Column sums of the rows x cols matrix g added into acc[cols], row by row
+ * (acc must not overlap g). */
+void farm__nn_add_colsums(float *restrict acc, const float *restrict g, size_t rows, size_t cols);
+
+/* y[i][j] += b[j] for a rows x cols y (b must not overlap y). */
+void farm__nn_add_bias(float *restrict y, const float *restrict b, size_t rows, size_t cols);
 
 /* Writes the n byte ranges bufs[i] (lens[i] bytes) to `path` atomically:
  * a temporary file beside it, fsync, rename. Errors name the path. */

@@ -152,8 +152,7 @@ static int parse_npy(const char *path, const unsigned char *buf, size_t len, str
     } else if (major == 2 || major == 3) {
         if (len < 12)
             return npy_err(err, path, "truncated header");
-        hlen = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 |
-               (size_t)buf[11] << 24;
+        hlen = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
         off = 12;
     } else {
         return npy_err(err, path, "unsupported format version");
@@ -197,10 +196,10 @@ static int parse_npy(const char *path, const unsigned char *buf, size_t len, str
         rc = npy_err(err, path, "unknown byte order");
         goto out;
     }
-    bool okk = (kind == 'f' && (size == 4 || size == 8)) ||
-               ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 ||
-                                                 size == 8)) ||
-               (kind == 'b' && size == 1);
+    bool okk =
+        (kind == 'f' && (size == 4 || size == 8)) ||
+        ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8)) ||
+        (kind == 'b' && size == 1);
     if (!okk) {
         rc = npy_err(err, path, "unsupported dtype (float32/64, int/uint 8-64, bool only)");
         goto out;
@@ -320,8 +319,8 @@ int farm_npy_read_i32(const char *path, int32_t **out, size_t *count, struct far
     struct npy n;
     rc = parse_npy(path, buf, len, &n, err);
     if (rc == 0 && !(n.ndim == 1 || (n.ndim == 2 && n.shape[1] == 1)))
-        rc = farm_err_set(err, FARM_EBADDATA, "%s: expected a 1-D array of labels, got %d-D",
-                          path, n.ndim);
+        rc = farm_err_set(err, FARM_EBADDATA, "%s: expected a 1-D array of labels, got %d-D", path,
+                          n.ndim);
     int32_t *v = NULL;
     if (rc == 0 && !(v = malloc((n.count ? n.count : 1) * sizeof *v)))
         rc = farm_err_set(err, -ENOMEM, "%s: out of memory", path);
@@ -349,8 +348,8 @@ static int write_npy(const char *path, const char *descr, int ndim, const size_t
                      const void *data, size_t bytes, struct farm_err *err)
 {
     char dict[512];
-    int k = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                     descr);
+    int k =
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int i = 0; i < ndim; i++)
         k += snprintf(dict + k, sizeof dict - (size_t)k, "%zu,%s", shape[i],
                       i + 1 < ndim ? " " : "");

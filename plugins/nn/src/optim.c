@@ -37,34 +37,32 @@ int farm_optim_parse(const char *name, enum farm_optim_kind *out)
     return -EINVAL;
 }
 
-int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params,
-                   size_t n, struct farm_optim **out, struct farm_err *err)
+int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params, size_t n,
+                   struct farm_optim **out, struct farm_err *err)
 {
     FARM_RETURN_ERROR_IF(!(cfg->lr > 0.0f) || !isfinite(cfg->lr), err, -EINVAL,
                          "optimizer: lr must be a positive number, got %g", (double)cfg->lr);
     FARM_RETURN_ERROR_IF(!(cfg->weight_decay >= 0.0f), err, -EINVAL,
-                         "optimizer: weight_decay must be >= 0, got %g",
-                         (double)cfg->weight_decay);
+                         "optimizer: weight_decay must be >= 0, got %g", (double)cfg->weight_decay);
     if (cfg->kind == FARM_OPTIM_SGD) {
         FARM_RETURN_ERROR_IF(!(cfg->momentum >= 0.0f && cfg->momentum < 1.0f), err, -EINVAL,
                              "optimizer: momentum must be in [0, 1), got %g",
                              (double)cfg->momentum);
     } else if (cfg->kind == FARM_OPTIM_ADAM) {
-        FARM_RETURN_ERROR_IF(!(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f &&
-                               cfg->beta2 < 1.0f),
-                             err, -EINVAL, "optimizer: betas must be in [0, 1), got %g, %g",
-                             (double)cfg->beta1, (double)cfg->beta2);
-        FARM_RETURN_ERROR_IF(!(cfg->eps > 0.0f), err, -EINVAL,
-                             "optimizer: eps must be > 0, got %g", (double)cfg->eps);
+        FARM_RETURN_ERROR_IF(
+            !(cfg->beta1 >= 0.0f && cfg->beta1 < 1.0f && cfg->beta2 >= 0.0f && cfg->beta2 < 1.0f),
+            err, -EINVAL, "optimizer: betas must be in [0, 1), got %g, %g", (double)cfg->beta1,
+            (double)cfg->beta2);
+        FARM_RETURN_ERROR_IF(!(cfg->eps > 0.0f), err, -EINVAL, "optimizer: eps must be > 0, got %g",
+                             (double)cfg->eps);
     } else {
         return farm_err_set(err, -EINVAL, "optimizer: unknown kind %d", (int)cfg->kind);
     }
     for (size_t i = 0; i < n; i++)
-        FARM_RETURN_ERROR_IF(!params[i].grad || !params[i].value ||
-                                 params[i].grad->rows != params[i].value->rows ||
-                                 params[i].grad->cols != params[i].value->cols,
-                             err, -EINVAL, "optimizer: parameter %s has no gradient of its shape",
-                             params[i].name);
+        FARM_RETURN_ERROR_IF(
+            !params[i].grad || !params[i].value || params[i].grad->rows != params[i].value->rows ||
+                params[i].grad->cols != params[i].value->cols,
+            err, -EINVAL, "optimizer: parameter %s has no gradient of its shape", params[i].name);
     struct farm_optim *o = calloc(1, sizeof *o);
     if (!o)
         return farm_err_set(err, -ENOMEM, "optimizer: out of memory");
@@ -89,8 +87,8 @@ int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param 
     return 0;
 }
 
-static void sgd_step(const struct farm_optim_config *c, float *p, const float *g, float *v,
-                     size_t n)
+static void sgd_step(const struct farm_optim_config *c, float *restrict p, const float *restrict g,
+                     float *restrict v, size_t n)
 {
     float lr = c->lr, mu = c->momentum, wd = c->weight_decay;
     for (size_t i = 0; i < n; i++) {
@@ -100,8 +98,8 @@ static void sgd_step(const struct farm_optim_config *c, float *p, const float *g
     }
 }
 
-static void adam_step(const struct farm_optim_config *c, uint64_t t, float *p, const float *g,
-                      float *m, float *v, size_t n)
+static void adam_step(const struct farm_optim_config *c, uint64_t t, float *restrict p,
+                      const float *restrict g, float *restrict m, float *restrict v, size_t n)
 {
     float b1 = c->beta1, b2 = c->beta2, wd = c->weight_decay, eps = c->eps;
     float bc1 = (float)(1.0 - pow((double)b1, (double)t));

@@ -16,18 +16,9 @@ static float sig(float x)
 
 static float *scratch(size_t n)
 {
-    size_t bytes = (n * sizeof(float) + FARM_TENSOR_ALIGN - 1) / FARM_TENSOR_ALIGN *
-                   FARM_TENSOR_ALIGN;
+    size_t bytes =
+        (n * sizeof(float) + FARM_TENSOR_ALIGN - 1) / FARM_TENSOR_ALIGN * FARM_TENSOR_ALIGN;
     return aligned_alloc(FARM_TENSOR_ALIGN, bytes ? bytes : FARM_TENSOR_ALIGN);
-}
-
-static void add_bias_rows(float *y, const float *b, size_t rows, size_t cols)
-{
-    for (size_t i = 0; i < rows; i++) {
-        float *r = y + i * cols;
-        for (size_t j = 0; j < cols; j++)
-            r[j] += b[j];
-    }
 }
 
 /* ---- GRU ---------------------------------------------------------------- */
@@ -45,8 +36,7 @@ int farm_gru_init(struct farm_gru *g, size_t in, size_t hidden)
         (rc = farm_tensor_init_1d(&t.bx, h3)) < 0 || (rc = farm_tensor_init_1d(&t.bh, h3)) < 0 ||
         (rc = farm_tensor_init(&t.dwx, in, h3)) < 0 ||
         (rc = farm_tensor_init(&t.dwh, hidden, h3)) < 0 ||
-        (rc = farm_tensor_init_1d(&t.dbx, h3)) < 0 ||
-        (rc = farm_tensor_init_1d(&t.dbh, h3)) < 0) {
+        (rc = farm_tensor_init_1d(&t.dbx, h3)) < 0 || (rc = farm_tensor_init_1d(&t.dbh, h3)) < 0) {
         farm_gru_release(&t);
         return rc;
     }
@@ -58,7 +48,7 @@ void farm_gru_release(struct farm_gru *g)
 {
     if (!g)
         return;
-    struct farm_tensor *all[] = {&g->wx, &g->wh, &g->bx, &g->bh,
+    struct farm_tensor *all[] = {&g->wx,  &g->wh,  &g->bx,  &g->bh,
                                  &g->dwx, &g->dwh, &g->dbx, &g->dbh};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         farm_tensor_release(all[i]);
@@ -134,9 +124,9 @@ int farm_gru_forward(const struct farm_gru *g, const struct farm_tensor *x,
     float *gh = gx + rows * h3;
     farm_nn_sgemm(false, false, rows, h3, g->in, 1.0f, x->data, g->in, g->wx.data, h3, 0.0f, gx,
                   h3);
-    add_bias_rows(gx, g->bx.data, rows, h3);
+    farm__nn_add_bias(gx, g->bx.data, rows, h3);
     farm_nn_sgemm(false, false, rows, h3, H, 1.0f, h_prev->data, H, g->wh.data, h3, 0.0f, gh, h3);
-    add_bias_rows(gh, g->bh.data, rows, h3);
+    farm__nn_add_bias(gh, g->bh.data, rows, h3);
     for (size_t i = 0; i < rows; i++) {
         const float *ax = gx + i * h3, *ah = gh + i * h3, *hp = h_prev->data + i * H;
         float *hn = h_next->data + i * H;
@@ -194,16 +184,14 @@ int farm_gru_backward(struct farm_gru *g, const struct farm_gru_cache *cache,
     }
     farm_nn_sgemm(true, false, in, h3, rows, 1.0f, cache->x.data, in, dgx, h3, 1.0f, g->dwx.data,
                   h3);
-    farm_nn_sgemm(true, false, H, h3, rows, 1.0f, cache->h.data, H, dgh, h3, 1.0f, g->dwh.data,
-                  h3);
+    farm_nn_sgemm(true, false, H, h3, rows, 1.0f, cache->h.data, H, dgh, h3, 1.0f, g->dwh.data, h3);
     farm__nn_add_colsums(g->dbx.data, dgx, rows, h3);
     farm__nn_add_colsums(g->dbh.data, dgh, rows, h3);
     if (dx)
-        farm_nn_sgemm(false, true, rows, in, h3, 1.0f, dgx, h3, g->wx.data, h3, 0.0f, dx->data,
-                      in);
+        farm_nn_sgemm(false, true, rows, in, h3, 1.0f, dgx, h3, g->wx.data, h3, 0.0f, dx->data, in);
     if (dh_prev) {
-        farm_nn_sgemm(false, true, rows, H, h3, 1.0f, dgh, h3, g->wh.data, h3, 0.0f,
-                      dh_prev->data, H);
+        farm_nn_sgemm(false, true, rows, H, h3, 1.0f, dgh, h3, g->wh.data, h3, 0.0f, dh_prev->data,
+                      H);
         for (size_t i = 0; i < rows * H; i++)
             dh_prev->data[i] += dh_next->data[i] * cache->z.data[i];
     }
@@ -323,10 +311,9 @@ int farm_lstm_forward(const struct farm_lstm *l, const struct farm_tensor *x,
     float *a = scratch(rows * h4);
     if (!a)
         return -ENOMEM;
-    farm_nn_sgemm(false, false, rows, h4, l->in, 1.0f, x->data, l->in, l->wx.data, h4, 0.0f, a,
-                  h4);
+    farm_nn_sgemm(false, false, rows, h4, l->in, 1.0f, x->data, l->in, l->wx.data, h4, 0.0f, a, h4);
     farm_nn_sgemm(false, false, rows, h4, H, 1.0f, h_prev->data, H, l->wh.data, h4, 1.0f, a, h4);
-    add_bias_rows(a, l->b.data, rows, h4);
+    farm__nn_add_bias(a, l->b.data, rows, h4);
     for (size_t r = 0; r < rows; r++) {
         const float *ar = a + r * h4, *cp = c_prev->data + r * H;
         float *hn = h_next->data + r * H, *cn = c_next->data + r * H;

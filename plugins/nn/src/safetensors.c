@@ -30,8 +30,7 @@ int farm_safetensors_save(const char *path, const struct farm_param *params, siz
             json_array_append_new(shape, json_integer((json_int_t)sh[k]));
         size_t bytes = farm_tensor_size(t) * sizeof(float);
         json_t *entry = json_pack("{s:s, s:o, s:[I,I]}", "dtype", "F32", "shape", shape,
-                                  "data_offsets", (json_int_t)offset,
-                                  (json_int_t)(offset + bytes));
+                                  "data_offsets", (json_int_t)offset, (json_int_t)(offset + bytes));
         if (!entry || json_object_set_new(head, params[i].name, entry) < 0)
             rc = farm_err_set(err, -ENOMEM, "%s: out of memory", path);
         offset += bytes;
@@ -44,8 +43,8 @@ int farm_safetensors_save(const char *path, const struct farm_param *params, siz
         json_object_foreach((json_t *)metadata, k, v)
         {
             if (rc == 0 && !json_is_string(v))
-                rc = farm_err_set(err, -EINVAL, "%s: metadata value \"%s\" is not a string",
-                                  path, k);
+                rc = farm_err_set(err, -EINVAL, "%s: metadata value \"%s\" is not a string", path,
+                                  k);
         }
         if (rc == 0)
             json_object_set_new(head, "__metadata__", json_deep_copy(metadata));
@@ -156,15 +155,15 @@ int farm_safetensors_load(const char *path, const struct farm_param *params, siz
         const char *dtype = NULL;
         json_t *shape = NULL;
         json_int_t b0 = -1, b1 = -1;
-        if (json_unpack(val, "{s:s, s:o, s:[II]}", "dtype", &dtype, "shape", &shape,
-                        "data_offsets", &b0, &b1) < 0 ||
+        if (json_unpack(val, "{s:s, s:o, s:[II]}", "dtype", &dtype, "shape", &shape, "data_offsets",
+                        &b0, &b1) < 0 ||
             !json_is_array(shape)) {
             rc = bad(err, path, "tensor \"%s\": entry lacks dtype, shape or data_offsets", key);
             goto out;
         }
         if (strcmp(dtype, "F32") != 0) {
-            rc = farm_err_set(err, FARM_EBADDATA, "%s: tensor \"%s\": dtype %s, expected F32",
-                              path, key, dtype);
+            rc = farm_err_set(err, FARM_EBADDATA, "%s: tensor \"%s\": dtype %s, expected F32", path,
+                              key, dtype);
             goto out;
         }
         const struct farm_tensor *t = params[i].value;
@@ -183,8 +182,8 @@ int farm_safetensors_load(const char *path, const struct farm_param *params, siz
             for (int k = 0; k < nd; k++)
                 w += snprintf(want + w, sizeof want - (size_t)w, "%s%zu", k ? "," : "", sh[k]);
             rc = farm_err_set(err, FARM_EBADDATA,
-                              "%s: tensor \"%s\": shape %s in the file, the model has [%s]",
-                              path, key, got ? got : "?", want);
+                              "%s: tensor \"%s\": shape %s in the file, the model has [%s]", path,
+                              key, got ? got : "?", want);
             free(got);
             goto out;
         }

@@ -259,9 +259,8 @@ enum farm_loss_kind {
  * labels[rows] in [0, classes). dlogits = (softmax - onehot) * grad_scale.
  * *correct = number of rows whose argmax equals the label. -EINVAL for a
  * label out of range. dlogits may be logits (in place). */
-int farm_loss_softmax_ce(const struct farm_tensor *logits, const int32_t *labels,
-                         float grad_scale, struct farm_tensor *dlogits, double *loss_sum,
-                         size_t *correct);
+int farm_loss_softmax_ce(const struct farm_tensor *logits, const int32_t *labels, float grad_scale,
+                         struct farm_tensor *dlogits, double *loss_sum, size_t *correct);
 
 /* Mean squared error per sample: sum_j (pred-target)^2 / cols, summed over
  * rows (so loss_sum / rows equals PyTorch's MSELoss 'mean').
@@ -484,8 +483,8 @@ struct farm_optim;
 /* Creates an optimizer over params[0..n) (the list is copied; the tensors
  * are borrowed and must outlive it; every param needs a grad). State
  * (velocity, moments) starts at zero. -EINVAL on a bad config. */
-int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params,
-                   size_t n, struct farm_optim **out, struct farm_err *err);
+int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params, size_t n,
+                   struct farm_optim **out, struct farm_err *err);
 
 /* One update of every parameter from its current gradient. */
 void farm_optim_step(struct farm_optim *o);
@@ -526,8 +525,8 @@ int farm_data_blobs(struct farm_dataset *out, size_t n, size_t dim, size_t class
  * class c: t = sqrt(u) * turns * 2 pi (u uniform), point = (t cos(t + c
  * pi), t sin(t + c pi)) / (turns * 2 pi) + N(0, noise^2) per coordinate.
  * Coordinates lie roughly in [-1, 1]. turns > 0 (1.5 is classic). */
-int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float turns,
-                      uint64_t seed, struct farm_err *err);
+int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float turns, uint64_t seed,
+                      struct farm_err *err);
 
 /* FedProx synthetic(alpha, beta) (Li et al., "Federated Optimization in
  * Heterogeneous Networks", 2020, and its generator): 60-dim x, 10 classes,
@@ -542,9 +541,8 @@ int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float tur
  * `out` receives n_clients data sets (release each). */
 #define FARM_FEDPROX_DIM 60
 #define FARM_FEDPROX_CLASSES 10
-int farm_data_fedprox_synthetic(struct farm_dataset *out, size_t n_clients,
-                                const size_t *samples, double alpha, double beta, uint64_t seed,
-                                struct farm_err *err);
+int farm_data_fedprox_synthetic(struct farm_dataset *out, size_t n_clients, const size_t *samples,
+                                double alpha, double beta, uint64_t seed, struct farm_err *err);
 
 /* Reads a CSV file of numbers, one sample per line, through libarchive
  * (raw format, all filters: .csv, .csv.gz, .csv.zst, ... alike).
@@ -576,8 +574,8 @@ int farm_data_standardize(struct farm_dataset *train, struct farm_dataset *test)
  * rows (resized with farm_tensor_resize_rows), labels into lb[count] (when
  * both lb and d->labels are non-NULL), targets into yb (when non-NULL and
  * d->y is not empty). order NULL means identity. */
-int farm_data_batch(const struct farm_dataset *d, const size_t *order, size_t first,
-                    size_t count, struct farm_tensor *xb, int32_t *lb, struct farm_tensor *yb);
+int farm_data_batch(const struct farm_dataset *d, const size_t *order, size_t first, size_t count,
+                    struct farm_tensor *xb, int32_t *lb, struct farm_tensor *yb);
 
 /* ------------------------------------------------------------------------
  * .npy files (format 1.0/2.0/3.0; little endian, C order only)
@@ -665,7 +663,7 @@ enum farm_layer_kind {
 struct farm_layer_desc {
     char name[FARM_LAYER_NAME_MAX];
     enum farm_layer_kind kind;
-    size_t in, out;   /* act layers: in == out == width of their input */
+    size_t in, out;    /* act layers: in == out == width of their input */
     enum farm_act act; /* dense: fused activation (NONE if absent) */
     int line, col;     /* where the layer's mapping starts */
 };
@@ -693,10 +691,10 @@ struct farm_data_desc {
 };
 
 struct farm_model_desc {
-    char *name;    /* "" when absent */
-    char *file;    /* display name of the file, for messages */
-    char *dir;     /* directory of the file as loaded ("." for parsed text) */
-    size_t input;  /* features per sample */
+    char *name;   /* "" when absent */
+    char *file;   /* display name of the file, for messages */
+    char *dir;    /* directory of the file as loaded ("." for parsed text) */
+    size_t input; /* features per sample */
     size_t n_layers;
     struct farm_layer_desc *layers;
     enum farm_loss_kind loss;
@@ -788,10 +786,10 @@ size_t farm_mlp_work_bytes(const struct farm_mlp_work *w);
 
 /* Forward over the work's range. x is rows x in(first), rows <= max_rows.
  * x's data are referenced, not copied, and must stay unchanged until the
- * matching backward returns (the struct itself may be a temporary). *y (rows x out(last-1)) is borrowed from the work until
- * its next forward. */
-int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w,
-                     const struct farm_tensor *x, const struct farm_tensor **y);
+ * matching backward returns (the struct itself may be a temporary). *y (rows x out(last-1)) is
+ * borrowed from the work until its next forward. */
+int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w, const struct farm_tensor *x,
+                     const struct farm_tensor **y);
 
 /* Backward over the work's range after its forward: dy is the gradient
  * at the range's output (rows x out(last-1)). Accumulates the range's
