@@ -1,0 +1,30 @@
+# logs -f shows output while the task runs (not only at the end), waits for a
+# queued task to start, and returns when the task ends; logs are capped.
+. "$(dirname "$0")/lib.sh"
+start_farmd --jobs 1 --log-cap 4096
+blocker=$(farm submit -- sh -c "while [ ! -e $T/go ]; do sleep 0.05; done")
+id=$(farm submit -- sh -c "echo tick-1; while [ ! -e $T/go2 ]; do sleep 0.05; done; echo tick-2")
+farm logs -f "$id" >"$T/follow" 2>&1 &
+fpid=$!
+sleep 0.5
+expect_eq "nothing before the task starts" "" "$(cat "$T/follow")"
+touch "$T/go"
+i=0
+while ! grep -q tick-1 "$T/follow" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+grep -q tick-1 "$T/follow" || fail "logs -f did not show output while the task ran"
+grep -q tick-2 "$T/follow" && fail "tick-2 before it was printed"
+kill -0 $fpid 2>/dev/null || fail "logs -f returned while the task still ran"
+touch "$T/go2"
+wait $fpid || fail "logs -f exited non-zero"
+expect_eq "followed log" "tick-1
+tick-2" "$(cat "$T/follow")"
+farm wait "$blocker" >/dev/null
+
+# A flood is capped with a visible marker, and the task still ends normally.
+f=$(farm submit -- sh -c 'yes flood | head -c 100000; echo')
+farm wait "$f" >/dev/null
+size=$(wc -c <"$FARM_HOME/runs/$f/log")
+[ "$size" -lt 4400 ] || fail "log not capped: $size bytes"
+expect_contains "truncation marker" "log truncated at 4096 bytes" "$(farm logs "$f")"
+expect_contains "reason says truncated" "log truncated" "$(farm show "$f" --json | jget - 'j["reason"]')"
+echo "logs: ok"

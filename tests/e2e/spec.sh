@@ -1,0 +1,94 @@
+# farm submit --dir: the tasks of farm.yaml run on a snapshot taken at submit
+# time; spec errors name file:line:column and queue nothing.
+. "$(dirname "$0")/lib.sh"
+start_farmd
+repo="$T/repo"
+mkdir -p "$repo"
+cat >"$repo/farm.yaml" <<'Y'
+tasks:
+  - name: first
+    run: cat version.txt
+  - name: second
+    needs: [first]
+    run: echo second-ran
+  - name: lonely
+    run: "true"
+Y
+echo v1 >"$repo/version.txt"
+ids=$(farm submit --dir "$repo" --task second)
+expect_eq "--task second brings what it needs" 2 "$(echo "$ids" | wc -l | tr -d ' ')"
+# Edit after submitting: the queued task must still see the snapshot.
+echo v2 >"$repo/version.txt"
+farm wait $ids >/dev/null
+first=$(echo "$ids" | head -n 1)
+expect_eq "snapshot content" v1 "$(farm logs "$first")"
+expect_eq "task name" first "$(farm show "$first" --json | jget - 'j["task"]')"
+
+bad() { # NAME EXPECTED-POSITION-AND-TEXT: writes farm.yaml from stdin, submits
+    cat >"$repo/farm.yaml"
+    expect_status "$1" 2 farm submit --dir "$repo"
+    expect_contains "$1" "$2" "$(cat "$T/err")"
+}
+bad "wrong type" "$repo/farm.yaml:3:14: tasks[0].timeout: expected a number of seconds, got \"ten\"" <<'Y'
+tasks:
+  - name: a
+    timeout: ten
+    run: "true"
+Y
+bad "unknown key" "$repo/farm.yaml:3:13: tasks[0]: unknown key \"colour\"" <<'Y'
+tasks:
+  - name: a
+    colour: red
+    run: "true"
+Y
+bad "missing plugin" "$repo/farm.yaml:2:5: tasks[0]: missing plugin" <<'Y'
+tasks:
+  - name: a
+    timeout: 5
+Y
+bad "unknown plugin" "$repo/farm.yaml:3:13: tasks[0].plugin: no plugin named \"warp\"" <<'Y'
+tasks:
+  - name: a
+    plugin: warp
+Y
+bad "bad params" "$repo/farm.yaml:4:13: tasks[0].params: plugin exec: param argv2: unknown parameter" <<'Y'
+tasks:
+  - name: a
+    plugin: exec
+    params: {argv2: [x]}
+Y
+bad "cycle in needs" "farm.yaml:6:12: tasks[1].needs: cycle: b needs a" <<'Y'
+tasks:
+  - name: a
+    needs: [b]
+    run: "true"
+  - name: b
+    needs: [a]
+    run: "true"
+Y
+bad "unknown need" "$repo/farm.yaml:3:13: tasks[0].needs: no task named \"zz\"" <<'Y'
+tasks:
+  - name: a
+    needs: [zz]
+    run: "true"
+Y
+bad "syntax" "$repo/farm.yaml:3:" <<'Y'
+tasks:
+  - name: a
+  run: [unclosed
+Y
+bad "duplicate name" "duplicate task name" <<'Y'
+tasks:
+  - {name: a, run: "true"}
+  - {name: a, run: "true"}
+Y
+expect_status "no farm.yaml" 2 farm submit --dir "$T"
+expect_status "unknown --task" 2 farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task nope
+# Nothing was queued by any of the bad submissions, and no snapshot leaked.
+expect_eq "only the good tasks exist" 2 "$(farm list --json | jget - 'len(j)')"
+expect_eq "no incoming snapshot left" "" "$(ls "$FARM_HOME/snapshots" | grep incoming || true)"
+
+# The example repo runs end to end.
+ids=$(farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task lint --task unit --task data-check)
+expect_status "example repo tasks" 0 farm wait $ids
+echo "spec: ok"
