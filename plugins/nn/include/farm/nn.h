@@ -278,6 +278,10 @@ const char *farm_loss_name(enum farm_loss_kind kind);
  * A parameter is a named value tensor with its gradient (same shape). Lists
  * of them feed optimizers, safetensors files and federated averaging.
  * The tensors are borrowed from the layer that owns them.
+ *
+ * Note: farm/plugin.h also declares a `struct farm_param` (the plugin's
+ * parameter table), so one translation unit cannot include both headers;
+ * keep a plugin's FARM_PLUGIN_DEFINE file apart from its numeric code.
  * ------------------------------------------------------------------------ */
 
 #define FARM_PARAM_NAME_MAX 128
@@ -723,10 +727,11 @@ int farm_model_desc_find(const struct farm_model_desc *d, const char *name);
 size_t farm_model_desc_output(const struct farm_model_desc *d);
 
 /* Loads the data the description names: relative paths are resolved
- * against base_dir (NULL: the directory of d->file), then the data are
- * scaled, split (test_fraction, seed) and standardized as described, and
- * checked against the model (x width == input; labels < output for
- * softmax CE). Errors name the model file:line:col of the data mapping
+ * against base_dir (NULL: the directory the file was loaded from, d->dir),
+ * then the data are scaled, split (test_fraction, seed) and standardized as
+ * described, and checked against the model (x width == input; labels <
+ * output). For an MSE model over class labels, y gets one-hot rows of the
+ * output width (labels are kept, so accuracy can still be measured). Errors name the model file:line:col of the data mapping
  * and the underlying cause. -ENOENT-like failures keep their code. */
 int farm_model_desc_load_data(const struct farm_model_desc *d, const char *base_dir,
                               struct farm_dataset *train, struct farm_dataset *test,
@@ -799,7 +804,8 @@ int farm_mlp_forward(const struct farm_mlp *m, struct farm_mlp_work *w, const st
 int farm_mlp_backward(struct farm_mlp *m, struct farm_mlp_work *w, const struct farm_tensor *dy,
                       const struct farm_tensor **dx);
 
-/* The unsplit reference step: zero grads; for each of `micro_batches`
+/* The unsplit reference step (uses scratch kept in m: not concurrently
+ * with other calls on m): zero grads; for each of `micro_batches`
  * consecutive row slices of (x, labels/targets) in order (slice k has
  * rows/M rows, plus one when k < rows%M; see farm_mlp_micro_slice):
  * forward [0, L), loss with grad_scale 1/x->rows, backward; then, when
