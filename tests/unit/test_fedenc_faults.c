@@ -273,15 +273,20 @@ static void test_arrival_order(void **state)
 }
 
 /* One of five children sends large noise every round. Median and trimmed
- * mean stay within 2 points of the honest run; FedAvg collapses. */
+ * mean stay within 2 points of the honest run; FedAvg collapses (the test
+ * prints all six figures). */
 static double final_accuracy(int rule, const char *fault)
 {
     struct fed_run r;
     fed_run_init(&r, 5);
+    /* IID digit shards: a head alone (majority class) scores about 10%, so
+     * the accuracy measures the shared encoder. */
     for (size_t k = 0; k < 5; k++)
-        r.data[k] = fed_synth_spec(5, k, 150, 21);
+        r.data[k] = fed_digits_shard_spec(k, 5, 21);
+    r.enc = (struct farm_fedenc_encoder_cfg){
+        .type = FARM_FEDENC_ENC_MLP, .input = 64, .steps = 1, .nhidden = 1, .hidden = {32}};
     r.faults[4] = fault;
-    r.cfg.rounds = 6;
+    r.cfg.rounds = 8;
     r.cfg.eval_every = 0;
     r.cfg.agg.rule = rule;
     r.hp.lr = 0.1;
@@ -305,7 +310,7 @@ static void test_robust_aggregation(void **state)
         print_message("  %-12s honest %.4f   one child sending garbage %.4f\n",
                       farm_fedenc_rule_name(rules[i]), honest[i], attacked[i]);
     }
-    assert_true(honest[0] > 0.5 && honest[1] > 0.5 && honest[2] > 0.5);
+    assert_true(honest[0] > 0.8 && honest[1] > 0.8 && honest[2] > 0.8);
     assert_true(fabs(attacked[0] - honest[0]) <= 0.02);
     assert_true(fabs(attacked[1] - honest[1]) <= 0.02);
     assert_true(attacked[2] < honest[2] - 0.2);

@@ -49,6 +49,16 @@ char *fed_digits_spec(const int *labels, size_t nlabels, const char *as, uint64_
     return s;
 }
 
+char *fed_digits_shard_spec(size_t i, size_t m, uint64_t seed)
+{
+    json_t *o = json_pack("{s:s, s:s, s:[I,I], s:s, s:I}", "source", "digits", "path",
+                          fed_digits_path(), "shard", (json_int_t)i, (json_int_t)m, "as",
+                          "tabular", "seed", (json_int_t)seed);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
 void fed_load(const char *spec, struct farm_fedenc_shard **out, size_t *n)
 {
     json_t *j = json_loads(spec, 0, NULL);

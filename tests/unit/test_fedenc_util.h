@@ -50,6 +50,8 @@ const char *fed_digits_path(void);
 /* JSON text of a synthetic shard spec / a digits spec (malloc'ed). */
 char *fed_synth_spec(size_t clients, size_t index, size_t samples, uint64_t seed);
 char *fed_digits_spec(const int *labels, size_t nlabels, const char *as, uint64_t seed);
+/* Every m-th digit from the i-th on (all labels: an IID shard). */
+char *fed_digits_shard_spec(size_t i, size_t m, uint64_t seed);
 
 /* Loads the shards a spec text describes (asserts success). */
 void fed_load(const char *spec, struct farm_fedenc_shard **out, size_t *n);

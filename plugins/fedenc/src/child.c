@@ -60,13 +60,13 @@ int farm_fedenc_faults_parse(const char *text, struct farm_fedenc_faults *out,
             f.shape_round = (uint32_t)v;
         else if (strcmp(item, "stale") == 0)
             f.stale_round = (uint32_t)v;
-        else if (strcmp(item, "scale") == 0)
-            f.scale = v;
+        else if (strcmp(item, "garbage") == 0)
+            f.garbage = v;
         else if (strcmp(item, "delay") == 0)
             f.delay_ms = (uint32_t)v;
         else {
             int rc = farm_err_set(err, FARM_EBADPARAM,
-                                  "fault: unknown \"%s\" (die, nan, shape, stale, scale, delay)",
+                                  "fault: unknown \"%s\" (die, nan, shape, stale, garbage, delay)",
                                   item);
             free(copy);
             return rc;
@@ -198,9 +198,15 @@ static void on_params(struct child *c, struct farm_fedenc_msg *msg)
         stop(c, rc);
         return;
     }
-    if (f->scale != 0) {
-        for (size_t i = 0; i < msg->nfloats; i++)
-            out[i] = (float)((double)out[i] * f->scale);
+    if (f->garbage != 0) {
+        /* Large noise instead of a model: what a broken or hostile child
+         * might send. A fixed stream, so runs repeat. */
+        uint64_t x = 0x243F6A8885A308D3ULL ^ ((uint64_t)c->cfg->id << 32) ^ r;
+        for (size_t i = 0; i < msg->nfloats; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            double u = (double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+            out[i] = (float)(u * f->garbage);
+        }
     }
     if (f->delay_ms)
         sleep_ms(f->delay_ms);

@@ -613,6 +613,16 @@ static int eval_done(struct master *m)
     return 1;
 }
 
+static int lost_locals_exited(struct master *m)
+{
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct slot *s = m->slots[i];
+        if (s->local >= 0 && s->mc == NULL && s->proc_running)
+            return 0;
+    }
+    return 1;
+}
+
 static int all_exited(struct master *m)
 {
     for (size_t i = 0; i < m->nslots; i++)
@@ -682,6 +692,7 @@ static void finish_statuses(struct master *m, struct farm_fedenc_round_stats *st
 {
     for (size_t i = 0; i < m->nslots; i++) {
         struct slot *s = m->slots[i];
+        s->st.got_params = s->got_params;
         if (!s->in_round)
             continue;
         if (s->st.status == FARM_FEDENC_ABSENT) {
@@ -908,6 +919,9 @@ static int federate(struct master *m, struct farm_err *err)
         return rc;
     for (uint32_t r = 1; r <= cfg->rounds; r++) {
         if (cfg->respawn && r > 1) {
+            /* A child that dropped its connection is about to exit: let the
+             * exit arrive, so it can be started again for this round. */
+            wait_for(m, lost_locals_exited, 5.0);
             int spawned = 0;
             for (size_t i = 0; i < m->nslots; i++) {
                 struct slot *s = m->slots[i];

@@ -74,11 +74,11 @@ struct farm_fedenc_faults {
     uint32_t nan_round;   /* the update carries a NaN */
     uint32_t shape_round; /* the update's first tensor has a wrong shape */
     uint32_t stale_round; /* first send an update stamped with round-1 (garbage) */
-    double scale;         /* every update is multiplied by this factor */
+    double garbage;       /* every update is replaced by uniform noise in [-g, g] */
     uint32_t delay_ms;    /* sleep before sending each update */
 };
 
-/* Parses "die=2,nan=3,shape=1,stale=2,scale=100,delay=30" (any subset,
+/* Parses "die=2,nan=3,shape=1,stale=2,garbage=100,delay=30" (any subset,
  * "" for none) into *out. Returns 0 or FARM_EBADPARAM naming the item. */
 int farm_fedenc_faults_parse(const char *text, struct farm_fedenc_faults *out,
                              struct farm_err *err);
