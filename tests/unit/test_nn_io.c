@@ -331,6 +331,32 @@ static void test_csv_plain_and_errors(void **state)
     nt_rmdir(dir);
 }
 
+static void test_csv_compressed(void **state)
+{
+    (void)state;
+    char dir[512], p[1024];
+    nt_tmpdir(dir, sizeof dir);
+    assert_int_equal(nt_oracle("csv_compressed", dir), 0);
+    static const char *const names[] = {"c.csv.gz", "c.csv.bz2", "c.csv.xz"};
+    for (int i = 0; i < 3; i++) {
+        struct farm_err err;
+        struct farm_dataset d;
+        if (farm_data_load_csv(nt_path(p, sizeof p, dir, names[i]), -1, &d, &err) < 0)
+            fail_msg("%s", err.msg);
+        assert_int_equal(d.n, 3);
+        assert_int_equal(d.x.cols, 2);
+        assert_true(d.x.data[5] == 6.0f && d.labels[2] == 2);
+        farm_dataset_release(&d);
+    }
+    /* Positions are those of the decompressed text. */
+    struct farm_err err;
+    struct farm_dataset d;
+    assert_int_equal(farm_data_load_csv(nt_path(p, sizeof p, dir, "bad.csv.gz"), -1, &d, &err),
+                     FARM_EBADDATA);
+    assert_contains(err.msg, "bad.csv.gz:3:3: expected a number, got \"?\"");
+    nt_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_safetensors),
         cmocka_unit_test(test_csv_digits_gz),
         cmocka_unit_test(test_csv_plain_and_errors),
+        cmocka_unit_test(test_csv_compressed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,13 +204,60 @@ static void test_data_errors(void **state)
     farm_model_desc_free(d);
 }
 
+static void test_npy_data_source(void **state)
+{
+    (void)state;
+    char dir[512], p[1024];
+    nt_tmpdir(dir, sizeof dir);
+    struct farm_err err;
+    struct farm_tensor x;
+    assert_int_equal(farm_tensor_init(&x, 10, 3), 0);
+    for (size_t i = 0; i < 30; i++)
+        x.data[i] = (float)i;
+    int32_t y[10] = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+    assert_int_equal(farm_npy_write(nt_path(p, sizeof p, dir, "x.npy"), &x, &err), 0);
+    assert_int_equal(farm_npy_write_i32(nt_path(p, sizeof p, dir, "y.npy"), y, 10, &err), 0);
+    static const char text[] = "input: 3\n"
+                               "layers:\n"
+                               "  - {name: a, type: dense, out: 3}\n"
+                               "data: {source: npy, path: x.npy, labels: y.npy, "
+                               "test_fraction: 0.3, scale: 2}\n";
+    struct farm_model_desc *d;
+    assert_int_equal(farm_model_desc_parse(text, strlen(text), "npy.yaml", &d, &err), 0);
+    struct farm_dataset tr, te;
+    if (farm_model_desc_load_data(d, dir, &tr, &te, &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(tr.n, 7);
+    assert_int_equal(te.n, 3);
+    assert_int_equal(tr.classes, 3);
+    /* Every sample keeps its label: row r holds 2*(3r, 3r+1, 3r+2). */
+    for (size_t i = 0; i < te.n; i++) {
+        size_t r = (size_t)(te.x.data[i * 3] / 6.0f);
+        assert_true(te.x.data[i * 3 + 2] == 2.0f * (float)(3 * r + 2));
+        assert_int_equal(te.labels[i], y[r]);
+    }
+    farm_dataset_release(&tr);
+    farm_dataset_release(&te);
+    farm_model_desc_free(d);
+    /* Labels beyond the model's outputs are refused before training. */
+    static const char narrow[] = "input: 3\n"
+                                 "layers:\n"
+                                 "  - {name: a, type: dense, out: 2}\n"
+                                 "data: {source: npy, path: x.npy, labels: y.npy}\n";
+    assert_int_equal(farm_model_desc_parse(narrow, strlen(narrow), "narrow.yaml", &d, &err), 0);
+    assert_int_equal(farm_model_desc_load_data(d, dir, &tr, &te, &err), FARM_EBADMODEL);
+    assert_contains(err.msg, "narrow.yaml:4:7: data: labels go up to 2, the model has 2 outputs");
+    farm_model_desc_free(d);
+    farm_tensor_release(&x);
+    nt_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_description),
-        cmocka_unit_test(test_adam_gelu_mse),
-        cmocka_unit_test(test_bad_descriptions),
-        cmocka_unit_test(test_data_errors),
+        cmocka_unit_test(test_good_description), cmocka_unit_test(test_adam_gelu_mse),
+        cmocka_unit_test(test_bad_descriptions), cmocka_unit_test(test_data_errors),
+        cmocka_unit_test(test_npy_data_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

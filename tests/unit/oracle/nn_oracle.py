@@ -14,6 +14,7 @@ from the C code) and saves them as DIR/expect_<name>.npy. Commands:
   rng          first outputs of splitmix64-seeded xoshiro256**
   st_read      read DIR/weights.safetensors by hand, compare with DIR/ref_*.npy
   st_write     write DIR/py.safetensors by hand from DIR/ref_*.npy
+  csv_compressed  gzip/bzip2/xz CSV files for the libarchive reader
   npy_write    write numpy arrays of several dtypes for the reader test
   npy_check    check the arrays the C side wrote (c_*.npy)
 """
@@ -275,7 +276,21 @@ def npy_check(d):
     print("ok")
 
 
-COMMANDS = dict(mlp=mlp, act=act, optim=optim, gru=gru, lstm=lstm, rng=rng, st_read=st_read,
+def csv_compressed(d):
+    """The same small CSV through gzip, bzip2 and xz, plus a gzipped one
+    with a bad field on line 3, column 3."""
+    import bz2
+    import gzip
+    import lzma
+    good = b"1,2,0\n3,4,1\n5,6,2\n"
+    for name, mod in (("c.csv.gz", gzip), ("c.csv.bz2", bz2), ("c.csv.xz", lzma)):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(mod.compress(good))
+    with open(os.path.join(d, "bad.csv.gz"), "wb") as f:
+        f.write(gzip.compress(b"1,2,0\n3,4,1\n5,?,2\n"))
+
+
+COMMANDS = dict(csv_compressed=csv_compressed, mlp=mlp, act=act, optim=optim, gru=gru, lstm=lstm, rng=rng, st_read=st_read,
                 st_write=st_write, npy_write=npy_write, npy_check=npy_check)
 
 if __name__ == "__main__":
