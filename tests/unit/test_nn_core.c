@@ -80,6 +80,20 @@ static void test_tensor_basics(void **state)
     farm_tensor_release(&c);
     farm_tensor_release(&t);
     farm_tensor_release(NULL);
+    /* A 1-D tensor (a bias) stays 1-D at one row, becomes 2-D with more. */
+    struct farm_tensor b1;
+    assert_int_equal(farm_tensor_init_1d(&b1, 4), 0);
+    assert_int_equal(farm_tensor_resize_rows(&b1, 1), 0);
+    assert_int_equal(b1.ndim, 1);
+    struct farm_tensor bv = b1;
+    bv.cap = 0;
+    assert_int_equal(farm_tensor_resize_rows(&bv, 1), 0);
+    assert_int_equal(farm_tensor_resize_rows(&bv, 2), -EINVAL);
+    assert_int_equal(farm_tensor_resize_rows(&b1, 3), 0);
+    assert_int_equal(b1.ndim, 2);
+    assert_int_equal(b1.rows, 3);
+    assert_int_equal(b1.cols, 4);
+    farm_tensor_release(&b1);
     struct farm_tensor z = {0};
     farm_tensor_release(&z);
 }

@@ -131,35 +131,21 @@ int farm_tensor_copy(struct farm_tensor *dst, const struct farm_tensor *src)
 int farm_tensor_resize_rows(struct farm_tensor *t, size_t rows)
 {
     if (t->ndim == 0) {
-        size_t shape[2] = {rows, 0};
-        set_shape(t, 2, shape);
-        return 0;
-    }
-    if (t->ndim == 1) {
-        /* A 1-D tensor's only dimension is its columns; growing "rows"
-         * makes it 2-D. */
-        size_t shape[2] = {rows, t->cols};
-        size_t need = rows * t->cols;
-        if (need > t->cap && (t->cap == 0 || t->data == NULL))
+        /* An empty tensor has no columns to keep. */
+        if (t->cap || t->data)
             return -EINVAL;
-        if (need > t->cap) {
-            float *p = alloc_floats(need);
-            if (!p)
-                return -ENOMEM;
-            memcpy(p, t->data, t->cols * sizeof(float));
-            free(t->data);
-            t->data = p;
-            t->cap = need;
-        }
+        size_t shape[2] = {rows, 0};
         set_shape(t, 2, shape);
         return 0;
     }
     if (t->cols && rows > SIZE_MAX / sizeof(float) / t->cols)
         return -EOVERFLOW;
     size_t need = rows * t->cols;
-    if (t->cap == 0 && rows > t->rows)
-        return -EINVAL; /* a view cannot know what lies beyond it */
-    if (t->cap && need > t->cap) {
+    if (t->cap == 0) {
+        /* A view cannot know what lies beyond it: it may only shrink. */
+        if (rows > t->rows)
+            return -EINVAL;
+    } else if (need > t->cap) {
         float *p = alloc_floats(need);
         if (!p)
             return -ENOMEM;
@@ -167,6 +153,15 @@ int farm_tensor_resize_rows(struct farm_tensor *t, size_t rows)
         free(t->data);
         t->data = p;
         t->cap = need;
+    }
+    if (t->ndim == 1) {
+        /* A 1-D tensor's only dimension is its columns: one row keeps it
+         * 1-D, more rows make it 2-D. */
+        if (rows != 1) {
+            size_t shape[2] = {rows, t->cols};
+            set_shape(t, 2, shape);
+        }
+        return 0;
     }
     t->shape[0] = rows;
     t->rows = rows;
