@@ -34,9 +34,26 @@ static uint64_t mix(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static int run_one(struct acc *a, struct farm_gs_dag *d)
+static void add(struct acc *a, const double *span, const double *slr, const double *sp)
 {
-    double span[FARM_GS_NMETHODS], min = INFINITY;
+    double min = INFINITY;
+    for (int m = 0; m < FARM_GS_NMETHODS; m++)
+        min = fmin(min, span[m]);
+    for (int m = 0; m < FARM_GS_NMETHODS; m++) {
+        a->slr[m] += slr[m];
+        a->speedup[m] += sp[m];
+        a->best[m] += span[m] <= min;
+        /* Pairwise against HEFT, the peer. */
+        a->better[m] += span[m] < span[FARM_GS_HEFT];
+        a->equal[m] += span[m] == span[FARM_GS_HEFT];
+        a->worse[m] += span[m] > span[FARM_GS_HEFT];
+    }
+    a->count++;
+}
+
+static int run_one(struct acc *a, struct acc *b, struct acc *c, struct farm_gs_dag *d)
+{
+    double span[FARM_GS_NMETHODS], slr[FARM_GS_NMETHODS], sp[FARM_GS_NMETHODS];
     struct farm_err err = {0};
     for (int m = 0; m < FARM_GS_NMETHODS; m++) {
         struct farm_gs_sched s;
@@ -47,19 +64,15 @@ static int run_one(struct acc *a, struct farm_gs_dag *d)
             return -1;
         }
         span[m] = s.makespan;
-        a->slr[m] += farm_gs_slr(d, &s);
-        a->speedup[m] += farm_gs_speedup(d, &s);
-        min = fmin(min, s.makespan);
+        slr[m] = farm_gs_slr(d, &s);
+        sp[m] = farm_gs_speedup(d, &s);
         farm_gs_sched_release(&s);
     }
-    for (int m = 0; m < FARM_GS_NMETHODS; m++) {
-        a->best[m] += span[m] <= min;
-        /* Pairwise against HEFT, the peer. */
-        a->better[m] += span[m] < span[FARM_GS_HEFT];
-        a->equal[m] += span[m] == span[FARM_GS_HEFT];
-        a->worse[m] += span[m] > span[FARM_GS_HEFT];
-    }
-    a->count++;
+    add(a, span, slr, sp);
+    if (b)
+        add(b, span, slr, sp);
+    if (c)
+        add(c, span, slr, sp);
     return 0;
 }
 
@@ -94,7 +107,9 @@ int main(int argc, char **argv)
                         regs[] = {0.2, 0.8}, dens[] = {0.2, 0.8}, betas[] = {0.1, 0.2, 0.5, 1, 2};
     static const int jumps[] = {1, 2, 4}, ps[] = {4, 8, 16, 32};
 #define PICK(arr, r) arr[(r) % (sizeof arr / sizeof arr[0])]
-    struct acc rnd = {0}, gauss = {0}, fft = {0};
+    struct acc rnd = {0}, gauss = {0}, fft = {0}, by_ccr[5], by_beta[5];
+    memset(by_ccr, 0, sizeof by_ccr);
+    memset(by_beta, 0, sizeof by_beta);
     for (long i = 0; i < instances; i++) {
         uint64_t r = mix(seed * 1000003ULL + (uint64_t)i);
         struct farm_gs_gen_params gp = {.n = PICK(ns, r),
@@ -107,11 +122,23 @@ int main(int argc, char **argv)
                                         .p = PICK(ps, r >> 56),
                                         .mean_cost = 50};
         struct farm_gs_dag d;
-        if (farm_gs_gen_random(&gp, r, &d) || run_one(&rnd, &d))
+        if (farm_gs_gen_random(&gp, r, &d) ||
+            run_one(&rnd, &by_ccr[(r >> 8) % 5], &by_beta[(r >> 40) % 5], &d))
             return 1;
         farm_gs_dag_release(&d);
     }
     report("random DAGs", &rnd);
+    printf("  by CCR:  ");
+    for (int i = 0; i < 5; i++)
+        printf(" %g: peft/heft %.3f cpop/heft %.3f;", ccrs[i],
+               by_ccr[i].slr[FARM_GS_PEFT] / by_ccr[i].slr[FARM_GS_HEFT],
+               by_ccr[i].slr[FARM_GS_CPOP] / by_ccr[i].slr[FARM_GS_HEFT]);
+    printf("\n  by beta: ");
+    for (int i = 0; i < 5; i++)
+        printf(" %g: peft/heft %.3f cpop/heft %.3f;", betas[i],
+               by_beta[i].slr[FARM_GS_PEFT] / by_beta[i].slr[FARM_GS_HEFT],
+               by_beta[i].slr[FARM_GS_CPOP] / by_beta[i].slr[FARM_GS_HEFT]);
+    printf("\n");
     for (int m = 5; m <= 20; m++)
         for (int c = 0; c < 5; c++)
             for (int b = 0; b < 5; b++) {
@@ -119,7 +146,7 @@ int main(int argc, char **argv)
                     .ccr = ccrs[c], .beta = betas[b], .p = 4 + 4 * (m % 3), .mean_cost = 50};
                 struct farm_gs_dag d;
                 if (farm_gs_gen_gauss(m, &gp, seed + (uint64_t)(m * 25 + c * 5 + b), &d) ||
-                    run_one(&gauss, &d))
+                    run_one(&gauss, NULL, NULL, &d))
                     return 1;
                 farm_gs_dag_release(&d);
             }
@@ -131,7 +158,7 @@ int main(int argc, char **argv)
                     .ccr = ccrs[c], .beta = betas[b], .p = 4 + 4 * (pts % 3), .mean_cost = 50};
                 struct farm_gs_dag d;
                 if (farm_gs_gen_fft(pts, &gp, seed + (uint64_t)(pts * 25 + c * 5 + b), &d) ||
-                    run_one(&fft, &d))
+                    run_one(&fft, NULL, NULL, &d))
                     return 1;
                 farm_gs_dag_release(&d);
             }

@@ -193,6 +193,16 @@ int farm_gs_dag_finalize(struct farm_gs_dag *d, struct farm_err *err)
                 heap_push(heap, &hl, t);
         }
     }
+    double sl = 0, sb = 0;
+    for (int k = 0; k < d->p; k++)
+        for (int l = 0; l < d->p; l++)
+            if (k != l) {
+                sl += d->lat[k * d->p + l];
+                sb += d->inv_bw[k * d->p + l];
+            }
+    double pairs = (double)d->p * (double)(d->p - 1);
+    d->mean_lat = pairs > 0 ? sl / pairs : 0;
+    d->mean_inv_bw = pairs > 0 ? sb / pairs : 0;
     int cyc = -1;
     for (int i = 0; i < n && done < n; i++)
         if (indeg[i]) {
@@ -219,12 +229,7 @@ double farm_gs_mean_comm(const struct farm_gs_dag *d, int e)
 {
     if (d->p < 2)
         return 0.0;
-    double s = 0;
-    for (int k = 0; k < d->p; k++)
-        for (int l = 0; l < d->p; l++)
-            if (k != l)
-                s += farm_gs_comm(d, e, k, l);
-    return s / ((double)d->p * (double)(d->p - 1));
+    return d->mean_lat + d->edges[e].data * d->mean_inv_bw;
 }
 
 double farm_gs_cp_min(const struct farm_gs_dag *d)

@@ -60,6 +60,9 @@ struct farm_gs_dag {
      * task's position in it. */
     int *succ_off, *succ, *pred_off, *pred, *topo, *topo_pos;
     int cap_edges;
+    /* Means of lat and inv_bw over ordered pairs k != l, also set by
+     * farm_gs_dag_finalize(): change lat or inv_bw only before it. */
+    double mean_lat, mean_inv_bw;
 };
 
 enum farm_gs_method { FARM_GS_HEFT = 0, FARM_GS_CPOP = 1, FARM_GS_PEFT = 2, FARM_GS_NMETHODS = 3 };
@@ -102,7 +105,8 @@ int farm_gs_dag_load(const char *path, const char *display, struct farm_gs_dag *
 /* Communication time of edge e from processor k to l (0 when k == l). */
 double farm_gs_comm(const struct farm_gs_dag *d, int e, int k, int l);
 
-/* Mean communication time of edge e over ordered processor pairs k != l. */
+/* Mean communication time of edge e over ordered processor pairs k != l:
+ * mean_lat + data * mean_inv_bw (0 when p == 1). */
 double farm_gs_mean_comm(const struct farm_gs_dag *d, int e);
 
 /* Ranks of a finalized DAG into caller arrays: upward (n), downward (n),
