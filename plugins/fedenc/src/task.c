@@ -472,8 +472,8 @@ static int master(const json_t *pj, const struct farm_fedenc_task_env *env,
     uint32_t rounds = (uint32_t)pint(p, "rounds", 10, 1, 1000000);
     const char *aggname = pstr(p, "aggregator", "fedavg");
     const char *enc_type = pstr(p, "encoder", "mlp");
-    const char *data = pstr(p, "data", "synthetic");
     json_t *jd = json_object_get(pj, "data");
+    const char *data = json_is_string(jd) ? json_string_value(jd) : "synthetic";
     const char *bind = pstr(p, "bind", "127.0.0.1");
     const char *secret_param = pstr(p, "secret", NULL);
     int central = pbool(p, "centralized", 1);
