@@ -180,6 +180,58 @@ static void test_bad_descriptions(void **state)
     assert_contains(err.msg, "inline.yaml:3:33: layers[0] (a).out: expected a positive integer");
 }
 
+struct text_case {
+    const char *text;
+    const char *message;
+};
+
+static const struct text_case text_cases[] = {
+    {"input: 2\nlayers: 5\n", "t.yaml:2:9: layers: expected a non-empty list of layers"},
+    {"input: 2\nlayers: []\n", "t.yaml:2:9: layers: expected a non-empty list of layers"},
+    {"- 1\n- 2\n", "t.yaml:1:1: expected a mapping with 'layers'"},
+    {"", "t.yaml:1:1: expected a mapping with 'layers'"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\noptimizer: sgd\n",
+     "t.yaml:4:12: optimizer: expected a mapping with a 'type' (sgd or adam)"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\nbatch_size: -3\n",
+     "t.yaml:4:13: model.batch_size: expected a positive integer"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\n"
+     "optimizer: {type: adam, betas: [0.9]}\n",
+     "t.yaml:4:32: optimizer.betas: expected a list of two numbers"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\n"
+     "optimizer: {type: sgd, lr: 0}\n",
+     "t.yaml:4:28: optimizer.lr: 0 is out of range"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\n"
+     "optimizer: {type: sgd, momentum: 0.9, betas: [0.9, 0.99]}\n",
+     "t.yaml:4:46: optimizer.betas: only adam takes betas"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\ndata: {source: parquet}\n",
+     "t.yaml:4:16: data.source: unknown source 'parquet'"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 3}\ndata: {source: csv}\n",
+     "t.yaml:4:7: data: missing key 'path'"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 1}\n",
+     "t.yaml:3:33: loss: softmax_cross_entropy needs at least 2 outputs, the last layer gives 1"},
+    {"layers:\n  - {name: a, type: activation, activation: relu}\n",
+     "t.yaml:2:5: layers[0] (a): missing key 'in'"},
+    {"input: 2\nlayers:\n  - {name: a, type: activation}\n",
+     "t.yaml:3:5: layers[0] (a): missing key 'activation'"},
+    {"input: 2\nlayers:\n  - {type: dense, out: 2}\n", "t.yaml:3:5: layers[0]: missing key 'name'"},
+    {"input: 2\nlayers:\n  - {name: a, type: dense, out: 2}\ninit: lecun\n",
+     "t.yaml:4:7: init: unknown initialisation 'lecun' (expected he or xavier)"},
+};
+
+static void test_text_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof text_cases / sizeof text_cases[0]; i++) {
+        const struct text_case *c = &text_cases[i];
+        struct farm_err err;
+        struct farm_model_desc *d = NULL;
+        int rc = farm_model_desc_parse(c->text, strlen(c->text), "t.yaml", &d, &err);
+        if (rc != FARM_EBADMODEL || strncmp(err.msg, c->message, strlen(c->message)) != 0)
+            fail_msg("case %zu: rc %d\n  got      %s\n  expected %s", i, rc, err.msg, c->message);
+        assert_null(d);
+    }
+}
+
 static void test_data_errors(void **state)
 {
     (void)state;
@@ -257,7 +309,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_description), cmocka_unit_test(test_adam_gelu_mse),
         cmocka_unit_test(test_bad_descriptions), cmocka_unit_test(test_data_errors),
-        cmocka_unit_test(test_npy_data_source),
+        cmocka_unit_test(test_npy_data_source),  cmocka_unit_test(test_text_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -377,7 +377,8 @@ static int build(struct farm_yaml_doc *doc, const char *dir, struct farm_model_d
         goto fail;
     }
     if (m->loss == FARM_LOSS_SOFTMAX_CE && farm_model_desc_output(m) < 2) {
-        rc = FAIL(&c, ln ? ln : layers,
+        const json_t *last = json_array_get(layers, json_array_size(layers) - 1);
+        rc = FAIL(&c, ln ? ln : json_object_get(last, "out"),
                   "loss: softmax_cross_entropy needs at least 2 outputs, the last layer gives %zu",
                   farm_model_desc_output(m));
         goto fail;
