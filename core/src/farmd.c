@@ -226,8 +226,8 @@ static void run_closed(uv_handle_t *h)
     free(r);
 }
 
-static void set_task_terminal(int64_t id, int attempt, const char *state, int exit_code,
-                              int has_exit, const char *reason)
+void farmd_set_terminal(int64_t id, int attempt, const char *state, int exit_code,
+                        int has_exit, const char *reason)
 {
     int64_t now = farm_now_ms();
     sqlite3_stmt *st;
@@ -255,6 +255,7 @@ static void set_task_terminal(int64_t id, int attempt, const char *state, int ex
         sqlite3_bind_int(st, 6, attempt);
         sqlite3_step(st);
     }
+    farmd_task_ended(id);
 }
 
 /* Marks every task that needs `id` (transitively) skipped, or releases the
@@ -294,7 +295,7 @@ void farmd_finish_dependents(int64_t id, const char *state)
             char reason[512];
             snprintf(reason, sizeof reason, "needs task %lld (%s), which ended %s",
                      (long long)id, name, state);
-            set_task_terminal(deps[i], 0, "skipped", 0, 0, reason);
+            farmd_set_terminal(deps[i], 0, "skipped", 0, 0, reason);
             farmd_finish_dependents(deps[i], "skipped");
         }
     }
@@ -391,7 +392,7 @@ static void finalize(struct run *r)
         farm__db_run(st, "isi", (int64_t)exit_code, why, r->id);
         farmd_ready_push(r->id, prio);
     } else {
-        set_task_terminal(r->id, r->attempt, state, exit_code, has_exit,
+        farmd_set_terminal(r->id, r->attempt, state, exit_code, has_exit,
                           reason[0] ? reason : NULL);
         farmd_finish_dependents(r->id, state);
     }
@@ -407,7 +408,6 @@ static void finalize(struct run *r)
     uv_close((uv_handle_t *)&r->events, run_closed);
     uv_close((uv_handle_t *)&r->timeout, run_closed);
     uv_close((uv_handle_t *)&r->kill, run_closed);
-    farmd_notify_waiters();
     if (farmd.n_running == 0)
         farmd_notify_idle();
     if (farmd.stopping && farmd.n_running == 0)
@@ -586,7 +586,7 @@ int farmd_cancel(int64_t id, const char *reason, struct farm_err *err)
     sqlite3_reset(st);
     /* A queued task leaves the heap lazily: start_run skips rows that are no
      * longer queued. */
-    set_task_terminal(id, 0, "cancelled", 0, 0, reason ? reason : "cancelled");
+    farmd_set_terminal(id, 0, "cancelled", 0, 0, reason ? reason : "cancelled");
     farmd_finish_dependents(id, "cancelled");
     return 0;
 }
@@ -693,7 +693,7 @@ static int start_run(int64_t id)
     if (rc < 0) {
         char reason[PATH_MAX + 128];
         snprintf(reason, sizeof reason, "cannot write %s: %s", path, farm_strerror(rc));
-        set_task_terminal(id, 0, "failed", 1, 1, reason);
+        farmd_set_terminal(id, 0, "failed", 1, 1, reason);
         farmd_finish_dependents(id, "failed");
         json_decref(t);
         return 0;
@@ -729,7 +729,7 @@ static int start_run(int64_t id)
     if (rc < 0) {
         char reason[256];
         snprintf(reason, sizeof reason, "cannot start farm-worker: %s", uv_strerror(rc));
-        set_task_terminal(id, 0, "failed", 1, 1, reason);
+        farmd_set_terminal(id, 0, "failed", 1, 1, reason);
         farmd_finish_dependents(id, "failed");
         r->closed_handles = 2;
         uv_close((uv_handle_t *)&r->events, run_closed);
@@ -818,7 +818,7 @@ static int recover(struct farm_err *err)
             char reason[128];
             snprintf(reason, sizeof reason, "interrupted %d times (farmd died while it ran)",
                      farmd.cfg.max_interrupts + 1);
-            set_task_terminal(ids[i], 0, "failed", 1, 0, reason);
+            farmd_set_terminal(ids[i], 0, "failed", 1, 0, reason);
             farmd_finish_dependents(ids[i], "failed");
         }
         free(ids);

@@ -78,7 +78,9 @@ int farmd_commit(void);
 void farmd_handle(struct client *c, json_t *req);
 void farmd_client_send(struct client *c, json_t *msg); /* steals msg; after commit */
 void farmd_client_send_now(struct client *c, json_t *msg); /* steals msg */
-void farmd_notify_waiters(void);
+void farmd_task_ended(int64_t id);
+void farmd_set_terminal(int64_t id, int attempt, const char *state, int exit_code, int has_exit,
+                        const char *reason);
 void farmd_notify_progress(int64_t id, double fraction, const char *what);
 void farmd_notify_idle(void);
 void farmd_flush_clients(void);

@@ -27,8 +27,9 @@ struct client {
     char *buf;
     size_t len, cap;
     json_t *pending; /* replies waiting for the commit */
-    int64_t *wait_ids;
-    size_t n_wait;
+    int64_t *wait_ids; /* sorted */
+    char *wait_done;
+    size_t n_wait, wait_left;
     int waiting, wait_progress, pause_wait, closing, refs;
 };
 
@@ -56,6 +57,7 @@ static void client_closed(uv_handle_t *h)
     struct client *c = h->data;
     json_decref(c->pending);
     free(c->wait_ids);
+    free(c->wait_done);
     free(c->buf);
     free(c);
 }
@@ -431,9 +433,7 @@ static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t
             sqlite3_reset(st);
         }
         if (skip[0]) {
-            st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='skipped', reason=?, "
-                                         "finished_at=? WHERE id=?");
-            farm__db_run(st, "sii", skip, now, nt[i].id);
+            farmd_set_terminal(nt[i].id, 0, "skipped", 0, 0, skip);
             farmd_finish_dependents(nt[i].id, "skipped");
         } else if (pending) {
             st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='waiting', pending_needs=? WHERE id=?");
@@ -947,28 +947,45 @@ static void op_parallel(struct client *c, json_t *req)
     farmd_schedule();
 }
 
-static int check_wait(struct client *c)
+static void wait_reply(struct client *c)
 {
     json_t *tasks = json_array();
     for (size_t i = 0; i < c->n_wait; i++) {
         json_t *t = farmd_task_json(c->wait_ids[i], 1);
-        if (!t || !is_terminal(json_string_value(json_object_get(t, "state")))) {
-            json_decref(t);
-            json_decref(tasks);
-            return 0;
-        }
-        json_array_append_new(tasks, t);
+        if (t)
+            json_array_append_new(tasks, t);
     }
     c->waiting = 0;
     farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "tasks", tasks));
-    return 1;
 }
 
-void farmd_notify_waiters(void)
+static int cmp_id(const void *a, const void *b)
 {
-    for (struct client *c = farmd.clients; c; c = c->next)
-        if (c->waiting)
-            check_wait(c);
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Called whenever a task reaches a terminal state: each waiting client
+ * crosses it off, and gets its reply when nothing is left. */
+void farmd_task_ended(int64_t id)
+{
+    for (struct client *c = farmd.clients; c; c = c->next) {
+        int64_t *hit;
+        if (!c->waiting)
+            continue;
+        hit = bsearch(&id, c->wait_ids, c->n_wait, sizeof id, cmp_id);
+        while (hit && hit > c->wait_ids && hit[-1] == id)
+            hit--;
+        for (; hit && hit < c->wait_ids + c->n_wait && *hit == id; hit++) {
+            size_t k = (size_t)(hit - c->wait_ids);
+            if (!c->wait_done[k]) {
+                c->wait_done[k] = 1;
+                c->wait_left--;
+            }
+        }
+        if (c->wait_left == 0)
+            wait_reply(c);
+    }
 }
 
 void farmd_notify_progress(int64_t id, double fraction, const char *what)
@@ -990,25 +1007,37 @@ static void op_wait(struct client *c, json_t *req)
 {
     int64_t *ids;
     size_t n;
-    if (ids_of(req, &ids, &n) < 0)
-        { send_error(c, FARM_EBADREQ, "wait: ids must be a non-empty list of task ids"); return; }
+    sqlite3_stmt *st;
+    if (ids_of(req, &ids, &n) < 0) {
+        send_error(c, FARM_EBADREQ, "wait: ids must be a non-empty list of task ids");
+        return;
+    }
+    qsort(ids, n, sizeof *ids, cmp_id);
+    free(c->wait_ids);
+    free(c->wait_done);
+    c->wait_ids = ids;
+    c->n_wait = n;
+    c->wait_done = calloc(n, 1);
+    c->wait_left = n;
+    st = farm__db_stmt(farmd.db, "SELECT state FROM tasks WHERE id=?");
     for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
         if (farm__db_run(st, "i", ids[i]) != SQLITE_ROW) {
             char msg[64];
             sqlite3_reset(st);
             snprintf(msg, sizeof msg, "no task %lld", (long long)ids[i]);
-            free(ids);
-            { send_error(c, FARM_ENOTASK, msg); return; }
+            send_error(c, FARM_ENOTASK, msg);
+            return;
+        }
+        if (is_terminal((const char *)sqlite3_column_text(st, 0)) && !c->wait_done[i]) {
+            c->wait_done[i] = 1;
+            c->wait_left--;
         }
         sqlite3_reset(st);
     }
-    free(c->wait_ids);
-    c->wait_ids = ids;
-    c->n_wait = n;
     c->wait_progress = json_is_true(json_object_get(req, "progress"));
     c->waiting = 1;
-    check_wait(c);
+    if (c->wait_left == 0)
+        wait_reply(c);
 }
 
 static void op_metrics(struct client *c, json_t *req)

@@ -728,9 +728,12 @@ static int run_task(const char *run_dir)
             }
             if (child_done && !leftovers_checked) {
                 /* The plugin is done: whatever it left running must not
-                 * outlive the task. */
+                 * outlive the task. As a subreaper we are an ancestor of
+                 * every live descendant, so having no child at all means
+                 * there is nothing to look for in /proc. */
                 leftovers_checked = 1;
-                if (deadline < 0 && signal_descendants(SIGTERM) > 0)
+                if (deadline < 0 && !(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) &&
+                    signal_descendants(SIGTERM) > 0)
                     deadline = farm_mono_ms() + (grace_ms < 2000 ? grace_ms : 2000);
             }
         }
