@@ -75,6 +75,12 @@ void farm_rx_exec_free(struct farm_rx_exec *ex)
     free(ex->co);
     free(ex->co2);
     free(ex->tmp);
+    free(ex->gate);
+    free(ex->gr);
+    free(ex->gz);
+    free(ex->gn);
+    free(ex->ghn);
+    free(ex->gtc);
     free(ex->mark);
     free(ex->skipcnt);
     free(ex->lengths);
@@ -193,6 +199,9 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
         !(ex->ch = falloc(B * maxw)) || !(ex->cc = falloc(B * maxw)) ||
         !(ex->co = falloc(B * maxw)) || !(ex->co2 = falloc(B * maxw)) ||
         !(ex->tmp = falloc(B * maxw)) || !(ex->mark = calloc(B, 1)) ||
+        !(ex->gate = falloc(B * 6 * maxw)) || !(ex->gr = falloc(B * maxw)) ||
+        !(ex->gz = falloc(B * maxw)) || !(ex->gn = falloc(B * maxw)) ||
+        !(ex->ghn = falloc(B * maxw)) || !(ex->gtc = falloc(B * maxw)) ||
         !(ex->skipcnt = calloc(B, sizeof *ex->skipcnt)) ||
         !(ex->lengths = calloc(B, sizeof *ex->lengths)))
         rc = -ENOMEM;
@@ -236,7 +245,7 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
 static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float *in,
                      size_t batch, size_t t, int record)
 {
-    struct farm_tensor x, y, hn, c, cn, z;
+    struct farm_tensor x, y, z;
     farm__rx_wrap(&x, in, batch, r->in);
     farm__rx_wrap(&y, r->y, batch, r->width);
     switch (r->d->type) {
@@ -248,18 +257,16 @@ static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
         RX_CHECK(ex, farm_nn_softmax_rows(&z, &y));
         break;
     case FARM_RX_GRU: {
-        farm__rx_wrap(&hn, r->y2, batch, r->width);
-        RX_CHECK(ex, farm_gru_forward(&r->p->gru, &x, &y, &hn, record ? &r->gc[t] : NULL));
+        RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, in, r->y, r->y2, batch,
+                                       record ? &r->gc[t] : NULL));
         float *s = r->y;
         r->y = r->y2;
         r->y2 = s;
         break;
     }
     case FARM_RX_LSTM: {
-        farm__rx_wrap(&hn, r->y2, batch, r->width);
-        farm__rx_wrap(&c, r->c, batch, r->width);
-        farm__rx_wrap(&cn, r->c2, batch, r->width);
-        RX_CHECK(ex, farm_lstm_forward(&r->p->lstm, &x, &y, &c, &hn, &cn, record ? &r->lc[t] : NULL));
+        RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, in, r->y, r->c, r->y2, r->c2, batch,
+                                        record ? &r->lc[t] : NULL));
         float *s = r->y;
         r->y = r->y2;
         r->y2 = s;
@@ -322,7 +329,7 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
         return;
     }
     if (k > 0) {
-        struct farm_tensor x, h, c, o, o2;
+        struct farm_tensor x, o;
         gather(ex->cx, in, s->idx, k, iw);
         farm__rx_wrap(&x, ex->cx, k, iw);
         farm__rx_wrap(&o, ex->co, k, w);
@@ -337,16 +344,14 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
             break;
         case FARM_RX_GRU:
             gather(ex->ch, r->y, s->idx, k, w);
-            farm__rx_wrap(&h, ex->ch, k, w);
-            RX_CHECK(ex, farm_gru_forward(&r->p->gru, &x, &h, &o, rec ? &r->gc[t] : NULL));
+            RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, ex->cx, ex->ch, ex->co, k,
+                                           rec ? &r->gc[t] : NULL));
             break;
         case FARM_RX_LSTM:
             gather(ex->ch, r->y, s->idx, k, w);
             gather(ex->cc, r->c, s->idx, k, w);
-            farm__rx_wrap(&h, ex->ch, k, w);
-            farm__rx_wrap(&c, ex->cc, k, w);
-            farm__rx_wrap(&o2, ex->co2, k, w);
-            RX_CHECK(ex, farm_lstm_forward(&r->p->lstm, &x, &h, &c, &o, &o2, rec ? &r->lc[t] : NULL));
+            RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, ex->cx, ex->ch, ex->cc, ex->co,
+                                            ex->co2, k, rec ? &r->lc[t] : NULL));
             scatter(r->c, ex->co2, s->idx, k, w);
             break;
         default: break;

@@ -72,6 +72,8 @@ struct farm_rx_exec {
     /* activity: per step, objects seen; per step and unit, fully active */
     uint64_t *seen, *active;
     size_t act_cap, act_steps;
+    float *gate;              /* batch x 6 maxw: gate pre-activations */
+    float *gr, *gz, *gn, *ghn, *gtc; /* batch x maxw: gates without a cache */
     int fail; /* the first error an nn call returned during a pass */
     /* backward scratch */
     float **gl; /* per layer: batch x width */
@@ -89,5 +91,14 @@ struct farm_rx_exec {
 
 /* Helpers shared by exec.c and backward.c. */
 void farm__rx_wrap(struct farm_tensor *t, const float *data, size_t rows, size_t cols);
+
+/* One cell step on `rows` rows (cell.c): h_next (and c_next) from x, h (and
+ * c); fills nn's cache for its backward when cache is not NULL. Outputs must
+ * not alias inputs. Returns 0 or -EINVAL (cache too small). */
+int farm__rx_gru_step(struct farm_rx_exec *ex, const struct farm_gru *g, const float *x,
+                      const float *h, float *hn, size_t rows, struct farm_gru_cache *cache);
+int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const float *x,
+                       const float *h, const float *c, float *hn, float *cn, size_t rows,
+                       struct farm_lstm_cache *cache);
 
 #endif
