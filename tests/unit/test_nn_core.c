@@ -5,6 +5,7 @@
  * FLOP counts. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -603,6 +604,99 @@ static void test_micro_batches_match_staged_schedule(void **state)
     farm_mlp_free(pip);
 }
 
+/* Two sections on two threads at once, as pipeline stages run: section 1
+ * does B(t-2) and F(t) while section 2 does F and B of micro-batch t-1.
+ * The contract says calls on disjoint ranges may run concurrently; the
+ * gradients must equal the single-threaded reference bit for bit. */
+enum { TB = 24, TM = 4, TS = 6 };
+
+struct conc {
+    struct farm_mlp *m;
+    struct farm_tensor *x;
+    int32_t *labels;
+    struct farm_mlp_work *w1[TM], *w2[TM];
+    struct farm_tensor ctx[TM], back[TM], dy[TM];
+    int tick, rc1, rc2;
+};
+
+static void *section1(void *arg)
+{
+    struct conc *c = arg;
+    int t = c->tick, rc = 0;
+    const struct farm_tensor *y;
+    if (t >= 2 && rc == 0)
+        rc = farm_mlp_backward(c->m, c->w1[t - 2], &c->back[t - 2], NULL);
+    if (t < TM && rc == 0) {
+        struct farm_tensor xs;
+        farm_tensor_view_rows(c->x, (size_t)t * TS, TS, &xs);
+        rc = farm_mlp_forward(c->m, c->w1[t], &xs, &y);
+        if (rc == 0)
+            rc = farm_tensor_copy(&c->ctx[t], y);
+    }
+    c->rc1 = rc;
+    return NULL;
+}
+
+static void *section2(void *arg)
+{
+    struct conc *c = arg;
+    int k = c->tick - 1, rc = 0;
+    if (k >= 0 && k < TM) {
+        const struct farm_tensor *y, *dx;
+        rc = farm_mlp_forward(c->m, c->w2[k], &c->ctx[k], &y);
+        if (rc == 0)
+            rc = farm_loss_softmax_ce(y, c->labels + k * TS, 1.0f / TB, &c->dy[k], NULL, NULL);
+        if (rc == 0)
+            rc = farm_mlp_backward(c->m, c->w2[k], &c->dy[k], &dx);
+        if (rc == 0)
+            rc = farm_tensor_copy(&c->back[k], dx);
+    }
+    c->rc2 = rc;
+    return NULL;
+}
+
+static void test_sections_on_two_threads(void **state)
+{
+    (void)state;
+    struct farm_mlp *ref = deep_model(9), *par = deep_model(9);
+    struct farm_tensor x;
+    int32_t labels[TB];
+    assert_int_equal(farm_tensor_init(&x, TB, 12), 0);
+    nt_fill(&x, 77, 1.0f);
+    for (int i = 0; i < TB; i++)
+        labels[i] = i % 5;
+    assert_int_equal(farm_mlp_train_step(ref, NULL, &x, labels, NULL, TM, NULL, NULL), 0);
+    struct conc c = {.m = par, .x = &x, .labels = labels};
+    for (int k = 0; k < TM; k++) {
+        assert_int_equal(farm_mlp_work_new(par, 0, 3, TS, &c.w1[k]), 0);
+        assert_int_equal(farm_mlp_work_new(par, 3, 5, TS, &c.w2[k]), 0);
+        assert_int_equal(farm_tensor_init(&c.ctx[k], TS, 24), 0);
+        assert_int_equal(farm_tensor_init(&c.back[k], TS, 24), 0);
+        assert_int_equal(farm_tensor_init(&c.dy[k], TS, 5), 0);
+    }
+    farm_mlp_zero_grad(par, 0, 5);
+    for (c.tick = 0; c.tick <= TM + 1; c.tick++) {
+        pthread_t t1, t2;
+        assert_int_equal(pthread_create(&t1, NULL, section1, &c), 0);
+        assert_int_equal(pthread_create(&t2, NULL, section2, &c), 0);
+        pthread_join(t1, NULL);
+        pthread_join(t2, NULL);
+        assert_int_equal(c.rc1, 0);
+        assert_int_equal(c.rc2, 0);
+    }
+    assert_grads_equal(ref, par);
+    for (int k = 0; k < TM; k++) {
+        farm_mlp_work_free(c.w1[k]);
+        farm_mlp_work_free(c.w2[k]);
+        farm_tensor_release(&c.ctx[k]);
+        farm_tensor_release(&c.back[k]);
+        farm_tensor_release(&c.dy[k]);
+    }
+    farm_tensor_release(&x);
+    farm_mlp_free(ref);
+    farm_mlp_free(par);
+}
+
 static void test_mlp_weights_and_flops(void **state)
 {
     (void)state;
@@ -666,6 +760,7 @@ int main(void)
         cmocka_unit_test(test_optimizers_vs_numpy),
         cmocka_unit_test(test_mlp_split_is_bitwise_equal),
         cmocka_unit_test(test_micro_batches_match_staged_schedule),
+        cmocka_unit_test(test_sections_on_two_threads),
         cmocka_unit_test(test_mlp_weights_and_flops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
