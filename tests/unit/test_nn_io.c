@@ -290,6 +290,12 @@ static void test_csv_digits_gz(void **state)
     for (int c = 0; c < 10; c++)
         assert_true(count[c] >= 170 && count[c] <= 190);
     farm_dataset_release(&d);
+    /* Without a label column: all 65 columns are features. */
+    assert_int_equal(farm_data_load_csv(p, FARM_CSV_NO_LABEL, &d, &err), 0);
+    assert_int_equal(d.x.rows, 1797);
+    assert_int_equal(d.x.cols, 65);
+    assert_true(d.x.data[65 + 64] == 1.0f); /* row 1's label, as a value */
+    farm_dataset_release(&d);
 }
 
 static void test_csv_plain_and_errors(void **state)
