@@ -196,6 +196,8 @@ static void test_invalid_updates_rejected(void **state)
 /* A child with the wrong secret is refused and never takes part. */
 static pid_t rogue_pid;
 
+static const char *rogue_secret = "not-the-secret";
+
 static void start_rogue(struct fed_run *r, int port)
 {
     (void)r;
@@ -212,7 +214,9 @@ static void start_rogue(struct fed_run *r, int port)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "FARM_FEDENC_SECRET=", 19) != 0)
             env[k++] = environ[i];
-    env[k++] = "FARM_FEDENC_SECRET=not-the-secret";
+    char secret_env[128];
+    snprintf(secret_env, sizeof secret_env, "FARM_FEDENC_SECRET=%s", rogue_secret);
+    env[k++] = secret_env;
     assert_int_equal(posix_spawn(&rogue_pid, argv[0], NULL, NULL, argv, env), 0);
     free(env);
     free(data);
@@ -240,6 +244,34 @@ static void test_stranger_refused(void **state)
     for (size_t i = 0; i < r.nrounds; i++) {
         assert_int_equal(r.stats[i].n_children, 2);
         assert_int_equal(r.stats[i].accepted, 2);
+    }
+    fed_run_free(&r);
+}
+
+/* A child started elsewhere with the master's address and the secret joins
+ * as one more child (id 7) and takes part from the first round. */
+static void test_remote_child_joins(void **state)
+{
+    (void)state;
+    struct fed_run r;
+    fed_run_init(&r, 2);
+    synth_children(&r, 40);
+    r.cfg.rounds = 2;
+    r.cfg.expect_children = 3;
+    r.cfg.min_children = 3;
+    r.on_listen = start_rogue;
+    rogue_secret = "test-secret";
+    fed_run_exec(&r);
+    rogue_secret = "not-the-secret";
+    assert_int_equal(r.rc, 0);
+    int status = 0;
+    assert_int_equal(waitpid(rogue_pid, &status, 0), rogue_pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_true(fed_log_has(&r, "child 7 joined"));
+    for (size_t i = 0; i < r.nrounds; i++) {
+        assert_int_equal(r.stats[i].accepted, 3);
+        assert_int_equal(child(&r, i + 1, 7)->status, FARM_FEDENC_ACCEPTED);
     }
     fed_run_free(&r);
 }
@@ -323,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_child_dies_mid_round),
         cmocka_unit_test(test_invalid_updates_rejected),
         cmocka_unit_test(test_stranger_refused),
+        cmocka_unit_test(test_remote_child_joins),
         cmocka_unit_test(test_arrival_order),
         cmocka_unit_test(test_robust_aggregation),
     };

@@ -316,7 +316,9 @@ size_t farm_fedenc_model_specs(const struct farm_fedenc_model *m,
     for (size_t i = 0; i < m->nenc && i < cap; i++) {
         const struct farm_tensor *t = m->params[i].value;
         memset(&out[i], 0, sizeof out[i]);
-        snprintf(out[i].name, sizeof out[i].name, "%s", m->params[i].name);
+        size_t nl = strnlen(m->params[i].name, sizeof out[i].name - 1);
+        memcpy(out[i].name, m->params[i].name, nl);
+        out[i].name[nl] = '\0';
         out[i].ndim = t->ndim;
         for (int d = 0; d < t->ndim; d++)
             out[i].shape[d] = (int64_t)t->shape[d];

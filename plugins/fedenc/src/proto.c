@@ -234,10 +234,11 @@ static int parse_specs(json_t *list, struct farm_fedenc_tensor_spec **out, size_
              * far beyond any frame we accept, so nothing overflows. */
             if (dim <= 0 || dim > ((json_int_t)1 << 40) ||
                 numel > ((size_t)1 << 40) / (size_t)dim) {
+                int rc = farm_err_set(err, FARM_EBADREQ,
+                                      "frame: tensors[%zu] '%s': bad dimension %zu", i,
+                                      specs[i].name, d);
                 free(specs);
-                return farm_err_set(err, FARM_EBADREQ,
-                                    "frame: tensors[%zu] '%s': bad dimension %zu", i,
-                                    specs[i].name, d);
+                return rc;
             }
             specs[i].shape[d] = dim;
             numel *= (size_t)dim;
