@@ -135,6 +135,8 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
             state = json_string_value(json_object_get(t, "state"));
             cur_attempts = (int)json_integer_value(json_object_get(t, "attempts"));
             done = is_terminal(state);
+            if (attempts_seen == 0)
+                attempts_seen = cur_attempts;
             if (cur_attempts != attempts_seen && in >= 0 && !attempt) {
                 /* A new attempt began: the old log became log.N. */
                 copy_from(in, &off);

@@ -152,12 +152,17 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select)
 int cmd_submit(struct cli *cli, int argc, char **argv)
 {
     const char *v, *dir = NULL, *batch = NULL, *git = NULL;
-    json_t *select = json_array(), *after = json_array(), *labels = json_object();
-    json_t *tasks, *reply, *lines = json_array();
+    json_t *select, *after, *labels, *tasks, *reply, *lines;
     long long priority = 0, timeout = 0, retries = 0;
-    int i, rc, dashdash = -1;
+    int i, rc, dashdash = -1, n_sel = 0, n_after = 0, n_label = 0;
+    /* Options are checked before any JSON is built, so that a usage error
+     * leaves nothing behind. */
+    const char **sel = calloc((size_t)argc + 1, sizeof *sel);
+    const char **lab = calloc((size_t)argc + 1, sizeof *lab);
+    long long *aft = calloc((size_t)argc + 1, sizeof *aft);
     char cwd[PATH_MAX];
 
+    rc = CLI_USAGE;
     for (i = 1; i < argc; i++) {
         int r;
         char *end;
@@ -170,97 +175,119 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
 #define OPT(name) ((r = cli_opt("submit", argc, argv, &i, name, &v)) != 0)
         if (OPT("--dir")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             dir = v;
         } else if (OPT("--git")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             git = v;
         } else if (OPT("--task")) {
             if (r < 0)
-                return CLI_USAGE;
-            json_array_append_new(select, json_string(v));
+                goto out;
+            sel[n_sel++] = v;
         } else if (OPT("--batch")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             batch = v;
         } else if (OPT("--priority")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             priority = strtoll(v, &end, 10);
-            if (*end || !*v)
-                return cli_usage("submit", "--priority: expected an integer, got \"%s\"", v);
+            if (*end || !*v) {
+                cli_usage("submit", "--priority: expected an integer, got \"%s\"", v);
+                goto out;
+            }
         } else if (OPT("--timeout")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             timeout = strtoll(v, &end, 10);
-            if (*end || !*v || timeout < 0)
-                return cli_usage("submit", "--timeout: expected whole seconds, got \"%s\"", v);
+            if (*end || !*v || timeout < 0) {
+                cli_usage("submit", "--timeout: expected whole seconds, got \"%s\"", v);
+                goto out;
+            }
         } else if (OPT("--retries")) {
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             retries = strtoll(v, &end, 10);
-            if (*end || !*v || retries < 0 || retries > 100)
-                return cli_usage("submit", "--retries: expected 0 to 100, got \"%s\"", v);
+            if (*end || !*v || retries < 0 || retries > 100) {
+                cli_usage("submit", "--retries: expected 0 to 100, got \"%s\"", v);
+                goto out;
+            }
         } else if (OPT("--after")) {
-            long long id;
             if (r < 0)
-                return CLI_USAGE;
-            if (cli_parse_id(v, &id) < 0)
-                return cli_usage("submit", "--after: expected a task id, got \"%s\"", v);
-            json_array_append_new(after, json_integer(id));
+                goto out;
+            if (cli_parse_id(v, &aft[n_after]) < 0) {
+                cli_usage("submit", "--after: expected a task id, got \"%s\"", v);
+                goto out;
+            }
+            n_after++;
         } else if (OPT("--label")) {
             const char *eq;
-            char key[256];
             if (r < 0)
-                return CLI_USAGE;
+                goto out;
             eq = strchr(v, '=');
-            if (!eq || eq == v || (size_t)(eq - v) >= sizeof key)
-                return cli_usage("submit", "--label: expected KEY=VALUE, got \"%s\"", v);
-            snprintf(key, sizeof key, "%.*s", (int)(eq - v), v);
-            json_object_set_new(labels, key, json_string(eq + 1));
+            if (!eq || eq == v || eq - v > 200) {
+                cli_usage("submit", "--label: expected KEY=VALUE, got \"%s\"", v);
+                goto out;
+            }
+            lab[n_label++] = v;
         } else {
-            return cli_usage("submit", "unknown option \"%s\"", argv[i]);
+            cli_usage("submit", "unknown option \"%s\"", argv[i]);
+            goto out;
         }
 #undef OPT
     }
     if (git) {
-        json_decref(lines);
-        json_decref(after);
-        json_decref(labels);
         fprintf(stderr, "farm submit: --git: submitting from git is not part of this build\n");
-        json_decref(select);
-        return CLI_USAGE;
+        goto out;
     }
-    if (!!dir + !!batch + (dashdash >= 0) != 1)
-        return cli_usage("submit", "give exactly one of: -- CMD [ARG]..., --dir DIR, --batch FILE");
+    if (!!dir + !!batch + (dashdash >= 0) != 1) {
+        cli_usage("submit", "give exactly one of: -- CMD [ARG]..., --dir DIR, --batch FILE");
+        goto out;
+    }
+    if (n_sel > 0 && !dir) {
+        cli_usage("submit", "--task goes with --dir");
+        goto out;
+    }
+    if (dashdash >= 0 && dashdash + 1 >= argc) {
+        cli_usage("submit", "nothing to run after --");
+        goto out;
+    }
     if (dir) {
-        json_decref(after);
-        json_decref(labels);
-        json_decref(lines);
-        return submit_dir(cli, dir, select);
+        select = json_array();
+        for (int k = 0; k < n_sel; k++)
+            json_array_append_new(select, json_string(sel[k]));
+        rc = submit_dir(cli, dir, select);
+        goto out;
     }
-    if (json_array_size(select) > 0)
-        return cli_usage("submit", "--task goes with --dir");
-    json_decref(select);
     tasks = json_array();
+    lines = json_array();
     if (batch) {
-        if ((rc = read_batch(batch, tasks, lines)) != 0)
-            return rc;
+        if ((rc = read_batch(batch, tasks, lines)) != 0) {
+            json_decref(tasks);
+            json_decref(lines);
+            goto out;
+        }
     } else {
         json_t *argvj = json_array();
-        if (dashdash + 1 >= argc)
-            return cli_usage("submit", "nothing to run after --");
+        after = json_array();
+        labels = json_object();
         for (i = dashdash + 1; i < argc; i++)
             json_array_append_new(argvj, json_string(argv[i]));
+        for (int k = 0; k < n_after; k++)
+            json_array_append_new(after, json_integer(aft[k]));
+        for (int k = 0; k < n_label; k++) {
+            char key[256];
+            const char *eq = strchr(lab[k], '=');
+            snprintf(key, sizeof key, "%.*s", (int)(eq - lab[k]), lab[k]);
+            json_object_set_new(labels, key, json_string(eq + 1));
+        }
         json_array_append_new(
-            tasks, json_pack("{s:s,s:{s:o},s:I,s:I,s:I,s:O,s:O}", "plugin", "exec", "params",
+            tasks, json_pack("{s:s,s:{s:o},s:I,s:I,s:I,s:o,s:o}", "plugin", "exec", "params",
                              "argv", argvj, "priority", (json_int_t)priority, "timeout",
                              (json_int_t)timeout, "retries", (json_int_t)retries, "after", after,
                              "labels", labels));
     }
-    json_decref(after);
-    json_decref(labels);
     if (!getcwd(cwd, sizeof cwd))
         snprintf(cwd, sizeof cwd, "/");
     rc = cli_call(cli,
@@ -269,24 +296,27 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
                   &reply);
     if (rc) {
         json_decref(lines);
-        return rc;
+        goto out;
     }
     if (!json_is_true(json_object_get(reply, "ok"))) {
-        json_t *idx = json_object_get(json_object_get(reply, "error"), "index");
+        json_t *err = json_object_get(reply, "error");
+        json_t *idx = json_object_get(err, "index");
         if (batch && json_is_integer(idx)) {
             fprintf(stderr, "farm submit: %s:%lld: %s\n", strcmp(batch, "-") ? batch : "<stdin>",
                     (long long)json_integer_value(json_array_get(lines, (size_t)json_integer_value(idx))),
-                    json_string_value(json_object_get(json_object_get(reply, "error"), "message")));
-            rc = cli_exit_for_name(json_string_value(json_object_get(json_object_get(reply, "error"), "code")));
+                    json_string_value(json_object_get(err, "message")));
+            rc = cli_exit_for_name(json_string_value(json_object_get(err, "code")));
         } else {
             rc = cli_reply_error("submit", reply);
         }
-        json_decref(reply);
-        json_decref(lines);
-        return rc;
+    } else {
+        rc = print_result(cli, reply);
     }
-    json_decref(lines);
-    rc = print_result(cli, reply);
     json_decref(reply);
+    json_decref(lines);
+out:
+    free(sel);
+    free(lab);
+    free(aft);
     return rc;
 }

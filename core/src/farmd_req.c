@@ -548,8 +548,9 @@ static void op_submit_tasks(struct client *c, json_t *req)
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].labels: expected an object", i);
             goto bad;
         }
-        json_object_set(norm, "labels", v ? v : json_object());
-        if (!json_object_get(norm, "labels"))
+        if (v)
+            json_object_set(norm, "labels", v);
+        else
             json_object_set_new(norm, "labels", json_object());
         if (json_is_string(json_object_get(t, "name"))) {
             json_object_set(norm, "name", json_object_get(t, "name"));
