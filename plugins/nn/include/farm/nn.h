@@ -541,7 +541,8 @@ int farm_data_spirals(struct farm_dataset *out, size_t n, float noise, float tur
  *   v_k ~ N(B_k, 1) per coordinate, x ~ N(v_k, Sigma), Sigma = diag(j^-1.2)
  *   y = argmax(softmax(x W_k + b_k))
  * samples[k] samples for client k; samples NULL draws each count as
- * floor(lognormal(4, 2)) + 50 from the generator, like the reference.
+ * floor(lognormal(4, 2)) + 50 from the generator, like the reference
+ * (capped at 10^7).
  * `out` receives n_clients data sets (release each). */
 #define FARM_FEDPROX_DIM 60
 #define FARM_FEDPROX_CLASSES 10
@@ -731,8 +732,9 @@ size_t farm_model_desc_output(const struct farm_model_desc *d);
  * then the data are scaled, split (test_fraction, seed) and standardized as
  * described, and checked against the model (x width == input; labels <
  * output). For an MSE model over class labels, y gets one-hot rows of the
- * output width (labels are kept, so accuracy can still be measured). Errors name the model file:line:col of the data mapping
- * and the underlying cause. -ENOENT-like failures keep their code. */
+ * output width (labels are kept, so accuracy can still be measured). Errors name the model
+ * file:line:col of the data mapping and the underlying cause. -ENOENT-like failures keep their
+ * code. */
 int farm_model_desc_load_data(const struct farm_model_desc *d, const char *base_dir,
                               struct farm_dataset *train, struct farm_dataset *test,
                               struct farm_err *err);
