@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <sys/file.h>
 
 #include "cli.h"
 #include "farm/util.h"
@@ -149,14 +150,16 @@ static int stop(struct cli *cli)
     }
     json_decref(reply);
     close(fd);
-    /* Wait for farmd to release its pid lock (it exits after the grace
-     * period at the latest). */
-    snprintf(pidfile, sizeof pidfile, "%s/farm.sock", cli->home);
-    for (int i = 0; i < 6000; i++) {
-        struct timespec ts = {0, 20 * 1000000};
-        if (access(pidfile, F_OK) < 0)
-            break;
-        nanosleep(&ts, NULL);
+    /* Wait for farmd to exit: it holds an exclusive lock on farmd.pid for
+     * its whole life (the socket goes away earlier, when it stops
+     * listening). */
+    snprintf(pidfile, sizeof pidfile, "%s/farmd.pid", cli->home);
+    {
+        int pfd = open(pidfile, O_RDONLY | O_CLOEXEC);
+        while (pfd >= 0 && flock(pfd, LOCK_SH) < 0 && errno == EINTR)
+            ;
+        if (pfd >= 0)
+            close(pfd);
     }
     if (!cli->json)
         printf("farmd stopped\n");

@@ -1,0 +1,64 @@
+# farmd's life: graceful stop waits for running tasks, then interrupts what
+# outlives the grace period (requeued at the next start); workers stop their
+# task when farmd dies; wait --timeout gives 124; retention prunes old runs.
+. "$(dirname "$0")/lib.sh"
+start_farmd --grace 2 --durability full
+expect_eq "durability" full "$(farm daemon status --json | jget - 'j["durability"]')"
+
+# A short task finishes during the stop's grace period.
+s=$(farm submit -- sleep 1)
+wait_state "$s" running 10
+farm daemon stop >/dev/null
+expect_status "farmd is gone" 3 farm daemon status
+"$PY" - "$FARM_HOME/farm.db" "$s" <<'P' || fail "short task did not finish during the stop"
+import sqlite3, sys
+st = sqlite3.connect(sys.argv[1]).execute("select state from tasks where id=?", (int(sys.argv[2]),)).fetchone()[0]
+sys.exit(0 if st == "succeeded" else 1)
+P
+
+# A long task is interrupted after the grace period and runs again later.
+start_farmd --grace 1
+l=$(farm submit -- sh -c "echo run >> $T/long; sleep 3")
+wait_state "$l" running 10
+farm daemon stop >/dev/null
+start_farmd --grace 1
+expect_status "interrupted task re-runs and succeeds" 0 farm wait "$l"
+farm show "$l" --json >"$T/l.json"
+expect_eq "attempt history" "['interrupted', 'succeeded']" "$(jget "$T/l.json" '[a["state"] for a in j["attempt_history"]]')"
+expect_eq "ran twice" 2 "$(wc -l <"$T/long" | tr -d ' ')"
+
+# farmd killed: the worker notices and stops its task within the grace.
+k=$(farm submit -- sh -c "echo \$\$ > $T/kpid; exec sleep 300")
+wait_state "$k" running 10
+i=0
+while [ ! -s "$T/kpid" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kpid=$(cat "$T/kpid")
+kill -0 "$kpid" || fail "task process not running"
+kill -9 "$(farmd_pid)"
+i=0
+while kill -0 "$kpid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$kpid" 2>/dev/null && fail "task survived farmd's death"
+start_farmd --grace 1
+farm cancel "$k" >/dev/null
+wait_state "$k" cancelled 10
+
+# wait --timeout
+w=$(farm submit -- sleep 30)
+expect_status "wait --timeout" 124 farm wait "$w" --timeout 0.5
+farm cancel "$w" >/dev/null
+wait_state "$w" cancelled 10
+
+# Retention: keep the run directories of the newest 2 finished tasks only,
+# and no rows older than 0 days.
+farm daemon stop >/dev/null
+n_before=$(ls "$FARM_HOME/runs" | wc -l)
+[ "$n_before" -gt 2 ] || fail "expected several run directories, got $n_before"
+start_farmd --keep-runs 2
+sleep 3
+expect_eq "run dirs kept" 2 "$(ls "$FARM_HOME/runs" | wc -l | tr -d ' ')"
+farm daemon stop >/dev/null
+start_farmd --keep-days 0
+sleep 3
+expect_eq "old rows pruned" 0 "$(farm list --json | jget - 'len(j)')"
+expect_eq "no orphan snapshots or metrics" 0 "$("$PY" -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); print(d.execute("select (select count(*) from attempts)+(select count(*) from metrics)+(select count(*) from submissions)").fetchone()[0])' "$FARM_HOME/farm.db")"
+echo "daemon: ok"
