@@ -7,8 +7,10 @@
 # 256, SGD with momentum, one fixed random batch. farm's pipeline runs it in
 # 2 stages (fc1..fc4 | fc5..fc8 + head) on 2 pinned threads with
 # single-threaded BLAS, for M in {1, 2, 4, 8, 16} and both schedules, against
-#   (a) the unsplit model on 1 thread          (farm_mlp_train_step, M = 1)
-#   (b) the unsplit model with 2 BLAS threads
+#   (a) the unsplit model on 1 thread (farm_mlp_train_step), both with the
+#       same M micro-batches accumulated (the work the pipeline does, and the
+#       base of the ideal speed-up 2M/(M+1)) and with the whole batch (M = 1)
+#   (b) the unsplit model with 2 BLAS threads, same M and M = 1
 #   (c) the same model and batch in PyTorch on the CPU, best of 1 and 2 threads
 # at width 1024 and 256. farm's side runs twice: with the environment as set
 # (this workplace pins OpenBLAS to an older kernel through OPENBLAS_CORETYPE
@@ -57,11 +59,13 @@ farm_side() {
         steps=$STEPS
         [ "$w" -lt 1024 ] && steps=$((STEPS * 8))
         common="--width $w --batch 256 --steps $steps --repeat $REPEAT"
-        echo "  farm ($variant), width $w: unsplit 1 and 2 threads" >&2
-        # shellcheck disable=SC2086
-        record "$variant" "$@" "$DRV" --mode unsplit --threads 1 $common
-        # shellcheck disable=SC2086
-        record "$variant" "$@" "$DRV" --mode unsplit --threads 2 $common
+        for m in 1 2 4 8 16; do
+            echo "  farm ($variant), width $w: unsplit M=$m, 1 and 2 BLAS threads" >&2
+            # shellcheck disable=SC2086
+            record "$variant" "$@" "$DRV" --mode unsplit --threads 1 --micro "$m" $common
+            # shellcheck disable=SC2086
+            record "$variant" "$@" "$DRV" --mode unsplit --threads 2 --micro "$m" $common
+        done
         for m in 1 2 4 8 16; do
             for s in 1f1b gpipe; do
                 echo "  farm ($variant), width $w: pipeline M=$m $s" >&2

@@ -3,7 +3,7 @@
  *   pipeline_bench --mode unsplit|pipe [--width 1024] [--depth 8]
  *                  [--batch 256] [--threads 1] [--micro 1]
  *                  [--schedule gpipe|1f1b] [--split 4] [--steps 8]
- *                  [--repeat 3] [--warmup 2] [--timeline DIR]
+ *                  [--repeat 3] [--warmup 2] [--pin 1] [--timeline DIR]
  *
  * Builds an MLP of `depth` dense width x width ReLU layers and a width -> 10
  * head, trains it on one fixed random batch with SGD (momentum 0.9), and
@@ -29,6 +29,7 @@ struct opts {
     const char *timeline;
     int width, depth, batch, threads, micro, split, steps, repeat, warmup;
     int kind;
+    int pin;
 };
 
 static double now_s(void)
@@ -48,7 +49,8 @@ static int usage(void)
 {
     fprintf(stderr, "usage: pipeline_bench --mode unsplit|pipe [--width N] [--depth N] "
                     "[--batch N] [--threads N] [--micro N] [--schedule gpipe|1f1b] "
-                    "[--split N] [--steps N] [--repeat N] [--warmup N] [--timeline DIR]\n");
+                    "[--split N] [--steps N] [--repeat N] [--warmup N] [--pin 0|1] "
+                    "[--timeline DIR]\n");
     return 2;
 }
 
@@ -56,7 +58,7 @@ static int parse(int argc, char **argv, struct opts *o)
 {
     *o = (struct opts){.mode = NULL, .timeline = NULL, .width = 1024, .depth = 8, .batch = 256, .threads = 1,
                        .micro = 1, .split = 4, .steps = 8, .repeat = 3, .warmup = 2,
-                       .kind = FARM_PIPE_1F1B};
+                       .kind = FARM_PIPE_1F1B, .pin = 1};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             return -1;
@@ -71,6 +73,8 @@ static int parse(int argc, char **argv, struct opts *o)
         } else if (strcmp(k, "--schedule") == 0) {
             if (farm_pipe_kind_parse(v, &o->kind, NULL) != 0)
                 return -1;
+        } else if (strcmp(k, "--pin") == 0) {
+            o->pin = strcmp(v, "0") != 0;
         } else if (!num) {
             return -1;
         } else if (strcmp(k, "--width") == 0) {
@@ -155,7 +159,7 @@ int main(int argc, char **argv)
     if (strcmp(o.mode, "pipe") == 0) {
         size_t starts[2] = {0, (size_t)o.split};
         struct farm_pipe_options po = {.kind = o.kind, .micro_batches = o.micro, .stages = 2,
-                                       .starts = starts, .pin = 1};
+                                       .starts = starts, .pin = o.pin};
         if (farm_pipe_new(m, &desc->optim, &po, (size_t)o.batch, &p, &err) != 0) {
             fprintf(stderr, "pipeline_bench: %s\n", err.msg);
             return 1;
