@@ -280,6 +280,22 @@ static void test_digits(void **state)
     }
 }
 
+/* The example repository's model, as its mlp-pipeline task runs it: data
+ * path relative to the model file, split [fc3]. */
+static void test_example_model(void **state)
+{
+    (void)state;
+    const char *src = getenv("FARM_SOURCE_DIR");
+    assert_non_null(src);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/examples/model-repo/models/mlp.yaml", src);
+    const char *split[] = {"fc3"};
+    struct farm_pipe_run_result r = train(path, split, 1, 0, 4, FARM_PIPE_1F1B, 10, NULL, NULL);
+    assert_int_equal(r.stages, 2);
+    assert_int_equal(r.starts[1], 2);
+    assert_true(r.test_accuracy >= 0.95);
+}
+
 int main(void)
 {
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
@@ -288,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_blobs),
         cmocka_unit_test(test_spirals),
         cmocka_unit_test(test_digits),
+        cmocka_unit_test(test_example_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
