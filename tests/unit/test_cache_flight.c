@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +57,9 @@ static void append_line(const char *path, const char *line)
  * build, report on it and hang there (to be killed). */
 static int task(const char *base, int id, int hang_fd, useconds_t build_us)
 {
+    /* Never outlive a failed test run. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    alarm(60);
     struct farm_cache *c = ct_open(base, 0);
     char key[33], out[2048], label[32], pkgfile[2200];
     char *inputs = ct_inputs("0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f", "sh build.sh", "r:deps", key);
