@@ -385,6 +385,10 @@ static void test_bad_params(void **state)
         {"{\"model\": \"models/mlp.yaml\", \"schedule\": \"zigzag\"}", "\"gpipe\" or \"1f1b\""},
         {"{\"model\": \"models/nope.yaml\"}", "models/nope.yaml: no such file"},
         {"{\"model\": \"models/mlp.yaml\", \"split\": 3}", "split: expected \"auto\" or a list"},
+        {"{\"model\": \"models/mlp.yaml\", \"epochs\": -1}", "epochs: expected an integer >= 0"},
+        {"{\"model\": \"models/mlp.yaml\", \"stages\": \"two\"}", "stages: expected an integer"},
+        {"{\"model\": \"models/mlp.yaml\", \"epochs\": 0, \"max_steps\": 0}",
+         "no completion condition"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char tag[16];

@@ -175,6 +175,26 @@ static void test_bad_input(void **state)
     assert_true(farm_pipe_run(&c, &res, &err) < 0);
     assert_non_null(strstr(err.msg, "missing.csv"));
     assert_int_equal(cnt.steps, 0);
+
+    /* Features without labels cannot train a classifier. */
+    struct farm_tensor x = {0};
+    assert_int_equal(farm_tensor_init(&x, 40, 2), 0);
+    char npy[256];
+    snprintf(npy, sizeof(npy), "%s/x.npy", tmpdir);
+    assert_int_equal(farm_npy_write(npy, &x, &err), 0);
+    farm_tensor_release(&x);
+    c.model_path = write_model("model.yaml", "input: 2\n"
+                                             "layers:\n"
+                                             "  - {name: fc1, type: dense, out: 4}\n"
+                                             "  - {name: fc2, type: dense, out: 3}\n"
+                                             "loss: softmax_cross_entropy\n"
+                                             "optimizer: {type: sgd, lr: 0.1}\n"
+                                             "batch_size: 8\n"
+                                             "data: {source: npy, path: x.npy}\n");
+    int rc = farm_pipe_run(&c, &res, &err);
+    assert_true(rc == FARM_EBADDATA || rc == FARM_EBADMODEL);
+    assert_non_null(strstr(err.msg, "label"));
+    assert_int_equal(cnt.steps, 0);
 }
 
 static struct farm_pipe_run_result train(const char *path, const char *const *split,

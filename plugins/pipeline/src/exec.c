@@ -95,14 +95,15 @@ static int queue_init(struct queue *q, int cap, size_t rows, size_t cols, const 
     q->slots = calloc((size_t)cap, sizeof(*q->slots));
     if (q->slots == NULL)
         return -ENOMEM;
+    /* From here on queue_release can undo everything, even on failure. */
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
     q->cap = cap;
     for (int i = 0; i < cap; i++) {
         int rc = farm_tensor_init(&q->slots[i].t, rows, cols);
         if (rc != 0)
             return rc;
     }
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
     return 0;
 }
 

@@ -112,7 +112,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     const char *model = NULL, *schedule = NULL;
     int64_t stages = 2, micro = 4, epochs = 10, max_steps = 0, seed = 0;
     double target = NAN;
-    int pin = 1, has_seed = 0;
+    int pin = 1, has_seed = 0, rc;
 
     if (host->param_string(ctx, "model", &model) != 0 || model[0] == '\0')
         return fail(host, ctx, FARM_EBADPARAM, "model: a model description path is required");
@@ -123,14 +123,37 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     farm_err_clear(&err);
     if (farm_pipe_kind_parse(schedule, &kind, &err) != 0)
         return fail(host, ctx, err.code, err.msg);
-    host->param_int(ctx, "stages", &stages);
-    host->param_int(ctx, "micro_batches", &micro);
-    host->param_int(ctx, "epochs", &epochs);
-    host->param_int(ctx, "max_steps", &max_steps);
-    if (host->param_number(ctx, "target_loss", &target) != 0)
+    /* Absent params keep the defaults above; a param of the wrong type
+     * (which the host's table check should already have refused) is an
+     * error, not a silent default. */
+    struct {
+        const char *name;
+        int64_t *out;
+    } ints[] = {{"stages", &stages}, {"micro_batches", &micro}, {"epochs", &epochs},
+                {"max_steps", &max_steps}};
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        if (host->param_int(ctx, ints[i].name, ints[i].out) == -EINVAL) {
+            snprintf(msg, sizeof(msg), "%s: expected an integer", ints[i].name);
+            return fail(host, ctx, FARM_EBADPARAM, msg);
+        }
+    }
+    rc = host->param_number(ctx, "target_loss", &target);
+    if (rc == -EINVAL)
+        return fail(host, ctx, FARM_EBADPARAM, "target_loss: expected a number");
+    if (rc != 0)
         target = NAN;
-    has_seed = host->param_int(ctx, "seed", &seed) == 0;
-    host->param_bool(ctx, "pin", &pin);
+    rc = host->param_int(ctx, "seed", &seed);
+    if (rc == -EINVAL)
+        return fail(host, ctx, FARM_EBADPARAM, "seed: expected an integer");
+    has_seed = rc == 0;
+    if (host->param_bool(ctx, "pin", &pin) == -EINVAL)
+        return fail(host, ctx, FARM_EBADPARAM, "pin: expected true or false");
+    if (epochs < 0 || max_steps < 0) {
+        snprintf(msg, sizeof(msg), "%s: expected an integer >= 0 (0: no limit), got %lld",
+                 epochs < 0 ? "epochs" : "max_steps",
+                 (long long)(epochs < 0 ? epochs : max_steps));
+        return fail(host, ctx, FARM_EBADPARAM, msg);
+    }
     if (micro < 1 || micro > 1 << 20) {
         snprintf(msg, sizeof(msg), "micro_batches: expected an integer >= 1, got %lld",
                  (long long)micro);
@@ -175,7 +198,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     }
 
     char path[4096];
-    int rc = resolve_model(host, ctx, model, path, sizeof(path));
+    rc = resolve_model(host, ctx, model, path, sizeof(path));
     if (rc != 0) {
         snprintf(msg, sizeof(msg),
                  "model: %s: no such file in the task's source dir (%s) or deps dir (%s)", model,

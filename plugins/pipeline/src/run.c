@@ -272,6 +272,14 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
     free(base);
     if (rc != 0)
         return rc;
+    if (r->desc->loss == FARM_LOSS_SOFTMAX_CE)
+        FARM_RETURN_ERROR_IF(r->train.labels == NULL, err, FARM_EBADDATA,
+                             "%s: softmax cross-entropy needs class labels, the data has none",
+                             shown);
+    else
+        FARM_RETURN_ERROR_IF(r->train.y.rows != r->train.n, err, FARM_EBADDATA,
+                             "%s: the mse loss needs regression targets, the data has none",
+                             shown);
     FARM_RETURN_ERROR_IF(r->train.n < (size_t)cfg->micro_batches, err, FARM_EBADDATA,
                          "%s: %zu training samples, fewer than the %d micro-batches", shown,
                          r->train.n, cfg->micro_batches);
@@ -282,7 +290,10 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
         return rc;
     size_t L = farm_mlp_n_layers(r->mlp);
 
-    if (cfg->split_auto) {
+    if (cfg->split_auto && cfg->stages == 1) {
+        res->starts[0] = 0;
+        res->stages = 1;
+    } else if (cfg->split_auto) {
         FARM_RETURN_ERROR_IF((size_t)cfg->stages > L, err, FARM_EBADPARAM,
                              "stages: %d sections need at least %d layers, %s has %zu",
                              cfg->stages, cfg->stages, shown, L);
@@ -489,10 +500,6 @@ int farm_pipe_run(const struct farm_pipe_run_config *cfg, struct farm_pipe_run_r
                     break;
                 }
             }
-        }
-        if (stopped == NULL && step == 0 && cfg->cancelled == NULL) {
-            rc = farm_err_set(err, FARM_EBADDATA, "no batch could be formed");
-            goto fail;
         }
     }
 
