@@ -217,7 +217,7 @@ struct run *farmd_find_run(int64_t id)
 static void run_closed(uv_handle_t *h)
 {
     struct run *r = h->data;
-    if (++r->closed_handles < 4)
+    if (++r->closed_handles < r->n_handles)
         return;
     json_decref(r->result);
     json_decref(r->deps);
@@ -404,7 +404,8 @@ static void finalize(struct run *r)
         }
     }
     farmd.n_running--;
-    uv_close((uv_handle_t *)&r->proc, run_closed);
+    if (!r->via_server)
+        uv_close((uv_handle_t *)&r->proc, run_closed);
     uv_close((uv_handle_t *)&r->events, run_closed);
     uv_close((uv_handle_t *)&r->timeout, run_closed);
     uv_close((uv_handle_t *)&r->kill, run_closed);
@@ -470,9 +471,10 @@ static void drain_timeout(uv_timer_t *t)
 /* The worker has exited. Its result line may still be in the event socket:
  * finish when the stream reaches its end, or after a second at most (a
  * process that escaped could hold the socket open). */
-static void run_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+static void run_exited(struct run *r, int64_t exit_status, int term_signal)
 {
-    struct run *r = proc->data;
+    if (r->exited)
+        return;
     r->exited = 1;
     r->exit_status = exit_status;
     r->term_signal = term_signal;
@@ -483,6 +485,11 @@ static void run_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
     } else {
         uv_timer_start(&r->timeout, drain_timeout, 1000, 0);
     }
+}
+
+static void run_exit(uv_process_t *proc, int64_t exit_status, int term_signal)
+{
+    run_exited(proc->data, exit_status, term_signal);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -512,7 +519,10 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         uv_read_stop(s);
         r->eof = 1;
-        if (r->exited && !r->finalized) {
+        if (r->await_eof && !r->finalized) {
+            r->finalized = 1;
+            finalize(r);
+        } else if (r->exited && !r->finalized) {
             uv_timer_stop(&r->timeout);
             r->finalized = 1;
             finalize(r);
@@ -540,15 +550,17 @@ static void kill_cb(uv_timer_t *t)
     struct run *r = t->data;
     /* The worker did not finish within its grace period after SIGTERM:
      * kill its whole process group (it leads its own session). */
-    kill(-r->proc.pid, SIGKILL);
-    kill(r->proc.pid, SIGKILL);
+    if (r->pid > 0 && !r->exited) {
+        kill(-r->pid, SIGKILL);
+        kill(r->pid, SIGKILL);
+    }
 }
 
 static void signal_run(struct run *r)
 {
-    if (r->exited)
-        return;
-    kill(r->proc.pid, SIGTERM);
+    if (r->exited || r->pid <= 0)
+        return; /* not started yet: signalled when the fork server says */
+    kill(r->pid, SIGTERM);
     if (!uv_is_active((uv_handle_t *)&r->kill))
         uv_timer_start(&r->kill, kill_cb, (uint64_t)farmd.cfg.grace_ms + 3000, 0);
 }
@@ -624,6 +636,155 @@ static json_t *load_task_for_run(int64_t id)
     }
     sqlite3_reset(st);
     return t;
+}
+
+/* ---- the fork server ----------------------------------------------------- */
+
+static void server_start(void);
+
+static struct run *run_by_token(uint64_t token)
+{
+    for (struct run *r = farmd.runs; r; r = r->next)
+        if (r->via_server && r->token == token)
+            return r;
+    return NULL;
+}
+
+static struct run *run_by_pid(pid_t pid)
+{
+    for (struct run *r = farmd.runs; r; r = r->next)
+        if (r->pid == pid)
+            return r;
+    return NULL;
+}
+
+static void server_lost(void)
+{
+    farmd.srv.alive = 0;
+    uv_poll_stop(&farmd.srv.poll);
+    close(farmd.srv.fd);
+    farmd.srv.fd = -1;
+    while (waitpid(farmd.srv.pid, NULL, WNOHANG) < 0 && errno == EINTR)
+        ;
+    /* Its tasks go on; their exit statuses are lost, so their end is the
+     * end of their event stream. */
+    for (struct run *r = farmd.runs; r; r = r->next) {
+        if (r->via_server && !r->exited) {
+            if (r->pid <= 0) {
+                r->exited = 1;
+                r->exit_status = 127;
+            }
+            r->await_eof = 1;
+            if (r->eof && !r->finalized) {
+                r->finalized = 1;
+                finalize(r);
+            }
+        }
+    }
+    fprintf(stderr, "farmd: the fork server went away; starting a new one\n");
+    if (!farmd.stopping)
+        server_start();
+}
+
+static void server_readable(uv_poll_t *h, int status, int events)
+{
+    (void)h;
+    (void)events;
+    for (;;) {
+        char buf[128];
+        ssize_t n = recv(farmd.srv.fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+        unsigned long long token;
+        int pid, st;
+        struct run *r;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0)
+            return;
+        if (n <= 0) {
+            server_lost();
+            return;
+        }
+        buf[n] = '\0';
+        if (sscanf(buf, "P %llu %d", &token, &pid) == 2 && (r = run_by_token(token))) {
+            r->pid = pid;
+            if (r->cancel_requested || r->timed_out || r->stopping)
+                signal_run(r);
+        } else if (sscanf(buf, "E %llu %d", &token, &st) == 2 && (r = run_by_token(token))) {
+            fprintf(stderr, "farmd: fork server could not start task %lld: %s\n",
+                    (long long)r->id, strerror(st));
+            run_exited(r, 127, 0);
+        } else if (sscanf(buf, "X %d %d", &pid, &st) == 2 && (r = run_by_pid(pid))) {
+            if (WIFSIGNALED(st))
+                run_exited(r, 0, WTERMSIG(st));
+            else
+                run_exited(r, WEXITSTATUS(st), 0);
+        }
+    }
+}
+
+static void server_start(void)
+{
+    int sv[2];
+    pid_t pid;
+    posix_spawn_file_actions_t fa;
+    char *argv[] = {farmd.worker_path, "--serve", NULL};
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
+    if (posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, environ) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        close(sv[0]);
+        close(sv[1]);
+        fprintf(stderr, "farmd: cannot start the fork server; spawning workers one by one\n");
+        return;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    close(sv[1]);
+    farmd.srv.fd = sv[0];
+    farmd.srv.pid = pid;
+    farmd.srv.alive = 1;
+    uv_poll_init(farmd.loop, &farmd.srv.poll, sv[0]);
+    uv_poll_start(&farmd.srv.poll, UV_READABLE | UV_DISCONNECT, server_readable);
+}
+
+/* Hands the start of `r` to the fork server: the worker's end of a new event
+ * socket and our stderr travel as SCM_RIGHTS. */
+static int start_via_server(struct run *r, const char *run_dir)
+{
+    uv_os_sock_t sv[2];
+    char msg[PATH_MAX + 64], cbuf[CMSG_SPACE(2 * sizeof(int))];
+    struct iovec iov;
+    struct msghdr mh = {0};
+    struct cmsghdr *cm;
+    int fds[2], n;
+    if (uv_socketpair(SOCK_STREAM, 0, sv, UV_NONBLOCK_PIPE, 0) < 0)
+        return -1;
+    r->token = ++farmd.srv.next_token;
+    n = snprintf(msg, sizeof msg, "S %llu %s", (unsigned long long)r->token, run_dir);
+    iov.iov_base = msg;
+    iov.iov_len = (size_t)n;
+    memset(cbuf, 0, sizeof cbuf);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+    fds[0] = sv[1];
+    fds[1] = STDERR_FILENO;
+    memcpy(CMSG_DATA(cm), fds, sizeof fds);
+    while ((n = (int)sendmsg(farmd.srv.fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+        ;
+    close(sv[1]);
+    if (n < 0) {
+        close(sv[0]);
+        return -1;
+    }
+    uv_pipe_open(&r->events, sv[0]);
+    return 0;
 }
 
 static int start_run(int64_t id)
@@ -705,37 +866,45 @@ static int start_run(int64_t id)
     r->started_mono = farm_mono_ms();
     uv_pipe_init(farmd.loop, &r->events, 0);
     r->events.data = r;
-    args[0] = farmd.worker_path;
-    args[1] = "--run";
-    args[2] = run_dir;
-    args[3] = NULL;
-    stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_INHERIT_FD;
-    stdio[1].data.fd = STDERR_FILENO;
-    stdio[2].flags = UV_INHERIT_FD;
-    stdio[2].data.fd = STDERR_FILENO;
-    stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
-    stdio[3].data.stream = (uv_stream_t *)&r->events;
-    opts.file = farmd.worker_path;
-    opts.args = args;
-    opts.exit_cb = run_exit;
-    opts.stdio = stdio;
-    opts.stdio_count = 4;
-    /* Own session and process group, so that a signal to the group reaches
-     * the worker and what it started, and a terminal's signals do not. */
-    opts.flags = UV_PROCESS_DETACHED;
-    r->proc.data = r;
-    rc = uv_spawn(farmd.loop, &r->proc, &opts);
-    if (rc < 0) {
-        char reason[256];
-        snprintf(reason, sizeof reason, "cannot start farm-worker: %s", uv_strerror(rc));
-        farmd_set_terminal(id, 0, "failed", 1, 1, reason);
-        farmd_finish_dependents(id, "failed");
-        r->closed_handles = 2;
-        uv_close((uv_handle_t *)&r->events, run_closed);
-        uv_close((uv_handle_t *)&r->proc, run_closed);
-        json_decref(t);
-        return 0;
+    if (farmd.srv.alive && start_via_server(r, run_dir) == 0) {
+        r->via_server = 1;
+        r->n_handles = 3;
+    } else {
+        args[0] = farmd.worker_path;
+        args[1] = "--run";
+        args[2] = run_dir;
+        args[3] = NULL;
+        stdio[0].flags = UV_IGNORE;
+        stdio[1].flags = UV_INHERIT_FD;
+        stdio[1].data.fd = STDERR_FILENO;
+        stdio[2].flags = UV_INHERIT_FD;
+        stdio[2].data.fd = STDERR_FILENO;
+        stdio[3].flags = UV_CREATE_PIPE | UV_READABLE_PIPE | UV_WRITABLE_PIPE;
+        stdio[3].data.stream = (uv_stream_t *)&r->events;
+        opts.file = farmd.worker_path;
+        opts.args = args;
+        opts.exit_cb = run_exit;
+        opts.stdio = stdio;
+        opts.stdio_count = 4;
+        /* Own session and process group, so that a signal to the group
+         * reaches the worker and what it started, and a terminal's signals
+         * do not. */
+        opts.flags = UV_PROCESS_DETACHED;
+        r->proc.data = r;
+        r->n_handles = 4;
+        rc = uv_spawn(farmd.loop, &r->proc, &opts);
+        if (rc < 0) {
+            char reason[256];
+            snprintf(reason, sizeof reason, "cannot start farm-worker: %s", uv_strerror(rc));
+            farmd_set_terminal(id, 0, "failed", 1, 1, reason);
+            farmd_finish_dependents(id, "failed");
+            r->n_handles = 2;
+            uv_close((uv_handle_t *)&r->events, run_closed);
+            uv_close((uv_handle_t *)&r->proc, run_closed);
+            json_decref(t);
+            return 0;
+        }
+        r->pid = r->proc.pid;
     }
     uv_timer_init(farmd.loop, &r->timeout);
     uv_timer_init(farmd.loop, &r->kill);
@@ -1083,6 +1252,7 @@ int main(int argc, char **argv)
     uv_timer_init(farmd.loop, &farmd.retention_timer);
     uv_timer_start(&farmd.retention_timer, retention, 2000, 600000);
     uv_unref((uv_handle_t *)&farmd.retention_timer);
+    server_start();
     uv_signal_init(farmd.loop, &farmd.sigterm);
     uv_signal_start(&farmd.sigterm, on_signal, SIGTERM);
     uv_signal_init(farmd.loop, &farmd.sigint);

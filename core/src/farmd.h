@@ -28,6 +28,11 @@ struct run {
     int timed_out, cancel_requested, stopping, closed_handles;
     int exited, eof, finalized, term_signal;
     int64_t exit_status;
+    pid_t pid;            /* the worker; 0 until the fork server says */
+    int via_server;       /* started by the fork server, not uv_spawn */
+    int await_eof;        /* the fork server died: its exit status is lost */
+    int n_handles;        /* handles to close before freeing */
+    uint64_t token;
     int64_t started_mono;
 };
 
@@ -64,6 +69,13 @@ struct daemon {
     int n_running;
     struct client *clients;
     json_t *plugin_cache; /* name -> {path, size, mtime, desc} */
+    struct {
+        int fd;
+        pid_t pid;
+        int alive;
+        uint64_t next_token;
+        uv_poll_t poll;
+    } srv; /* the fork server: farm-worker --serve */
     int64_t started_ms;
 };
 

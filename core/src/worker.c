@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -890,8 +891,135 @@ static int describe_all(void)
     return 0;
 }
 
+/* ---- the fork server ----------------------------------------------------- */
+
+/* `farm-worker --serve`: started once by farmd, with a SOCK_SEQPACKET control
+ * socket on fd 3. Each start request carries a run directory and, as
+ * SCM_RIGHTS, the task's event socket and the stderr to use; the server forks,
+ * and the child runs exactly what `farm-worker --run RUN_DIR` would run, in a
+ * session of its own. Process start-up (exec, dynamic linking) is paid once
+ * instead of once per task; every task still gets its own process.
+ *
+ * Protocol (one datagram each):
+ *   farmd -> server  "S TOKEN RUN_DIR" + fds [event, stderr]
+ *   server -> farmd  "P TOKEN PID" (started) or "E TOKEN ERRNO"
+ *   server -> farmd  "X PID STATUS" (a child ended; STATUS as from waitpid) */
+
+#define CTL_FD 3
+
+static volatile sig_atomic_t g_server_chld;
+
+static void server_on_chld(int sig)
+{
+    (void)sig;
+    g_server_chld = 1;
+}
+
+static void server_send(const char *msg)
+{
+    while (send(CTL_FD, msg, strlen(msg), MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+}
+
+static void server_reap(void)
+{
+    int st;
+    pid_t pid;
+    g_server_chld = 0;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "X %d %d", (int)pid, st);
+        server_send(msg);
+    }
+}
+
+static int serve(void)
+{
+    struct sigaction sa = {.sa_handler = server_on_chld};
+    sigset_t chld, old;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    /* SIGCHLD is delivered only inside ppoll, so that none is missed
+     * between a check and the wait. */
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    for (;;) {
+        char buf[PATH_MAX + 64], cbuf[CMSG_SPACE(2 * sizeof(int))];
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf - 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                            .msg_controllen = sizeof cbuf};
+        struct cmsghdr *cm;
+        int fds[2] = {-1, -1}, nfds = 0;
+        unsigned long long token;
+        char run_dir[PATH_MAX];
+        ssize_t n;
+        pid_t pid;
+
+        struct pollfd pf = {.fd = CTL_FD, .events = POLLIN};
+        if (g_server_chld)
+            server_reap();
+        if (ppoll(&pf, 1, NULL, &old) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        n = recvmsg(CTL_FD, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* farmd went away: our children notice on their own */
+        buf[n] = '\0';
+        for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                if (nfds > 2)
+                    nfds = 2;
+                memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+            }
+        }
+        if (sscanf(buf, "S %llu %4095[^\n]", &token, run_dir) != 2 || nfds != 2) {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            continue;
+        }
+        /* SIGCHLD is blocked here, so the reaper cannot report the child
+         * before its "P" line has gone out. */
+        pid = fork();
+        if (pid == 0) {
+            int nul = open("/dev/null", O_RDWR);
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            signal(SIGCHLD, SIG_DFL);
+            setsid();
+            dup2(nul, STDIN_FILENO);
+            dup2(fds[1], STDOUT_FILENO);
+            dup2(fds[1], STDERR_FILENO);
+            dup2(fds[0], EVENT_FD); /* replaces the control socket */
+            close(fds[0]);
+            close(fds[1]);
+            close(nul);
+            _exit(run_task(run_dir));
+        }
+        {
+            char msg[96];
+            if (pid < 0)
+                snprintf(msg, sizeof msg, "E %llu %d", token, errno);
+            else
+                snprintf(msg, sizeof msg, "P %llu %d", token, (int)pid);
+            server_send(msg);
+        }
+        close(fds[0]);
+        close(fds[1]);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--serve"))
+        return serve();
+
     if (argc == 3 && !strcmp(argv[1], "--run"))
         return run_task(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "--describe"))

@@ -42,6 +42,20 @@ start_farmd --grace 1
 farm cancel "$k" >/dev/null
 wait_state "$k" cancelled 10
 
+# The fork server dies: the task it started still ends normally, and new
+# tasks start through a new server.
+fs=$(farm submit -- sh -c "sleep 1; echo survived")
+wait_state "$fs" running 10
+srv=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
+[ -n "$srv" ] || fail "no fork server below farmd"
+kill -9 "$srv"
+expect_status "task of a dead fork server" 0 farm wait "$fs"
+expect_eq "its log" survived "$(farm logs "$fs")"
+n=$(farm submit -- echo after)
+expect_status "a task after the server died" 0 farm wait "$n"
+srv2=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
+[ -n "$srv2" ] && [ "$srv2" != "$srv" ] || fail "no new fork server"
+
 # wait --timeout
 w=$(farm submit -- sleep 30)
 expect_status "wait --timeout" 124 farm wait "$w" --timeout 0.5
