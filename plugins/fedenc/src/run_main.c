@@ -91,7 +91,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "farm-fedenc-run: %s\n", err.msg);
         return 1;
     }
-    json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:f, s:I}", "rounds",
+    json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:o, s:o, s:f, s:f, s:f, s:I, s:f, s:o}", "rounds",
                           (json_int_t)res.rounds, "applied", (json_int_t)res.applied,
                           "fed_accuracy", num_or_null(res.fed_accuracy), "fed_loss",
                           num_or_null(res.fed_loss), "central_accuracy",
@@ -100,7 +100,9 @@ int main(int argc, char **argv)
                           res.median_round_seconds, "median_comm_agg_fraction",
                           res.median_comm_agg_fraction, "rounds_per_second",
                           res.rounds_per_second, "encoder_params",
-                          (json_int_t)res.encoder_params);
+                          (json_int_t)res.encoder_params, "federation_seconds",
+                          res.federation_seconds, "central_seconds",
+                          num_or_null(res.central_seconds));
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", s);
     free(s);

@@ -684,6 +684,7 @@ static int master(const json_t *pj, const struct farm_fedenc_task_env *env,
     }
     for (uint32_t r = 0; r < rounds; r++)
         cacc[r] = closs[r] = NAN;
+    double tc = farm_fedenc_now();
     if (central && union_train.n > 0) {
         if ((rc = farm_fedenc_model_new(&ecfg, classes, hp.seed, hp.seed, &cmodel, err)) != 0)
             goto out;
@@ -708,6 +709,7 @@ static int master(const json_t *pj, const struct farm_fedenc_task_env *env,
         if (rc != 0)
             goto out;
     }
+    double central_wall = farm_fedenc_now() - tc;
 
     /* Artifacts. */
     {
@@ -762,6 +764,8 @@ static int master(const json_t *pj, const struct farm_fedenc_task_env *env,
         res->median_comm_agg_fraction = median(run.fractions, run.nrounds);
         res->rounds_per_second = wall > 0 ? rounds / wall : 0;
         res->encoder_params = np;
+        res->federation_seconds = wall;
+        res->central_seconds = central ? central_wall : NAN;
     }
     if (rc == 0)
         TLOG(host, 1, "fedenc: federated accuracy %.4f, centralized %.4f",

@@ -45,6 +45,8 @@ struct farm_fedenc_task_result {
     double median_round_seconds;
     double median_comm_agg_fraction;       /* (round - longest training) / round */
     double rounds_per_second;              /* rounds / federation wall time */
+    double federation_seconds;             /* master run, children spawn to exit */
+    double central_seconds;                /* the centralized baseline's training */
     size_t encoder_params;
 };
 
