@@ -175,6 +175,8 @@ static char *dir_of(const char *path)
 }
 
 struct run_state {
+    struct farm_pipe_event *shown; /* the timeline artifact's step */
+    int64_t shown_step;
     struct farm_model_desc *desc;
     struct farm_mlp *mlp;
     struct farm_pipe *pipe;
@@ -196,6 +198,7 @@ static void run_state_release(struct run_state *r)
     farm_dataset_release(&r->train);
     farm_dataset_release(&r->test);
     free(r->losses);
+    free(r->shown);
     free(r->order);
     free(r->lb);
     farm_tensor_release(&r->xb);
@@ -214,7 +217,7 @@ static int write_artifacts(const struct farm_pipe_run_config *cfg, struct run_st
     if ((rc = farm_mlp_save(r->mlp, path, err)) != 0)
         return rc;
     const struct farm_pipe_schedule *sc = farm_pipe_get_schedule(r->pipe);
-    const struct farm_pipe_event *ev = farm_pipe_events(r->pipe);
+    const struct farm_pipe_event *ev = r->shown;
     const char *const *names = (const char *const *)r->stage_names;
     snprintf(path, sizeof(path), "%s/timeline.json", cfg->out_dir);
     if ((rc = farm_pipe_timeline_write_json(path, sc, ev, names, err)) != 0)
@@ -362,9 +365,11 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
         rc = farm_tensor_init(&r->yb, batch, r->train.y.cols);
     if (rc != 0)
         return farm_err_set(err, rc, "out of memory");
+    r->shown = calloc(r->stages * (size_t)farm_pipe_get_schedule(r->pipe)->per_stage,
+                      sizeof(*r->shown));
     r->lb = calloc(batch, sizeof(int32_t));
     r->order = calloc(r->train.n, sizeof(size_t));
-    if (r->lb == NULL || r->order == NULL)
+    if (r->lb == NULL || r->order == NULL || r->shown == NULL)
         return farm_err_set(err, -ENOMEM, "out of memory");
     return 0;
 }
@@ -466,6 +471,12 @@ int farm_pipe_run(const struct farm_pipe_run_config *cfg, struct farm_pipe_run_r
                 r.cap_losses = nc;
             }
             r.losses[r.n_losses++] = last_loss;
+            /* The timeline shows the last full-sized batch (a short tail
+             * batch would misrepresent the steady state). */
+            if (count == batch || r.shown_step == 0) {
+                memcpy(r.shown, ev, (size_t)nev * sizeof(*ev));
+                r.shown_step = step;
+            }
             if (!isfinite(last_loss)) {
                 rc = farm_err_set(err, FARM_ENUMERIC,
                                   "step %" PRId64 ": the loss is %g (diverged; lower the "

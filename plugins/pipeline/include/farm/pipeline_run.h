@@ -74,7 +74,7 @@ struct farm_pipe_run_result {
  * parameter (all before training starts), trains until the first of
  * epochs / max_steps / target_loss / cancellation, evaluates, and when
  * out_dir is set writes weights.safetensors, timeline.json, timeline.svg
- * and loss.svg there. Returns 0 (also when cancelled: see stopped_by) or
+ * (both of the last full-sized step) and loss.svg there. Returns 0 (also when cancelled: see stopped_by) or
  * a negative code with a message naming the input at fault. */
 int farm_pipe_run(const struct farm_pipe_run_config *cfg, struct farm_pipe_run_result *res,
                   struct farm_err *err);
