@@ -74,8 +74,10 @@ struct farm_pipe_run_result {
  * parameter (all before training starts), trains until the first of
  * epochs / max_steps / target_loss / cancellation, evaluates, and when
  * out_dir is set writes weights.safetensors, timeline.json, timeline.svg
- * (both of the last full-sized step) and loss.svg there. Returns 0 (also when cancelled: see stopped_by) or
- * a negative code with a message naming the input at fault. */
+ * (both of the last full-sized step) and loss.svg there. Returns 0 (also
+ * when cancelled: see stopped_by) or a negative code with a message naming
+ * the input at fault. Runs on the calling thread plus one thread per
+ * section; the callbacks are called on the calling thread. */
 int farm_pipe_run(const struct farm_pipe_run_config *cfg, struct farm_pipe_run_result *res,
                   struct farm_err *err);
 
