@@ -56,9 +56,19 @@ static int usage(void)
 
 static int parse(int argc, char **argv, struct opts *o)
 {
-    *o = (struct opts){.mode = NULL, .timeline = NULL, .width = 1024, .depth = 8, .batch = 256, .threads = 1,
-                       .micro = 1, .split = 4, .steps = 8, .repeat = 3, .warmup = 2,
-                       .kind = FARM_PIPE_1F1B, .pin = 1};
+    *o = (struct opts){.mode = NULL,
+                       .timeline = NULL,
+                       .width = 1024,
+                       .depth = 8,
+                       .batch = 256,
+                       .threads = 1,
+                       .micro = 1,
+                       .split = 4,
+                       .steps = 8,
+                       .repeat = 3,
+                       .warmup = 2,
+                       .kind = FARM_PIPE_1F1B,
+                       .pin = 1};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc)
             return -1;
@@ -115,8 +125,8 @@ static char *model_yaml(const struct opts *o)
     size_t at = (size_t)snprintf(y, cap, "name: bench-mlp\ninput: %d\nlayers:\n", o->width);
     for (int i = 0; i < o->depth; i++)
         at += (size_t)snprintf(y + at, cap - at,
-                               "  - {name: fc%d, type: dense, out: %d, activation: relu}\n",
-                               i + 1, o->width);
+                               "  - {name: fc%d, type: dense, out: %d, activation: relu}\n", i + 1,
+                               o->width);
     snprintf(y + at, cap - at,
              "  - {name: head, type: dense, out: 10}\n"
              "loss: softmax_cross_entropy\n"
@@ -158,8 +168,8 @@ int main(int argc, char **argv)
     size_t L = farm_mlp_n_layers(m);
     if (strcmp(o.mode, "pipe") == 0) {
         size_t starts[2] = {0, (size_t)o.split};
-        struct farm_pipe_options po = {.kind = o.kind, .micro_batches = o.micro, .stages = 2,
-                                       .starts = starts, .pin = o.pin};
+        struct farm_pipe_options po = {
+            .kind = o.kind, .micro_batches = o.micro, .stages = 2, .starts = starts, .pin = o.pin};
         if (farm_pipe_new(m, &desc->optim, &po, (size_t)o.batch, &p, &err) != 0) {
             fprintf(stderr, "pipeline_bench: %s\n", err.msg);
             return 1;
@@ -235,8 +245,7 @@ int main(int argc, char **argv)
                                                o.split == 4 && o.depth == 8 ? names : NULL, &err);
         snprintf(path, sizeof(path), "%s/timeline.svg", o.timeline);
         if (rc == 0)
-            rc = farm_pipe_timeline_write_svg(path, farm_pipe_get_schedule(p),
-                                              farm_pipe_events(p),
+            rc = farm_pipe_timeline_write_svg(path, farm_pipe_get_schedule(p), farm_pipe_events(p),
                                               o.split == 4 && o.depth == 8 ? names : NULL, &err);
         if (rc != 0)
             fprintf(stderr, "pipeline_bench: %s\n", err.msg);

@@ -18,31 +18,29 @@
 
 /* Six layers with every kind of activation, one separate activation layer,
  * and widths that change at every cut. */
-static const char *const MODEL_CE =
-    "name: exec-test\n"
-    "input: 7\n"
-    "layers:\n"
-    "  - {name: fc1, type: dense, out: 19, activation: relu}\n"
-    "  - {name: fc2, type: dense, out: 13, activation: gelu}\n"
-    "  - {name: act, type: activation, activation: tanh}\n"
-    "  - {name: fc3, type: dense, out: 11, activation: sigmoid}\n"
-    "  - {name: fc4, type: dense, out: 9, activation: relu}\n"
-    "  - {name: head, type: dense, out: 5}\n"
-    "loss: softmax_cross_entropy\n"
-    "optimizer: {type: sgd, lr: 0.05, momentum: 0.9}\n"
-    "batch_size: 30\n"
-    "seed: 3\n";
+static const char *const MODEL_CE = "name: exec-test\n"
+                                    "input: 7\n"
+                                    "layers:\n"
+                                    "  - {name: fc1, type: dense, out: 19, activation: relu}\n"
+                                    "  - {name: fc2, type: dense, out: 13, activation: gelu}\n"
+                                    "  - {name: act, type: activation, activation: tanh}\n"
+                                    "  - {name: fc3, type: dense, out: 11, activation: sigmoid}\n"
+                                    "  - {name: fc4, type: dense, out: 9, activation: relu}\n"
+                                    "  - {name: head, type: dense, out: 5}\n"
+                                    "loss: softmax_cross_entropy\n"
+                                    "optimizer: {type: sgd, lr: 0.05, momentum: 0.9}\n"
+                                    "batch_size: 30\n"
+                                    "seed: 3\n";
 
-static const char *const MODEL_MSE =
-    "input: 4\n"
-    "layers:\n"
-    "  - {name: a, type: dense, out: 8, activation: tanh}\n"
-    "  - {name: b, type: dense, out: 8, activation: relu}\n"
-    "  - {name: c, type: dense, out: 6, activation: gelu}\n"
-    "  - {name: d, type: dense, out: 3}\n"
-    "loss: mse\n"
-    "optimizer: {type: adam, lr: 0.01}\n"
-    "batch_size: 17\n";
+static const char *const MODEL_MSE = "input: 4\n"
+                                     "layers:\n"
+                                     "  - {name: a, type: dense, out: 8, activation: tanh}\n"
+                                     "  - {name: b, type: dense, out: 8, activation: relu}\n"
+                                     "  - {name: c, type: dense, out: 6, activation: gelu}\n"
+                                     "  - {name: d, type: dense, out: 3}\n"
+                                     "loss: mse\n"
+                                     "optimizer: {type: adam, lr: 0.01}\n"
+                                     "batch_size: 17\n";
 
 struct fixture {
     struct farm_model_desc *desc;
@@ -166,7 +164,7 @@ static void test_one_section_one_micro(void **state)
     assert_int_equal(cp, cref);
     assert_int_equal(params_differ(ref, pm, 1), 0);
     assert_int_equal(params_differ(ref, pm, 0), 0); /* update = 0: no step taken */
-    assert_int_equal(nonzero_grads(pm), 10);          /* 5 dense layers x (w, b) */
+    assert_int_equal(nonzero_grads(pm), 10);        /* 5 dense layers x (w, b) */
 
     farm_pipe_free(p);
     farm_tensor_release(&out);
@@ -208,8 +206,8 @@ static int run_equivalence(struct fixture *f, size_t S, const size_t *starts, in
         assert_int_equal(farm_mlp_train_step(ref, opt, &f->x[k], ce ? f->labels[k] : NULL,
                                              ce ? NULL : &f->t[k], (size_t)ref_m, &lr, &cr),
                          0);
-        if (farm_pipe_step(p, &f->x[k], ce ? f->labels[k] : NULL, ce ? NULL : &f->t[k], 1, &lp,
-                           &cp, &out, &err) != 0)
+        if (farm_pipe_step(p, &f->x[k], ce ? f->labels[k] : NULL, ce ? NULL : &f->t[k], 1, &lp, &cp,
+                           &out, &err) != 0)
             fail_msg("%s", err.msg);
         if (ref_m == M) {
             assert_true(lp == lr);

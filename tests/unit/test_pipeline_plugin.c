@@ -283,8 +283,8 @@ static void test_descriptor(void **state)
     (void)state;
     assert_string_equal(plugin->name, "pipeline");
     assert_int_equal(plugin->abi_major, FARM_PLUGIN_ABI_MAJOR);
-    const char *want[] = {"model", "split", "stages", "micro_batches", "schedule", "epochs",
-                          "max_steps", "target_loss", "seed"};
+    const char *want[] = {"model",  "split",     "stages",      "micro_batches", "schedule",
+                          "epochs", "max_steps", "target_loss", "seed"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         int found = 0;
         for (const struct farm_param *p = plugin->params; p->name; p++)

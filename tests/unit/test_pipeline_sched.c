@@ -145,11 +145,9 @@ static void test_checker_rejects(void **state)
     sc.per_stage = 4;
     farm_pipe_schedule_release(&sc);
 
-    assert_int_equal(farm_pipe_schedule_init(&sc, FARM_PIPE_GPIPE, 2, 0, &err),
-                     FARM_EBADPARAM);
+    assert_int_equal(farm_pipe_schedule_init(&sc, FARM_PIPE_GPIPE, 2, 0, &err), FARM_EBADPARAM);
     assert_non_null(strstr(err.msg, "micro_batches"));
-    assert_int_equal(farm_pipe_schedule_init(&sc, FARM_PIPE_GPIPE, 0, 2, &err),
-                     FARM_EBADPARAM);
+    assert_int_equal(farm_pipe_schedule_init(&sc, FARM_PIPE_GPIPE, 0, 2, &err), FARM_EBADPARAM);
     int kind = 0;
     assert_int_equal(farm_pipe_kind_parse("pipedream", &kind, &err), FARM_EBADPARAM);
     assert_non_null(strstr(err.msg, "\"gpipe\" or \"1f1b\""));
@@ -360,8 +358,8 @@ static void test_writers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_schedules_valid),  cmocka_unit_test(test_1f1b_order),
-        cmocka_unit_test(test_checker_rejects),  cmocka_unit_test(test_events_check),
+        cmocka_unit_test(test_schedules_valid),      cmocka_unit_test(test_1f1b_order),
+        cmocka_unit_test(test_checker_rejects),      cmocka_unit_test(test_events_check),
         cmocka_unit_test(test_split_vs_brute_force), cmocka_unit_test(test_writers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

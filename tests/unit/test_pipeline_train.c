@@ -128,22 +128,23 @@ static void test_bad_input(void **state)
     c.micro_batches = 2;
     c.split_auto = 1;
     c.stages = 4;
-    expect_refused(&c, FARM_EBADPARAM, "stages: 4 sections need at least 4 layers, model.yaml has 3");
+    expect_refused(&c, FARM_EBADPARAM,
+                   "stages: 4 sections need at least 4 layers, model.yaml has 3");
     c.split_auto = 0;
     c.epochs = 0;
     expect_refused(&c, FARM_EBADPARAM, "no completion condition");
     c.epochs = 1;
 
     /* A shape mismatch between layers, named at its file position. */
-    const char *mism = write_model("model.yaml",
-                                   "input: 2\n"
-                                   "layers:\n"
-                                   "  - {name: fc1, type: dense, out: 16, activation: relu}\n"
-                                   "  - {name: fc2, type: dense, in: 12, out: 3}\n"
-                                   "loss: softmax_cross_entropy\n"
-                                   "optimizer: {type: sgd, lr: 0.1}\n"
-                                   "batch_size: 32\n"
-                                   "data: {source: blobs, n: 100, classes: 3}\n");
+    const char *mism =
+        write_model("model.yaml", "input: 2\n"
+                                  "layers:\n"
+                                  "  - {name: fc1, type: dense, out: 16, activation: relu}\n"
+                                  "  - {name: fc2, type: dense, in: 12, out: 3}\n"
+                                  "loss: softmax_cross_entropy\n"
+                                  "optimizer: {type: sgd, lr: 0.1}\n"
+                                  "batch_size: 32\n"
+                                  "data: {source: blobs, n: 100, classes: 3}\n");
     c.model_path = mism;
     expect_refused(&c, FARM_EBADMODEL, "model.yaml:4:");
     expect_refused(&c, FARM_EBADMODEL, "shape mismatch: 12, but the previous layer (fc1) gives 16");
@@ -197,9 +198,9 @@ static void test_bad_input(void **state)
     assert_int_equal(cnt.steps, 0);
 }
 
-static struct farm_pipe_run_result train(const char *path, const char *const *split,
-                                         size_t n_split, int stages, int M, int kind,
-                                         int epochs, const char *data_dir, const char *out_dir)
+static struct farm_pipe_run_result train(const char *path, const char *const *split, size_t n_split,
+                                         int stages, int M, int kind, int epochs,
+                                         const char *data_dir, const char *out_dir)
 {
     struct counter cnt = {0};
     struct farm_pipe_run_config c;
@@ -232,7 +233,7 @@ static void test_blobs(void **state)
     struct farm_pipe_run_result r = train(path, split, 1, 0, 4, FARM_PIPE_GPIPE, 5, NULL, NULL);
     assert_string_equal(r.stopped_by, "epochs");
     assert_int_equal(r.epochs, 5);
-    assert_int_equal(r.steps, 5 * 15); /* 480 training samples / 32 */
+    assert_int_equal(r.steps, 5 * 15);    /* 480 training samples / 32 */
     assert_true(r.test_accuracy >= 0.98); /* chance is 1/3 */
 }
 
@@ -320,10 +321,8 @@ int main(void)
 {
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_blobs),
-        cmocka_unit_test(test_spirals),
-        cmocka_unit_test(test_digits),
+        cmocka_unit_test(test_bad_input),     cmocka_unit_test(test_blobs),
+        cmocka_unit_test(test_spirals),       cmocka_unit_test(test_digits),
         cmocka_unit_test(test_example_model),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -68,9 +68,9 @@ int farm_pipe_timeline_write_json(const char *path, const struct farm_pipe_sched
     json_object_set_new(root, "stage_names", names);
     for (int i = 0; i < n; i++) {
         const struct farm_pipe_event *e = &events[i];
-        json_t *o = json_pack("{s:i, s:i, s:s, s:f, s:f}", "stage", e->stage, "micro", e->micro,
-                              "op", e->op == FARM_PIPE_F ? "F" : "B", "start", e->start - t0,
-                              "end", e->end - t0);
+        json_t *o =
+            json_pack("{s:i, s:i, s:s, s:f, s:f}", "stage", e->stage, "micro", e->micro, "op",
+                      e->op == FARM_PIPE_F ? "F" : "B", "start", e->start - t0, "end", e->end - t0);
         if (o == NULL || json_array_append_new(evs, o) != 0) {
             json_decref(root);
             json_decref(evs);
@@ -166,11 +166,9 @@ int farm_pipe_timeline_write_svg(const char *path, const struct farm_pipe_schedu
             snprintf(buf, sizeof(buf), "stage %d", s);
             nm = buf;
         }
-        fprintf(f,
-                "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" fill=\"%s\"/>\n",
+        fprintf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" fill=\"%s\"/>\n",
                 left, y, plot_w, row, s % 2 ? "#f4f4f4" : "#fbfbfb");
-        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">", left - 8,
-                y + row / 2 + 4);
+        fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">", left - 8, y + row / 2 + 4);
         xml_text(f, nm);
         fprintf(f, "</text>\n");
     }
@@ -196,8 +194,8 @@ int farm_pipe_timeline_write_svg(const char *path, const struct farm_pipe_schedu
     /* Time axis in milliseconds. */
     double axis_y = top + row * S;
     double ms = span * 1e3, step = nice_step(ms, 8);
-    fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"black\"/>\n",
-            left, axis_y, left + plot_w, axis_y);
+    fprintf(f, "<line x1=\"%.0f\" y1=\"%.1f\" x2=\"%.0f\" y2=\"%.1f\" stroke=\"black\"/>\n", left,
+            axis_y, left + plot_w, axis_y);
     for (double t = 0.0; t <= ms * (1 + 1e-9); t += step) {
         double x = left + t / ms * plot_w;
         fprintf(f,

@@ -291,8 +291,7 @@ static int run_forward(struct stage *st, int mb, struct farm_pipe_event *ev)
     double ls = 0.0;
     if (farm_mlp_loss_kind(p->m) == FARM_LOSS_SOFTMAX_CE) {
         size_t corr = 0;
-        rc = farm_loss_softmax_ce(y, p->labels + p->off[mb], p->grad_scale, &st->dy[w], &ls,
-                                  &corr);
+        rc = farm_loss_softmax_ce(y, p->labels + p->off[mb], p->grad_scale, &st->dy[w], &ls, &corr);
         st->correct += corr;
     } else {
         struct farm_tensor tv;
@@ -358,8 +357,8 @@ static void stage_step(struct stage *st)
         ev->op = a->op;
         ev->stage = st->index;
         ev->micro = a->micro;
-        int rc = a->op == FARM_PIPE_F ? run_forward(st, a->micro, ev)
-                                      : run_backward(st, a->micro, ev);
+        int rc =
+            a->op == FARM_PIPE_F ? run_forward(st, a->micro, ev) : run_backward(st, a->micro, ev);
         if (rc != 0) {
             st->rc = rc;
             return;
@@ -526,8 +525,8 @@ int farm_pipe_new(struct farm_mlp *m, const struct farm_optim_config *optim,
                 goto fail;
             }
             p->bytes += farm_mlp_work_bytes(st->work[w]);
-            p->bytes += (farm_tensor_size(&st->xin[w]) + farm_tensor_size(&st->dy[w])) *
-                        sizeof(float);
+            p->bytes +=
+                (farm_tensor_size(&st->xin[w]) + farm_tensor_size(&st->dy[w])) * sizeof(float);
         }
         if (s > 0)
             st->fwd_in = &p->fq[s - 1], st->bwd_out = &p->bq[s - 1];
@@ -626,8 +625,8 @@ void farm_pipe_free(struct farm_pipe *p)
 }
 
 int farm_pipe_step(struct farm_pipe *p, const struct farm_tensor *x, const int32_t *labels,
-                   const struct farm_tensor *targets, int update, double *loss_sum,
-                   size_t *correct, struct farm_tensor *out, struct farm_err *err)
+                   const struct farm_tensor *targets, int update, double *loss_sum, size_t *correct,
+                   struct farm_tensor *out, struct farm_err *err)
 {
     FARM_RETURN_ERROR_IF(p->broken, err, FARM_ESTATE,
                          "the pipeline stopped after an earlier failure");
@@ -638,8 +637,7 @@ int farm_pipe_step(struct farm_pipe *p, const struct farm_tensor *x, const int32
                          "batch has %zu features, the model takes %zu", x->cols,
                          farm_mlp_input(p->m));
     int ce = farm_mlp_loss_kind(p->m) == FARM_LOSS_SOFTMAX_CE;
-    FARM_RETURN_ERROR_IF(ce && labels == NULL, err, FARM_EBADPARAM,
-                         "the loss needs class labels");
+    FARM_RETURN_ERROR_IF(ce && labels == NULL, err, FARM_EBADPARAM, "the loss needs class labels");
     FARM_RETURN_ERROR_IF(!ce && (targets == NULL || targets->rows != rows ||
                                  targets->cols != layer_out(p->m, L - 1)),
                          err, FARM_EBADPARAM, "the loss needs targets of %zu x %zu", rows,

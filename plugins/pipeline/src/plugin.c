@@ -14,25 +14,43 @@
 #include "farm/plugin.h"
 
 static const struct farm_param params[] = {
-    {.name = "model", .type = FARM_PARAM_STRING, .required = 1,
+    {.name = "model",
+     .type = FARM_PARAM_STRING,
+     .required = 1,
      .help = "model description (YAML), relative to the task's source dir or deps dir"},
-    {.name = "split", .type = FARM_PARAM_JSON, .default_json = "\"auto\"",
+    {.name = "split",
+     .type = FARM_PARAM_JSON,
+     .default_json = "\"auto\"",
      .help = "list of layer names, each starting a new section, or \"auto\" (balanced)"},
-    {.name = "stages", .type = FARM_PARAM_INT, .default_json = "2",
+    {.name = "stages",
+     .type = FARM_PARAM_INT,
+     .default_json = "2",
      .help = "number of sections with split: auto"},
-    {.name = "micro_batches", .type = FARM_PARAM_INT, .default_json = "4",
+    {.name = "micro_batches",
+     .type = FARM_PARAM_INT,
+     .default_json = "4",
      .help = "micro-batches M per batch (>= 1); gradients accumulate over them"},
-    {.name = "schedule", .type = FARM_PARAM_STRING, .default_json = "\"1f1b\"",
+    {.name = "schedule",
+     .type = FARM_PARAM_STRING,
+     .default_json = "\"1f1b\"",
      .help = "gpipe or 1f1b"},
-    {.name = "epochs", .type = FARM_PARAM_INT, .default_json = "10",
+    {.name = "epochs",
+     .type = FARM_PARAM_INT,
+     .default_json = "10",
      .help = "stop after this many passes over the training set (0: no limit)"},
-    {.name = "max_steps", .type = FARM_PARAM_INT, .default_json = "0",
+    {.name = "max_steps",
+     .type = FARM_PARAM_INT,
+     .default_json = "0",
      .help = "stop after this many optimizer steps (0: no limit)"},
-    {.name = "target_loss", .type = FARM_PARAM_NUMBER,
+    {.name = "target_loss",
+     .type = FARM_PARAM_NUMBER,
      .help = "stop when the mean training loss of the last 10 steps is at most this"},
-    {.name = "seed", .type = FARM_PARAM_INT,
+    {.name = "seed",
+     .type = FARM_PARAM_INT,
      .help = "seed for initialisation and shuffling (default: the description's seed)"},
-    {.name = "pin", .type = FARM_PARAM_BOOL, .default_json = "true",
+    {.name = "pin",
+     .type = FARM_PARAM_BOOL,
+     .default_json = "true",
      .help = "pin each section's thread to its own CPU where possible"},
     {.name = NULL},
 };
@@ -57,9 +75,8 @@ static int glue_step(void *ud, const struct farm_pipe_step_info *info)
     g->host->metric(g->ctx, "samples_per_s", info->samples_per_s, info->step);
     if (info->planned_steps > 0) {
         char what[96];
-        snprintf(what, sizeof(what), "step %lld/%lld, epoch %d, loss %.4f",
-                 (long long)info->step, (long long)info->planned_steps, info->epoch,
-                 info->loss);
+        snprintf(what, sizeof(what), "step %lld/%lld, epoch %d, loss %.4f", (long long)info->step,
+                 (long long)info->planned_steps, info->epoch, info->loss);
         g->host->progress(g->ctx, (double)info->step / (double)info->planned_steps, what);
     }
     return 0;
@@ -129,7 +146,9 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     struct {
         const char *name;
         int64_t *out;
-    } ints[] = {{"stages", &stages}, {"micro_batches", &micro}, {"epochs", &epochs},
+    } ints[] = {{"stages", &stages},
+                {"micro_batches", &micro},
+                {"epochs", &epochs},
                 {"max_steps", &max_steps}};
     for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
         if (host->param_int(ctx, ints[i].name, ints[i].out) == -EINVAL) {
@@ -150,8 +169,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
         return fail(host, ctx, FARM_EBADPARAM, "pin: expected true or false");
     if (epochs < 0 || max_steps < 0) {
         snprintf(msg, sizeof(msg), "%s: expected an integer >= 0 (0: no limit), got %lld",
-                 epochs < 0 ? "epochs" : "max_steps",
-                 (long long)(epochs < 0 ? epochs : max_steps));
+                 epochs < 0 ? "epochs" : "max_steps", (long long)(epochs < 0 ? epochs : max_steps));
         return fail(host, ctx, FARM_EBADPARAM, msg);
     }
     if (micro < 1 || micro > 1 << 20) {
@@ -269,8 +287,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
         snprintf(ap, sizeof(ap), "%s/%s", out_dir, files[i]);
         rc = host->artifact(ctx, ap, files[i]);
         if (rc != 0) {
-            snprintf(msg, sizeof(msg), "cannot store artifact %s: %s", files[i],
-                     farm_strerror(rc));
+            snprintf(msg, sizeof(msg), "cannot store artifact %s: %s", files[i], farm_strerror(rc));
             return fail(host, ctx, rc, msg);
         }
     }

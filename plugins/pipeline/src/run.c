@@ -229,8 +229,8 @@ static int write_artifacts(const struct farm_pipe_run_config *cfg, struct run_st
     char title[256];
     snprintf(title, sizeof(title), "training loss (%s%s%s, %zu stages, %s, M=%d)",
              r->desc->name && r->desc->name[0] ? r->desc->name : "model",
-             farm_loss_name(r->desc->loss)[0] ? ": " : "", farm_loss_name(r->desc->loss),
-             r->stages, farm_pipe_kind_name(sc->kind), sc->micro);
+             farm_loss_name(r->desc->loss)[0] ? ": " : "", farm_loss_name(r->desc->loss), r->stages,
+             farm_pipe_kind_name(sc->kind), sc->micro);
     return farm_pipe_loss_write_svg(path, r->losses, (int)r->n_losses, title, err);
 }
 
@@ -239,21 +239,20 @@ static int write_artifacts(const struct farm_pipe_run_config *cfg, struct run_st
 static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
                    struct farm_pipe_run_result *res, struct farm_err *err)
 {
-    FARM_RETURN_ERROR_IF(cfg->model_path == NULL || cfg->model_path[0] == '\0', err,
-                         FARM_EBADPARAM, "model: a model description path is required");
+    FARM_RETURN_ERROR_IF(cfg->model_path == NULL || cfg->model_path[0] == '\0', err, FARM_EBADPARAM,
+                         "model: a model description path is required");
     FARM_RETURN_ERROR_IF(cfg->micro_batches < 1, err, FARM_EBADPARAM,
                          "micro_batches: expected an integer >= 1, got %d", cfg->micro_batches);
     FARM_RETURN_ERROR_IF(cfg->kind != FARM_PIPE_GPIPE && cfg->kind != FARM_PIPE_1F1B, err,
                          FARM_EBADPARAM, "schedule: expected \"gpipe\" or \"1f1b\"");
     FARM_RETURN_ERROR_IF(cfg->split_auto && cfg->stages < 1, err, FARM_EBADPARAM,
-                         "stages: expected an integer >= 1 with split: auto, got %d",
-                         cfg->stages);
+                         "stages: expected an integer >= 1 with split: auto, got %d", cfg->stages);
     FARM_RETURN_ERROR_IF(!cfg->split_auto && cfg->n_split + 1 > 64, err, FARM_EBADPARAM,
                          "split: at most 63 split points");
     FARM_RETURN_ERROR_IF(cfg->split_auto && cfg->stages > 64, err, FARM_EBADPARAM,
                          "stages: at most 64");
-    FARM_RETURN_ERROR_IF(cfg->epochs <= 0 && cfg->max_steps <= 0 && isnan(cfg->target_loss),
-                         err, FARM_EBADPARAM,
+    FARM_RETURN_ERROR_IF(cfg->epochs <= 0 && cfg->max_steps <= 0 && isnan(cfg->target_loss), err,
+                         FARM_EBADPARAM,
                          "no completion condition: set epochs, max_steps or target_loss");
 
     int rc = farm_model_desc_load(cfg->model_path, cfg->display, &r->desc, err);
@@ -281,8 +280,7 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
                              shown);
     else
         FARM_RETURN_ERROR_IF(r->train.y.rows != r->train.n, err, FARM_EBADDATA,
-                             "%s: the mse loss needs regression targets, the data has none",
-                             shown);
+                             "%s: the mse loss needs regression targets, the data has none", shown);
     FARM_RETURN_ERROR_IF(r->train.n < (size_t)cfg->micro_batches, err, FARM_EBADDATA,
                          "%s: %zu training samples, fewer than the %d micro-batches", shown,
                          r->train.n, cfg->micro_batches);
@@ -298,8 +296,8 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
         res->stages = 1;
     } else if (cfg->split_auto) {
         FARM_RETURN_ERROR_IF((size_t)cfg->stages > L, err, FARM_EBADPARAM,
-                             "stages: %d sections need at least %d layers, %s has %zu",
-                             cfg->stages, cfg->stages, shown, L);
+                             "stages: %d sections need at least %d layers, %s has %zu", cfg->stages,
+                             cfg->stages, shown, L);
         double *cost = calloc(L, sizeof(double));
         if (cost == NULL)
             return farm_err_set(err, -ENOMEM, "out of memory");
@@ -365,8 +363,8 @@ static int prepare(const struct farm_pipe_run_config *cfg, struct run_state *r,
         rc = farm_tensor_init(&r->yb, batch, r->train.y.cols);
     if (rc != 0)
         return farm_err_set(err, rc, "out of memory");
-    r->shown = calloc(r->stages * (size_t)farm_pipe_get_schedule(r->pipe)->per_stage,
-                      sizeof(*r->shown));
+    r->shown =
+        calloc(r->stages * (size_t)farm_pipe_get_schedule(r->pipe)->per_stage, sizeof(*r->shown));
     r->lb = calloc(batch, sizeof(int32_t));
     r->order = calloc(r->train.n, sizeof(size_t));
     if (r->lb == NULL || r->order == NULL || r->shown == NULL)

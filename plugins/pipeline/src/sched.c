@@ -17,8 +17,7 @@ int farm_pipe_kind_parse(const char *text, int *kind, struct farm_err *err)
         *kind = FARM_PIPE_1F1B;
         return 0;
     }
-    return farm_err_set(err, FARM_EBADPARAM,
-                        "schedule: expected \"gpipe\" or \"1f1b\", got \"%s\"",
+    return farm_err_set(err, FARM_EBADPARAM, "schedule: expected \"gpipe\" or \"1f1b\", got \"%s\"",
                         text ? text : "(null)");
 }
 
@@ -44,12 +43,11 @@ static void put(struct farm_pipe_action *a, int op, int s, int m)
 int farm_pipe_schedule_init(struct farm_pipe_schedule *self, int kind, int stages, int micro,
                             struct farm_err *err)
 {
-    FARM_RETURN_ERROR_IF(stages < 1, err, FARM_EBADPARAM, "stages: expected >= 1, got %d",
-                         stages);
-    FARM_RETURN_ERROR_IF(micro < 1, err, FARM_EBADPARAM,
-                         "micro_batches: expected >= 1, got %d", micro);
-    FARM_RETURN_ERROR_IF(kind != FARM_PIPE_GPIPE && kind != FARM_PIPE_1F1B, err,
-                         FARM_EBADPARAM, "schedule: unknown kind %d", kind);
+    FARM_RETURN_ERROR_IF(stages < 1, err, FARM_EBADPARAM, "stages: expected >= 1, got %d", stages);
+    FARM_RETURN_ERROR_IF(micro < 1, err, FARM_EBADPARAM, "micro_batches: expected >= 1, got %d",
+                         micro);
+    FARM_RETURN_ERROR_IF(kind != FARM_PIPE_GPIPE && kind != FARM_PIPE_1F1B, err, FARM_EBADPARAM,
+                         "schedule: unknown kind %d", kind);
     FARM_RETURN_ERROR_IF(micro > INT_MAX / 2 / stages, err, FARM_EBADPARAM,
                          "stages x micro_batches too large (%d x %d)", stages, micro);
 
@@ -141,8 +139,8 @@ static int run_sim(const struct farm_pipe_schedule *sc, const double *t_f, const
                 } else {
                     if (fend[(size_t)s * M + m] < 0) {
                         rc = farm_err_set(err, FARM_ESTATE,
-                                          "stage %d: B(%d,%d) comes before F(%d,%d) in its list",
-                                          s, s, m, s, m);
+                                          "stage %d: B(%d,%d) comes before F(%d,%d) in its list", s,
+                                          s, m, s, m);
                         goto out;
                     }
                     if (s < S - 1) {
@@ -177,11 +175,10 @@ static int run_sim(const struct farm_pipe_schedule *sc, const double *t_f, const
         if (!progress) {
             for (int s = 0; s < S; s++) {
                 if (next[s] < per) {
-                    const struct farm_pipe_action *a =
-                        &sc->actions[(size_t)s * per + next[s]];
+                    const struct farm_pipe_action *a = &sc->actions[(size_t)s * per + next[s]];
                     rc = farm_err_set(err, FARM_ESTATE,
-                                      "schedule deadlocks: stage %d waits forever at %s(%d,%d)",
-                                      s, opname(a->op), s, a->micro);
+                                      "schedule deadlocks: stage %d waits forever at %s(%d,%d)", s,
+                                      opname(a->op), s, a->micro);
                     goto out;
                 }
             }
@@ -199,13 +196,11 @@ out:
 
 int farm_pipe_schedule_check(const struct farm_pipe_schedule *self, struct farm_err *err)
 {
-    FARM_RETURN_ERROR_IF(self == NULL || self->actions == NULL, err, FARM_ESTATE,
-                         "no schedule");
+    FARM_RETURN_ERROR_IF(self == NULL || self->actions == NULL, err, FARM_ESTATE, "no schedule");
     int S = self->stages, M = self->micro;
     FARM_RETURN_ERROR_IF(S < 1 || M < 1, err, FARM_ESTATE, "bad shape %d x %d", S, M);
     FARM_RETURN_ERROR_IF(self->per_stage != 2 * M, err, FARM_ESTATE,
-                         "expected 2*S*M = %d actions, got %d", 2 * S * M,
-                         S * self->per_stage);
+                         "expected 2*S*M = %d actions, got %d", 2 * S * M, S * self->per_stage);
 
     size_t n = (size_t)S * (size_t)M;
     unsigned char *seen = calloc(2 * n, 1);
@@ -271,12 +266,10 @@ int farm_pipe_schedule_check(const struct farm_pipe_schedule *self, struct farm_
     return rc;
 }
 
-int farm_pipe_simulate(const struct farm_pipe_schedule *self, const double *t_f,
-                       const double *t_b, struct farm_pipe_event *events, double *makespan,
-                       struct farm_err *err)
+int farm_pipe_simulate(const struct farm_pipe_schedule *self, const double *t_f, const double *t_b,
+                       struct farm_pipe_event *events, double *makespan, struct farm_err *err)
 {
-    FARM_RETURN_ERROR_IF(self == NULL || self->actions == NULL, err, FARM_ESTATE,
-                         "no schedule");
+    FARM_RETURN_ERROR_IF(self == NULL || self->actions == NULL, err, FARM_ESTATE, "no schedule");
     return run_sim(self, t_f, t_b, events, makespan, err);
 }
 
@@ -328,19 +321,18 @@ int farm_pipe_events_check(const struct farm_pipe_schedule *self,
             const struct farm_pipe_event *f = fev[(size_t)s * M + m];
             const struct farm_pipe_event *b = bev[(size_t)s * M + m];
             if (f == NULL || b == NULL) {
-                rc = farm_err_set(err, FARM_ESTATE, "%s(%d,%d) is missing", f ? "B" : "F", s,
-                                  m);
+                rc = farm_err_set(err, FARM_ESTATE, "%s(%d,%d) is missing", f ? "B" : "F", s, m);
             } else if (b->start < f->end) {
-                rc = farm_err_set(err, FARM_ESTATE, "B(%d,%d) starts before F(%d,%d) ends", s,
-                                  m, s, m);
+                rc = farm_err_set(err, FARM_ESTATE, "B(%d,%d) starts before F(%d,%d) ends", s, m, s,
+                                  m);
             } else if (s > 0 && fev[(size_t)(s - 1) * M + m] != NULL &&
                        f->start < fev[(size_t)(s - 1) * M + m]->end) {
-                rc = farm_err_set(err, FARM_ESTATE, "F(%d,%d) starts before F(%d,%d) ends", s,
-                                  m, s - 1, m);
+                rc = farm_err_set(err, FARM_ESTATE, "F(%d,%d) starts before F(%d,%d) ends", s, m,
+                                  s - 1, m);
             } else if (s < S - 1 && bev[(size_t)(s + 1) * M + m] != NULL &&
                        b->start < bev[(size_t)(s + 1) * M + m]->end) {
-                rc = farm_err_set(err, FARM_ESTATE, "B(%d,%d) starts before B(%d,%d) ends", s,
-                                  m, s + 1, m);
+                rc = farm_err_set(err, FARM_ESTATE, "B(%d,%d) starts before B(%d,%d) ends", s, m,
+                                  s + 1, m);
             }
         }
     }

@@ -22,11 +22,11 @@ double farm_pipe_split_bottleneck(const double *cost, int n, int sections, const
 int farm_pipe_split_balanced(const double *cost, int n, int sections, int *starts,
                              double *bottleneck, struct farm_err *err)
 {
-    FARM_RETURN_ERROR_IF(sections < 1, err, FARM_EBADPARAM,
-                         "stages: expected >= 1, got %d", sections);
+    FARM_RETURN_ERROR_IF(sections < 1, err, FARM_EBADPARAM, "stages: expected >= 1, got %d",
+                         sections);
     FARM_RETURN_ERROR_IF(sections > n, err, FARM_EBADPARAM,
-                         "stages: %d sections need at least %d layers, the model has %d",
-                         sections, sections, n);
+                         "stages: %d sections need at least %d layers, the model has %d", sections,
+                         sections, n);
     for (int i = 0; i < n; i++)
         FARM_RETURN_ERROR_IF(!(cost[i] >= 0.0) || isinf(cost[i]), err, FARM_EBADPARAM,
                              "layer %d: cost must be finite and >= 0", i);

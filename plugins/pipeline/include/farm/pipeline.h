@@ -60,11 +60,11 @@ int farm_pipe_split_auto(const struct farm_mlp *m, const double *cost, int stage
  * ------------------------------------------------------------------------ */
 
 struct farm_pipe_options {
-    int kind;            /* FARM_PIPE_GPIPE or FARM_PIPE_1F1B */
-    int micro_batches;   /* M >= 1 */
-    size_t stages;       /* S >= 1 */
+    int kind;             /* FARM_PIPE_GPIPE or FARM_PIPE_1F1B */
+    int micro_batches;    /* M >= 1 */
+    size_t stages;        /* S >= 1 */
     const size_t *starts; /* S section starts: starts[0] == 0, increasing */
-    int pin;             /* nonzero: pin stage s to an allowed CPU (s mod count) */
+    int pin;              /* nonzero: pin stage s to an allowed CPU (s mod count) */
 };
 
 struct farm_pipe;
@@ -92,8 +92,8 @@ void farm_pipe_free(struct farm_pipe *p);
  * every slice into it. The step's events are kept (farm_pipe_events).
  * Returns 0 or a negative code with a message. */
 int farm_pipe_step(struct farm_pipe *p, const struct farm_tensor *x, const int32_t *labels,
-                   const struct farm_tensor *targets, int update, double *loss_sum,
-                   size_t *correct, struct farm_tensor *out, struct farm_err *err);
+                   const struct farm_tensor *targets, int update, double *loss_sum, size_t *correct,
+                   struct farm_tensor *out, struct farm_err *err);
 
 /* The schedule the executor runs (borrowed until farm_pipe_free). */
 const struct farm_pipe_schedule *farm_pipe_get_schedule(const struct farm_pipe *p);

@@ -17,9 +17,9 @@
 
 /* What one finished step reports. */
 struct farm_pipe_step_info {
-    int64_t step;   /* 1-based */
-    int epoch;      /* 1-based */
-    double loss;    /* mean over the batch */
+    int64_t step;    /* 1-based */
+    int epoch;       /* 1-based */
+    double loss;     /* mean over the batch */
     double accuracy; /* fraction correct (softmax CE); NAN for MSE */
     double samples_per_s;
     int64_t planned_steps; /* steps the run will take at most, from epochs
@@ -27,22 +27,22 @@ struct farm_pipe_step_info {
 };
 
 struct farm_pipe_run_config {
-    const char *model_path; /* the model description (YAML) */
-    const char *display;    /* its name in messages (NULL: model_path) */
-    const char *data_dir;   /* base of the description's data paths (NULL:
-                               the model file's directory) */
+    const char *model_path;   /* the model description (YAML) */
+    const char *display;      /* its name in messages (NULL: model_path) */
+    const char *data_dir;     /* base of the description's data paths (NULL:
+                                 the model file's directory) */
     const char *const *split; /* layer names, each starting a section */
     size_t n_split;
-    int split_auto;  /* nonzero: balanced split into `stages` sections */
-    int stages;      /* with split_auto */
+    int split_auto; /* nonzero: balanced split into `stages` sections */
+    int stages;     /* with split_auto */
     int micro_batches;
-    int kind;        /* schedule */
-    int epochs;      /* <= 0: no limit */
-    int64_t max_steps; /* <= 0: no limit */
+    int kind;           /* schedule */
+    int epochs;         /* <= 0: no limit */
+    int64_t max_steps;  /* <= 0: no limit */
     double target_loss; /* NAN: none; else stop when the mean loss of the
                            last 10 steps (fewer at the start) is <= it */
     int has_seed;
-    uint64_t seed;   /* init and shuffling; default the description's */
+    uint64_t seed; /* init and shuffling; default the description's */
     int pin;
     const char *out_dir; /* where the artifacts are written (NULL: none) */
 
@@ -56,18 +56,18 @@ struct farm_pipe_run_config {
 
 struct farm_pipe_run_result {
     int64_t steps;
-    int epochs;            /* epochs started */
-    const char *stopped_by; /* "epochs", "max_steps", "target_loss", "cancelled" */
-    double final_loss;     /* mean of the last step */
+    int epochs;                      /* epochs started */
+    const char *stopped_by;          /* "epochs", "max_steps", "target_loss", "cancelled" */
+    double final_loss;               /* mean of the last step */
     double test_loss, test_accuracy; /* held-out set (NAN when none) */
-    double train_accuracy; /* whole training set after training */
-    double samples_per_s;  /* all steps but the first (warm-up) */
-    double bubble_measured; /* 1 - sum busy / (S * sum makespan) over the
-                               same steps */
-    double bubble_formula;  /* (S-1)/(M+S-1) */
-    size_t buffer_bytes;    /* farm_pipe_buffer_bytes */
+    double train_accuracy;           /* whole training set after training */
+    double samples_per_s;            /* all steps but the first (warm-up) */
+    double bubble_measured;          /* 1 - sum busy / (S * sum makespan) over the
+                                        same steps */
+    double bubble_formula;           /* (S-1)/(M+S-1) */
+    size_t buffer_bytes;             /* farm_pipe_buffer_bytes */
     size_t stages;
-    size_t starts[64];      /* section starts (first `stages` entries) */
+    size_t starts[64]; /* section starts (first `stages` entries) */
 };
 
 /* Loads the description and its data, resolves the split, checks every

@@ -97,9 +97,8 @@ struct farm_pipe_event {
  * NULL). With the same t_f and t_b on every stage, both built-in schedules
  * give exactly (M+S-1)(t_f+t_b). Returns 0, or FARM_ESTATE when the
  * schedule deadlocks. */
-int farm_pipe_simulate(const struct farm_pipe_schedule *self, const double *t_f,
-                       const double *t_b, struct farm_pipe_event *events, double *makespan,
-                       struct farm_err *err);
+int farm_pipe_simulate(const struct farm_pipe_schedule *self, const double *t_f, const double *t_b,
+                       struct farm_pipe_event *events, double *makespan, struct farm_err *err);
 
 /* Checks measured (or simulated) events, laid out as farm_pipe_simulate
  * writes them, against the dependencies: every action starts no earlier
