@@ -24,7 +24,9 @@ trap 'rm -rf "$out"' EXIT
 
 echo "fedenc benchmark: synthetic(1,1), $children children x 400 samples (20% held out),"
 echo "MLP encoder 60-1024-960 (1,046,464 parameters) + local heads, $rounds rounds x $epochs epochs,"
-echo "batch 32, lr 0.05, FedAvg; peer: centralized training on the union, same invocation."
+echo "batch 32, lr 0.05, FedAvg; before each evaluation every child fits a copy of its head to the"
+echo "shared encoder (200 head-only epochs on its own data). Peer: centralized training of the same"
+echo "encoder with one head on the union, R x E epochs, in the same invocation."
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start;"
 echo "this machine is shared with other sessions: timings are noisy, read the medians."
 i=1
@@ -33,8 +35,8 @@ while [ "$i" -le "$repeats" ]; do
     "$run" --quiet --out "$out/$i" \
         --param children="$children" --param data=synthetic --param alpha=1 --param beta=1 \
         --param samples=400 --param 'hidden=[1024,960]' --param rounds="$rounds" \
-        --param epochs="$epochs" --param batch=32 --param lr=0.05 --param head_epochs=2 \
-        --param eval_every=0 --param seed="$i" --param data_seed="$i" >"$out/$i/result.json"
+        --param epochs="$epochs" --param batch=32 --param lr=0.05 --param head_epochs=200 \
+        --param eval_every=5 --param seed="$i" --param data_seed="$i" >"$out/$i/result.json"
     echo "run $i: $(cat "$out/$i/result.json")"
     i=$((i + 1))
 done

@@ -369,6 +369,16 @@ void farm_fedenc_model_get_head(const struct farm_fedenc_model *m, float *out)
     }
 }
 
+void farm_fedenc_model_set_head(struct farm_fedenc_model *m, const float *in)
+{
+    size_t off = 0;
+    for (size_t i = m->nenc; i < m->nall; i++) {
+        size_t n = farm_tensor_size(m->params[i].value);
+        memcpy(m->params[i].value->data, in + off, n * sizeof *in);
+        off += n;
+    }
+}
+
 static struct farm_tensor rows_of(const struct farm_tensor *t, size_t rows)
 {
     struct farm_tensor v = {0};
@@ -476,6 +486,52 @@ static int check_data(const struct farm_fedenc_model *m, const struct farm_datas
     return 0;
 }
 
+/* Head-only training: the encoder is frozen, so the embeddings are computed
+ * once and the head's epochs run over them. */
+static int train_head_cached(struct farm_fedenc_model *m, const struct farm_dataset *d,
+                             size_t bs, uint32_t epochs, struct farm_optim *opt,
+                             struct farm_rng *rng)
+{
+    struct farm_tensor emb_all = {0}, eb = {0};
+    int rc = farm_tensor_init(&emb_all, d->n, m->emb);
+    if (rc == 0)
+        rc = farm_tensor_init(&eb, bs, m->emb);
+    for (size_t first = 0; first < d->n && rc == 0; first += m->ws_rows) {
+        size_t count = d->n - first < m->ws_rows ? d->n - first : m->ws_rows;
+        struct farm_tensor emb;
+        if ((rc = farm_tensor_resize_rows(&m->xb, count)) == 0)
+            rc = farm_data_batch(d, NULL, first, count, &m->xb, NULL, NULL);
+        if (rc == 0)
+            rc = encoder_forward(m, &m->xb, 0, &emb);
+        if (rc == 0)
+            memcpy(emb_all.data + first * m->emb, emb.data, count * m->emb * sizeof(float));
+    }
+    for (uint32_t e = 0; e < epochs && rc == 0; e++) {
+        if (bs < d->n)
+            farm_rng_shuffle(rng, m->order, d->n);
+        for (size_t first = 0; first < d->n && rc == 0; first += bs) {
+            size_t count = d->n - first < bs ? d->n - first : bs;
+            struct farm_tensor ev = rows_of(&eb, count), logits = rows_of(&m->logits, count);
+            rc = farm_tensor_gather_rows(&ev, &emb_all, m->order + first, count);
+            for (size_t i = 0; i < count; i++)
+                m->lb[i] = d->labels[m->order[first + i]];
+            farm_params_zero_grad(m->params + m->nenc, m->nall - m->nenc);
+            if (rc == 0)
+                rc = farm_dense_forward(&m->head, &ev, &logits);
+            if (rc == 0)
+                rc = farm_loss_softmax_ce(&logits, m->lb, 1.0f / (float)count, &logits, NULL,
+                                          NULL);
+            if (rc == 0)
+                rc = farm_dense_backward(&m->head, &ev, &logits, NULL);
+            if (rc == 0)
+                farm_optim_step(opt);
+        }
+    }
+    farm_tensor_release(&emb_all);
+    farm_tensor_release(&eb);
+    return rc;
+}
+
 static int train(struct farm_fedenc_model *m, const struct farm_dataset *d,
                  const struct farm_fedenc_hp *hp, uint32_t epochs, int head_only,
                  const float *center, uint64_t shuffle_seed, double *mean_loss,
@@ -498,6 +554,13 @@ static int train(struct farm_fedenc_model *m, const struct farm_dataset *d,
         return rc;
     struct farm_rng rng;
     farm_rng_seed(&rng, shuffle_seed);
+    if (head_only) {
+        rc = train_head_cached(m, d, bs, epochs, opt, &rng);
+        farm_optim_free(opt);
+        if (rc != 0)
+            return farm_err_set(err, rc, "head training failed: %s", farm_strerror(rc));
+        return 0;
+    }
     double last = 0;
     for (uint32_t e = 0; e < epochs && rc == 0; e++) {
         if (bs < d->n)

@@ -30,6 +30,7 @@ void farm_fedenc_trainer_release(struct farm_fedenc_trainer *t)
         return;
     farm_fedenc_model_free(t->model);
     farm_fedenc_shards_free(t->shards, t->nshards);
+    free(t->head_copy);
     memset(t, 0, sizeof *t);
 }
 
@@ -134,15 +135,24 @@ static int tr_evaluate(void *self, const json_t *instruct,
         return rc;
     farm_fedenc_model_set_encoder(t->model, global, n);
     if (t->head_epochs > 0) {
-        /* Fit the local head to the new shared encoder before measuring. */
+        /* Fit a copy of the local head to the new shared encoder before
+         * measuring; the head the child trains with is put back after, so
+         * evaluating never changes the course of training. */
+        size_t hn = farm_fedenc_model_head_size(t->model);
+        float *copy = realloc(t->head_copy, hn * sizeof *copy);
+        if (copy == NULL)
+            return farm_err_set(err, -ENOMEM, "out of memory");
+        t->head_copy = copy;
+        farm_fedenc_model_get_head(t->model, copy);
         rc = farm_fedenc_model_train_head(t->model, &t->active->train, &hp, t->head_epochs,
                                           farm_fedenc_shuffle_seed(hp.seed ^ 0x5a5a, t->child_id,
                                                                    0),
                                           err);
-        if (rc != 0)
-            return rc;
     }
-    rc = farm_fedenc_model_evaluate(t->model, &t->active->test, loss_sum, correct, err);
+    if (rc == 0)
+        rc = farm_fedenc_model_evaluate(t->model, &t->active->test, loss_sum, correct, err);
+    if (t->head_epochs > 0)
+        farm_fedenc_model_set_head(t->model, t->head_copy);
     if (rc == 0)
         *count = t->active->test.n;
     return rc;

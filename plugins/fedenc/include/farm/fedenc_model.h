@@ -87,6 +87,7 @@ int farm_fedenc_model_set_encoder(struct farm_fedenc_model *m, const float *in, 
 /* Copies the head out / in (weight then bias). */
 size_t farm_fedenc_model_head_size(const struct farm_fedenc_model *m);
 void farm_fedenc_model_get_head(const struct farm_fedenc_model *m, float *out);
+void farm_fedenc_model_set_head(struct farm_fedenc_model *m, const float *in);
 
 /* Trains encoder and head on `d` (x of the encoder's width, labels below
  * classes) for hp->epochs epochs of mini-batches in an order shuffled with
@@ -167,7 +168,8 @@ struct farm_fedenc_trainer {
     struct farm_fedenc_encoder_cfg model_cfg;
     size_t model_classes;
     const struct farm_fedenc_shard *active;
-    uint32_t head_epochs; /* head-only fine-tuning before each evaluation */
+    uint32_t head_epochs; /* head-only fine-tuning before each evaluation (on a copy) */
+    float *head_copy;
 };
 
 /* Takes ownership of shards. */
