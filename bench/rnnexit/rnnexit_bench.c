@@ -2,11 +2,13 @@
  *
  * One recurrent unit [start(length), gru|lstm, end] with input = hidden,
  * batch B, T steps. Per-object lengths make the length condition fire for a
- * given share of the (object, step) pairs: 0%, 10%, ..., 90%, spread over
- * the batch so that every step mixes active and skipped rows. Each round
- * times, in turn, the plain unrolled executor, never-skip, and every firing
- * level once; the medians over the rounds are printed, with the skip share
- * measured by the executor's counters.
+ * given share of the (object, step) pairs: 0%, 10%, ..., 90%, in two
+ * patterns (see make_lengths): ramp (lengths spread evenly: the active rows
+ * shrink step by step) and rows (the same share of the rows is skipped at
+ * every step). Each round times, in turn, the plain unrolled executor,
+ * never-skip, and every firing level of both patterns once; the medians over
+ * the rounds are printed, with the skip share measured by the executor's
+ * counters.
  *
  * usage: rnnexit_bench --cell gru|lstm --hidden H [--batch 64] [--steps 100]
  *                      [--reps 5] [--threads 1]
@@ -63,9 +65,22 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Lengths whose mean skip share is `share`, spread evenly over the batch. */
-static void make_lengths(int32_t *len, size_t B, size_t T, double share)
+/* Lengths whose mean skip share is `share`.
+ * ramp: spread evenly over the batch, so the active rows shrink step by step
+ *       (sorted padding: early steps run almost every row, late ones few);
+ * rows: round(share x B) objects have length 0 and the others the full T,
+ *       so at every step the same share of the rows is skipped. */
+static void make_lengths(int32_t *len, size_t B, size_t T, double share, int rows)
 {
+    if (rows) {
+        size_t off = (size_t)lround(share * (double)B);
+        /* Interleave the skipped objects through the batch. */
+        for (size_t b = 0; b < B; b++)
+            len[b] = (int32_t)T;
+        for (size_t i = 0; i < off; i++)
+            len[(i * B) / off] = 0;
+        return;
+    }
     double lo, hi;
     if (share <= 0.5) {
         lo = (double)T * (1 - 2 * share);
@@ -140,11 +155,12 @@ int main(int argc, char **argv)
     farm_rng_seed(&rng, 7);
     for (size_t i = 0; i < T * B * H; i++)
         x[i] = (float)(2 * farm_rng_uniform(&rng) - 1);
-    enum { LEVELS = 10 };
-    /* [0] plain, [1] never-skip, [2 + l] firing level l; wall and CPU. */
-    double *tw = calloc((size_t)reps * (LEVELS + 2), sizeof(double));
-    double *tc = calloc((size_t)reps * (LEVELS + 2), sizeof(double));
-    double skipped_share[LEVELS];
+    enum { LEVELS = 10, SLOTS = 2 + 2 * LEVELS };
+    /* Slot 0 plain, 1 never-skip, 2 + p * LEVELS + l pattern p (0 ramp, 1
+     * rows) at level l; level 0 (nothing fires) is measured once and shared. */
+    double *tw = calloc((size_t)reps * SLOTS, sizeof(double));
+    double *tc = calloc((size_t)reps * SLOTS, sizeof(double));
+    double share[SLOTS];
     if (!tw || !tc)
         return 1;
     /* One warm-up pass of each kind. */
@@ -154,16 +170,17 @@ int main(int argc, char **argv)
         if (timed(ex, x, T, B, NULL, FARM_RX_PLAIN, &tw[r], &tc[r], &err) ||
             timed(ex, x, T, B, NULL, FARM_RX_NEVER_SKIP, &tw[reps + r], &tc[reps + r], &err))
             goto fail;
-        for (int l = 0; l < LEVELS; l++) {
-            make_lengths(len, B, T, l / 10.0);
-            farm_rx_exec_reset_stats(ex);
-            size_t k = (size_t)(2 + l) * (size_t)reps + (size_t)r;
-            if (timed(ex, x, T, B, len, FARM_RX_CONDITIONS, &tw[k], &tc[k], &err))
-                goto fail;
-            struct farm_rx_stats st;
-            farm_rx_exec_stats(ex, -1, -1, &st);
-            skipped_share[l] = (double)st.skipped / (double)(st.skipped + st.executed);
-        }
+        for (int p = 0; p < 2; p++)
+            for (int l = p; l < LEVELS; l++) {
+                make_lengths(len, B, T, l / 10.0, p);
+                farm_rx_exec_reset_stats(ex);
+                size_t slot = 2 + (size_t)(p * LEVELS + l), k = slot * (size_t)reps + (size_t)r;
+                if (timed(ex, x, T, B, len, FARM_RX_CONDITIONS, &tw[k], &tc[k], &err))
+                    goto fail;
+                struct farm_rx_stats st;
+                farm_rx_exec_stats(ex, -1, -1, &st);
+                share[slot] = (double)st.skipped / (double)(st.skipped + st.executed);
+            }
     }
     double plain = median(tw, reps), never = median(tw + reps, reps);
     double plain_c = median(tc, reps), never_c = median(tc + reps, reps);
@@ -171,13 +188,17 @@ int main(int argc, char **argv)
            threads, reps);
     printf("plain_ms %.3f cpu %.3f\nnever_skip_ms %.3f cpu %.3f\n", plain, plain_c, never,
            never_c);
-    printf("%-5s %-8s %-10s %-9s %-9s %-10s %-9s %-9s\n", "fire", "skipped", "wall_ms",
-           "vs_never", "vs_plain", "cpu_ms", "vs_never", "vs_plain");
-    for (int l = 0; l < LEVELS; l++) {
-        double t = median(tw + (2 + l) * reps, reps), c = median(tc + (2 + l) * reps, reps);
-        printf("%-5d %-8.3f %-10.3f %-9.3f %-9.3f %-10.3f %-9.3f %-9.3f\n", l * 10,
-               skipped_share[l], t, t / never, t / plain, c, c / never_c, c / plain_c);
-    }
+    printf("%-7s %-5s %-8s %-10s %-9s %-9s %-10s %-9s %-9s\n", "pattern", "fire", "skipped",
+           "wall_ms", "vs_never", "vs_plain", "cpu_ms", "vs_never", "vs_plain");
+    for (int p = 0; p < 2; p++)
+        for (int l = 0; l < LEVELS; l++) {
+            size_t slot = 2 + (size_t)((l == 0 ? 0 : p) * LEVELS + l);
+            double t = median(tw + slot * (size_t)reps, reps);
+            double c = median(tc + slot * (size_t)reps, reps);
+            printf("%-7s %-5d %-8.3f %-10.3f %-9.3f %-9.3f %-10.3f %-9.3f %-9.3f\n",
+                   p ? "rows" : "ramp", l * 10, share[slot], t, t / never, t / plain, c,
+                   c / never_c, c / plain_c);
+        }
     free(tw);
     free(tc);
     farm_rx_exec_free(ex);

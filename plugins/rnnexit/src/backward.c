@@ -219,6 +219,28 @@ static void back_cell(struct bctx *c, struct rx_node_rt *r, size_t t, const floa
         }
     }
     mark_ran(ex, idx, k, B);
+    /* For a gate reading this cell: dL/dh' . (h' - h) per row that ran. */
+    memset(r->gdot, 0, B * sizeof(float));
+    for (size_t i = 0; i < k; i++) {
+        size_t b = idx ? idx[i] : i;
+        double dot = 0;
+        const float *gyr = gy + b * H;
+        if (lstm) {
+            const struct farm_lstm_cache *lc = &r->lc[t];
+            for (size_t j = 0; j < H; j++) {
+                size_t q = i * H + j;
+                dot += (double)gyr[j] * (lc->o.data[q] * lc->tc.data[q] - lc->h.data[q]);
+            }
+        } else {
+            const struct farm_gru_cache *cg = &r->gc[t];
+            for (size_t j = 0; j < H; j++) {
+                size_t q = i * H + j;
+                float hn = (1.0f - cg->z.data[q]) * cg->n.data[q] + cg->z.data[q] * cg->h.data[q];
+                dot += (double)gyr[j] * (hn - cg->h.data[q]);
+            }
+        }
+        r->gdot[b] = (float)dot;
+    }
     /* New carries: the rows that ran get dh_prev (dc_prev); the others
      * follow their pass-on rule. */
     size_t i = 0;
@@ -241,6 +263,34 @@ static void back_cell(struct bctx *c, struct rx_node_rt *r, size_t t, const floa
                 memset(Gc, 0, H * sizeof(float));
         }
     }
+}
+
+/* A gate start at step t: straight-through gradient into the gate's dense
+ * (see farm_rx_exec_set_gate_cost). `cell` is the named cell when it lies
+ * inside the gate's region (its gdot holds step t), else NULL. */
+static void back_gate(struct bctx *c, struct rx_node_rt *s, const struct rx_node_rt *cell,
+                      size_t t, double cost_w)
+{
+    struct farm_rx_exec *ex = c->ex;
+    size_t n = (size_t)s->gh_n[t], B = ex->max_batch, hw = s->p->dense.in;
+    if (n == 0)
+        return;
+    float thr = (float)s->d->threshold;
+    float *dpre = ex->gk;
+    for (size_t i = 0; i < n; i++) {
+        size_t b = s->gh_idx[t * B + i];
+        float g = s->gh_val[t * B + i], U = s->gh_u[t * B + i];
+        double du = (double)cost_w;
+        if (cell && U > thr)
+            du += cell->gdot[b];
+        c->loss += cost_w * U;
+        /* U does not depend on the gate at step 0 (it is 1 there). */
+        dpre[i] = t == 0 ? 0.0f : (float)(du * g * (1.0f - g));
+    }
+    struct farm_tensor x, dy;
+    farm__rx_wrap(&x, s->gh_in + t * B * hw, n, hw);
+    farm__rx_wrap(&dy, dpre, n, 1);
+    RX_CHECK(ex, farm_dense_backward(&s->p->dense, &x, &dy, NULL));
 }
 
 int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const float *targets,
@@ -296,6 +346,17 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
                         n += (uint64_t)ex->u[u].n[i].h_n[t];
         c.step_w = n ? step_weight / (double)n : 0;
     }
+    /* The gate budget: cost x the mean gate value over evaluated pairs. */
+    double gate_w = 0;
+    if (ex->gate_cost > 0) {
+        uint64_t n = 0;
+        for (int u = 0; u < m->n_units; u++)
+            for (int i = 0; i < m->units[u].n_nodes; i++)
+                if (ex->u[u].n[i].gh_n)
+                    for (size_t t = 0; t < T; t++)
+                        n += (uint64_t)ex->u[u].n[i].gh_n[t];
+        gate_w = n ? ex->gate_cost / (double)n : 0;
+    }
     for (int u = 0; u < m->n_units; u++)
         for (int i = 0; i < m->units[u].n_nodes; i++) {
             struct rx_node_rt *r = &ex->u[u].n[i];
@@ -330,6 +391,12 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
                     case FARM_RX_GRU:
                     case FARM_RX_LSTM: back_cell(&c, r, t, gc, gcn, is_out); break;
                     case FARM_RX_HEAD: back_head(&c, r, t, gc, is_out); continue;
+                    case FARM_RX_START:
+                        if (r->gh_n) {
+                            int k = r->d->ref, inside = k > i && k < r->d->match;
+                            back_gate(&c, r, inside ? &ex->u[u].n[k] : NULL, t, gate_w);
+                        }
+                        continue;
                     default: continue;
                     }
                     float *s = gc;

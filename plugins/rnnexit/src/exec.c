@@ -43,6 +43,14 @@ static void release_node(struct rx_node_rt *r, size_t steps)
     }
     free(r->G);
     free(r->Gc);
+    free(r->gdot);
+    free(r->gh_n);
+    free(r->gh_idx);
+    free(r->gh_in);
+    free(r->gh_val);
+    free(r->gh_u);
+    free(r->acc);
+    free(r->ranp);
 }
 
 void farm_rx_exec_free(struct farm_rx_exec *ex)
@@ -107,8 +115,17 @@ static int init_node(struct farm_rx_exec *ex, const struct farm_rx_unit *unit, i
         r->idx = calloc(B, sizeof *r->idx);
         if (!r->idx)
             return -ENOMEM;
-        if (n->cond == FARM_RX_COND_GATE && !(r->gate = falloc(B)))
+        if (n->cond == FARM_RX_COND_GATE &&
+            (!(r->gate = falloc(B)) || !(r->acc = falloc(B)) || !(r->ranp = calloc(B, 1))))
             return -ENOMEM;
+        if (n->cond == FARM_RX_COND_GATE && ex->train) {
+            size_t hw = (size_t)unit->nodes[n->ref].out;
+            if (!(r->gh_n = calloc(T, sizeof *r->gh_n)) ||
+                !(r->gh_idx = calloc(T * B, sizeof *r->gh_idx)) ||
+                !(r->gh_in = falloc(T * B * hw)) || !(r->gh_val = falloc(T * B)) ||
+                !(r->gh_u = falloc(T * B)))
+                return -ENOMEM;
+        }
         if (n->cond == FARM_RX_COND_CONVERGED)
             ex->u[unit - ex->model->units].n[n->ref].need_delta = 1;
         return 0;
@@ -127,7 +144,8 @@ static int init_node(struct farm_rx_exec *ex, const struct farm_rx_unit *unit, i
     r->h_n = calloc(T, sizeof *r->h_n);
     r->h_idx = calloc(T * B, sizeof *r->h_idx);
     r->G = falloc(B * r->width);
-    if (!r->h_n || !r->h_idx || !r->G)
+    r->gdot = falloc(B);
+    if (!r->h_n || !r->h_idx || !r->G || !r->gdot)
         return -ENOMEM;
     int rc = 0;
     switch (n->type) {
@@ -394,6 +412,8 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
 {
     size_t B = ex->batch, n = parent->all ? B : parent->n, k = 0;
     const struct farm_rx_node *d = s->d;
+    if (s->gh_n)
+        s->gh_n[t] = 0;
     if (ex->mode == FARM_RX_NEVER_SKIP) {
         *out = *parent;
         return;
@@ -412,6 +432,15 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
             farm__rx_wrap(&g, s->gate, n, 1);
             RX_CHECK(ex, farm_dense_forward(&s->p->dense, &hx, &g));
             RX_CHECK(ex, farm_act_forward(FARM_ACT_SIGMOID, &g, &g));
+            if (s->gh_n) {
+                /* What the gate's backward needs: its rows, input, values. */
+                size_t mb = ex->max_batch, hw = ref->width;
+                s->gh_n[t] = (int32_t)n;
+                for (size_t i = 0; i < n; i++)
+                    s->gh_idx[t * mb + i] = parent->all ? i : parent->idx[i];
+                memcpy(s->gh_in + t * mb * hw, src, n * hw * sizeof(float));
+                memcpy(s->gh_val + t * mb, s->gate, n * sizeof(float));
+            }
         }
         for (size_t i = 0; i < n; i++) {
             size_t b = parent->all ? i : parent->idx[i];
@@ -427,7 +456,24 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
                 break;
             }
             case FARM_RX_COND_CONVERGED: keep = ref->delta[b] >= (float)d->threshold; break;
-            case FARM_RX_COND_GATE: keep = s->gate[i] > (float)d->threshold; break;
+            case FARM_RX_COND_GATE: {
+                /* Skip RNN's update rule: after a step that ran, U is the
+                 * gate's value; after a skipped step U grows by it (capped
+                 * at 1), so a closed gate reopens in time; step 0 runs. */
+                float D = s->gate[i], U;
+                if (t == 0)
+                    U = 1.0f;
+                else if (s->ranp[b])
+                    U = D;
+                else
+                    U = s->acc[b] + (D < 1.0f - s->acc[b] ? D : 1.0f - s->acc[b]);
+                keep = U > (float)d->threshold;
+                s->acc[b] = U;
+                s->ranp[b] = (unsigned char)keep;
+                if (s->gh_n)
+                    s->gh_u[t * ex->max_batch + i] = U;
+                break;
+            }
             default: break;
             }
             if (keep)
@@ -540,6 +586,12 @@ int farm_rx_exec_forward(struct farm_rx_exec *ex, const float *x, size_t steps, 
     for (int u = 0; u < m->n_units; u++)
         for (int i = 0; i < m->units[u].n_nodes; i++) {
             struct rx_node_rt *r = &ex->u[u].n[i];
+            if (r->acc) {
+                /* A gate's first evaluation of an object gives U = 1: it runs. */
+                for (size_t b = 0; b < batch; b++)
+                    r->acc[b] = 1.0f;
+                memset(r->ranp, 0, batch);
+            }
             if (!r->y)
                 continue;
             memset(r->y, 0, batch * r->width * sizeof(float));
@@ -586,6 +638,11 @@ int farm_rx_exec_forward(struct farm_rx_exec *ex, const float *x, size_t steps, 
                             farm_strerror(rc));
     }
     return 0;
+}
+
+void farm_rx_exec_set_gate_cost(struct farm_rx_exec *ex, double cost)
+{
+    ex->gate_cost = cost > 0 ? cost : 0;
 }
 
 const float *farm_rx_exec_output(const struct farm_rx_exec *ex)

@@ -43,6 +43,8 @@ static const struct farm_param params[] = {
      .help = "adam or sgd"},
     {.name = "step_weight", .type = FARM_PARAM_NUMBER, .default_json = "1.0",
      .help = "weight of the per-step loss of every head (deep supervision; 0: off)"},
+    {.name = "gate_cost", .type = FARM_PARAM_NUMBER, .default_json = "0",
+     .help = "budget on gate conditions: cost x mean gate value added to the loss"},
     {.name = "train_mode", .type = FARM_PARAM_STRING, .default_json = "\"conditions\"",
      .help = "conditions (skip while training, as at inference) or never_skip"},
     {.name = "eval_batch", .type = FARM_PARAM_INT, .default_json = "64",
@@ -184,6 +186,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     host->param_number(ctx, "test_fraction", &c.test_fraction);
     host->param_number(ctx, "lr", &c.train.lr);
     host->param_number(ctx, "step_weight", &c.train.step_weight);
+    host->param_number(ctx, "gate_cost", &c.train.gate_cost);
     host->param_string(ctx, "optimizer", &opt);
     if (strcmp(opt, "adam") == 0 || strcmp(opt, "sgd") == 0)
         c.train.optimizer = strcmp(opt, "adam") == 0;
@@ -196,8 +199,9 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
         c.train.mode = FARM_RX_NEVER_SKIP;
     else
         return fail(host, ctx, FARM_EBADPARAM, "train_mode: expected conditions or never_skip");
-    if (!(c.train.lr > 0) || !(c.train.step_weight >= 0))
-        return fail(host, ctx, FARM_EBADPARAM, "lr must be > 0 and step_weight >= 0");
+    if (!(c.train.lr > 0) || !(c.train.step_weight >= 0) || !(c.train.gate_cost >= 0))
+        return fail(host, ctx, FARM_EBADPARAM,
+                    "lr must be > 0, step_weight and gate_cost >= 0");
     if ((rc = get_file(host, ctx, "x", x, sizeof x, &c.x_path)) ||
         (rc = get_file(host, ctx, "labels", labels, sizeof labels, &c.labels_path)) ||
         (rc = get_file(host, ctx, "targets", targets, sizeof targets, &c.targets_path)) ||

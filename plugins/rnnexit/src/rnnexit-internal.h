@@ -39,6 +39,8 @@ struct rx_node_rt {
     double flops;
     size_t *idx;         /* start: its active rows */
     float *gate;         /* start with a gate: batch gate values */
+    float *acc;          /* gate: per object, the accumulated update value U */
+    unsigned char *ranp; /* gate: per object, did it run the region last step */
     /* training history, per step */
     int32_t *h_n;        /* rows that ran at step t */
     size_t *h_idx;       /* steps x batch: which (when h_n[t] < batch) */
@@ -47,6 +49,12 @@ struct rx_node_rt {
     struct farm_gru_cache *gc;
     struct farm_lstm_cache *lc;
     float *G, *Gc;       /* backward carries, batch x width */
+    float *gdot;         /* cells: per row, dL/dh' . (h' - h) at the step in backward */
+    /* gate starts, training history per step: rows evaluated, which, the
+     * gate's input rows and its values */
+    int32_t *gh_n;
+    size_t *gh_idx;
+    float *gh_in, *gh_val, *gh_u;
 };
 
 struct rx_unit_rt {
@@ -75,6 +83,7 @@ struct farm_rx_exec {
     float *gate;              /* batch x 6 maxw: gate pre-activations */
     float *gr, *gz, *gn, *ghn, *gtc; /* batch x maxw: gates without a cache */
     int fail; /* the first error an nn call returned during a pass */
+    double gate_cost;
     /* backward scratch */
     float **gl; /* per layer: batch x width */
     float *gy, *gc, *gc2, *gk, *gk2, *gk3;

@@ -70,6 +70,7 @@ int farm_rx_train(struct farm_rx_net *net, const struct farm_rx_data *d,
     }
     if ((rc = farm_rx_exec_new(net, bs, d->steps, 1, &ex, err)))
         goto out;
+    farm_rx_exec_set_gate_cost(ex, o->gate_cost);
     struct farm_optim_config cfg;
     farm_optim_config_default(&cfg, o->optimizer ? FARM_OPTIM_ADAM : FARM_OPTIM_SGD);
     cfg.lr = (float)o->lr;

@@ -159,6 +159,17 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
 
 void farm_rx_net_zero_grad(struct farm_rx_net *net);
 
+/* Gates (condition `gate`, Skip-RNN style) learn in backward by the
+ * straight-through estimator: the binary "run the region" u = [g > threshold]
+ * is taken as g itself in the backward, so dL/dg = dL/du = the gradient
+ * reaching the named cell's new state dotted with (new state - previous
+ * state), for the objects that ran it (a skipped object has no new state,
+ * so no gradient). The gate's input (the cell's state) is treated as a
+ * constant. `cost` adds cost x the mean gate value over the (object, step)
+ * pairs where the gate was evaluated to the loss: a budget that pushes gates
+ * to close (0, the default, is no budget). */
+void farm_rx_exec_set_gate_cost(struct farm_rx_exec *ex, double cost);
+
 /* -------------------------------------------------------------- tasks -- */
 
 /* A sequence data set: n objects, x[n][steps][dim], per-object lengths,
@@ -216,6 +227,7 @@ struct farm_rx_train_opts {
     int mode;           /* enum farm_rx_mode used while training */
     uint64_t seed;      /* batch order */
     double clip;        /* gradient clipping by global norm; 0 = none */
+    double gate_cost;   /* budget on gate conditions, see farm_rx_exec_set_gate_cost */
 };
 
 void farm_rx_train_opts_default(struct farm_rx_train_opts *o);
