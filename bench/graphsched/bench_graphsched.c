@@ -1,4 +1,4 @@
-/* graphsched benchmark: HEFT (the peer), CPOP and PEFT on a seeded random
+/* graphsched benchmark: HEFT (the peer), CPOP, PEFT and lookahead on a seeded random
  * suite drawn from the parameter grid of Arabnejad and Barbosa (2014), on
  * Gaussian elimination and FFT graphs, and scheduler time on a 10,000-task
  * graph with 16 processors.

@@ -299,7 +299,7 @@ static void test_chooser_brute_force(void **state)
     load_graph("small.yaml", &g);
     load_cluster("cluster3_fastlinks.yaml", &c);
     fake_calib(&cal);
-    struct farm_gs_search so = {.kmax = 4, .budget = 1000, .methods = 7};
+    struct farm_gs_search so = {.kmax = 4, .budget = 1000, .methods = 15};
     struct farm_gs_result r;
     if (farm_gs_choose(&g, &c, &cal, &so, &r, &err))
         fail_msg("%s", err.msg);
@@ -397,7 +397,7 @@ static void test_cost_model(void **state)
     assert_memory_equal(cal.spu, cal2.spu, sizeof cal.spu);
     load_graph("matmuls.yaml", &g);
     load_cluster("cluster2.yaml", &c);
-    struct farm_gs_search so = {.kmax = 2, .budget = 8, .methods = 7};
+    struct farm_gs_search so = {.kmax = 2, .budget = 8, .methods = 15};
     struct farm_gs_result r;
     if (farm_gs_choose(&g, &c, &cal, &so, &r, &err))
         fail_msg("%s", err.msg);

@@ -94,6 +94,9 @@ static void test_paper_cpop(void **state)
     sched_ok(&d, FARM_GS_PEFT, &s);
     assert_true(s.makespan >= farm_gs_cp_min(&d));
     farm_gs_sched_release(&s);
+    sched_ok(&d, FARM_GS_LOOKAHEAD, &s);
+    assert_true(s.makespan >= farm_gs_cp_min(&d));
+    farm_gs_sched_release(&s);
     farm_gs_dag_release(&d);
 }
 

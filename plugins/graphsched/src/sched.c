@@ -7,7 +7,8 @@
 
 #include "farm/graphsched.h"
 
-static const char *const method_names[FARM_GS_NMETHODS] = {"heft", "cpop", "peft"};
+static const char *const method_names[FARM_GS_NMETHODS] = {"heft", "cpop", "peft",
+                                                            "lookahead"};
 
 const char *farm_gs_method_name(int method)
 {
@@ -127,6 +128,13 @@ static double tl_find(const struct timeline *tl, double ready, double dur, int *
     return fmax(tl->len > 0 ? tl->f[tl->len - 1] : 0.0, ready);
 }
 
+static void tl_remove(struct timeline *tl, int pos)
+{
+    memmove(tl->s + pos, tl->s + pos + 1, (size_t)(tl->len - pos - 1) * sizeof(double));
+    memmove(tl->f + pos, tl->f + pos + 1, (size_t)(tl->len - pos - 1) * sizeof(double));
+    tl->len--;
+}
+
 static void tl_insert(struct timeline *tl, int pos, double s, double f)
 {
     memmove(tl->s + pos + 1, tl->s + pos, (size_t)(tl->len - pos) * sizeof(double));
@@ -220,10 +228,96 @@ static double ready_time(const struct farm_gs_dag *d, const struct farm_gs_sched
     return r;
 }
 
-/* The list-scheduling loop shared by the three methods. `cp` (CPOP) marks
- * tasks pinned to processor cp_proc; `oct` (PEFT) adds OCT to the EFT. */
+/* Data-ready time of task c on k from the parents already placed. */
+static double ready_placed(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
+                          const char *placed, int c, int k)
+{
+    double r = 0;
+    for (int x = d->pred_off[c]; x < d->pred_off[c + 1]; x++) {
+        int e = d->pred[x], j = d->edges[e].src;
+        if (placed[j])
+            r = fmax(r, s->finish[j] + farm_gs_comm(d, e, s->proc[j], k));
+    }
+    return r;
+}
+
+struct look {
+    char *placed;
+    int nk;
+    int *kids, *kid_edge, *undo_k, *undo_pos;
+    double *base; /* [q * p + l]: child q's data-ready time on l from the
+                   * parents already placed, the current task excepted */
+};
+
+/* Orders the children of task i by (priority desc, topological position)
+ * and computes their data-ready times from the other placed parents, once
+ * per task rather than once per candidate processor. */
+static void lookahead_prepare(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
+                              struct look *lk, const double *prio, int i)
+{
+    int nk = 0, p = d->p;
+    for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++) {
+        int e = d->succ[x], c = d->edges[e].dst, at = nk++;
+        while (at > 0 && (prio[lk->kids[at - 1]] < prio[c] ||
+                          (prio[lk->kids[at - 1]] == prio[c] &&
+                           d->topo_pos[lk->kids[at - 1]] > d->topo_pos[c]))) {
+            lk->kids[at] = lk->kids[at - 1];
+            lk->kid_edge[at] = lk->kid_edge[at - 1];
+            at--;
+        }
+        lk->kids[at] = c;
+        lk->kid_edge[at] = e;
+    }
+    lk->nk = nk;
+    for (int q = 0; q < nk; q++)
+        for (int l = 0; l < p; l++)
+            lk->base[q * p + l] = ready_placed(d, s, lk->placed, lk->kids[q], l);
+}
+
+/* LOOKAHEAD's measure of placing task i on k (already inserted there,
+ * finishing at fin): the latest EFT of its children, each placed
+ * tentatively in order on its processor of least EFT. Every tentative
+ * insertion is undone. NAN when out of memory. */
+static double lookahead_metric(const struct farm_gs_dag *d, struct timeline *tl, struct look *lk,
+                               int k, double fin)
+{
+    int p = d->p, undone = 0;
+    double worst = 0;
+    for (int q = 0; q < lk->nk; q++) {
+        int c = lk->kids[q], bk = 0, bpos = 0;
+        double beft = INFINITY, bst = 0;
+        for (int l = 0; l < p; l++) {
+            int pos;
+            double dur = d->cost[c * p + l];
+            double r = fmax(lk->base[q * p + l], fin + farm_gs_comm(d, lk->kid_edge[q], k, l));
+            double st = tl_find(&tl[l], r, dur, &pos);
+            if (st + dur < beft) {
+                beft = st + dur;
+                bst = st;
+                bk = l;
+                bpos = pos;
+            }
+        }
+        if (tl_reserve(&tl[bk])) {
+            worst = NAN;
+            break;
+        }
+        tl_insert(&tl[bk], bpos, bst, beft);
+        lk->undo_k[undone] = bk;
+        lk->undo_pos[undone++] = bpos;
+        worst = fmax(worst, beft);
+    }
+    while (undone-- > 0)
+        tl_remove(&tl[lk->undo_k[undone]], lk->undo_pos[undone]);
+    return worst;
+}
+
+/* The list-scheduling loop shared by the methods. `cp` (CPOP) marks tasks
+ * pinned to processor cp_proc; `oct` (PEFT) adds OCT to the EFT; `lk`
+ * (LOOKAHEAD) ranks processors by the children's EFT. */
 static int list_schedule(const struct farm_gs_dag *d, const double *prio, const char *cp,
-                         int cp_proc, const double *oct, struct farm_gs_sched *s)
+                         int cp_proc, const double *oct, struct look *lk,
+                         struct farm_gs_sched *s)
 {
     int n = d->n, p = d->p, rc = -ENOMEM;
     struct timeline *tl = calloc((size_t)p, sizeof *tl);
@@ -240,6 +334,8 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
     while (h.len) {
         int i = rh_pop(&h), best = -1, best_pos = 0;
         double best_key = INFINITY, best_eft = INFINITY, best_st = 0;
+        if (lk)
+            lookahead_prepare(d, s, lk, prio, i);
         for (int k = 0; k < p; k++) {
             if (cp && cp[i] && k != cp_proc)
                 continue;
@@ -247,6 +343,15 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
             double dur = d->cost[i * p + k];
             double st = tl_find(&tl[k], ready_time(d, s, i, k), dur, &pos);
             double eft = st + dur, key = oct ? eft + oct[i * p + k] : eft;
+            if (lk && lk->nk) {
+                if (tl_reserve(&tl[k]))
+                    goto out;
+                tl_insert(&tl[k], pos, st, eft);
+                key = lookahead_metric(d, tl, lk, k, eft);
+                tl_remove(&tl[k], pos);
+                if (isnan(key))
+                    goto out;
+            }
             if (best < 0 || key < best_key || (key == best_key && eft < best_eft)) {
                 best = k;
                 best_key = key;
@@ -261,6 +366,8 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
         s->proc[i] = best;
         s->start[i] = best_st;
         s->finish[i] = best_eft;
+        if (lk)
+            lk->placed[i] = 1;
         s->makespan = fmax(s->makespan, best_eft);
         for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++) {
             int j = d->edges[d->succ[x]].dst;
@@ -288,6 +395,7 @@ int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sch
     struct farm_gs_sched s;
     double *prio = calloc((size_t)n, sizeof *prio), *down = NULL, *oct = NULL;
     char *cp = NULL;
+    struct look lk = {0};
     if (!prio || farm_gs_sched_alloc(&s, n)) {
         free(prio);
         return -ENOMEM;
@@ -339,8 +447,28 @@ int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sch
             prio[i] = sum / p;
         }
     }
-    rc = list_schedule(d, prio, cp, cp_proc, oct, &s);
+    if (method == FARM_GS_LOOKAHEAD) {
+        size_t deg = 1;
+        for (int i = 0; i < n; i++)
+            if ((size_t)(d->succ_off[i + 1] - d->succ_off[i]) > deg)
+                deg = (size_t)(d->succ_off[i + 1] - d->succ_off[i]);
+        lk.placed = calloc((size_t)n, 1);
+        lk.kids = malloc(deg * sizeof(int));
+        lk.kid_edge = malloc(deg * sizeof(int));
+        lk.base = malloc(deg * (size_t)p * sizeof(double));
+        lk.undo_k = malloc(deg * sizeof(int));
+        lk.undo_pos = malloc(deg * sizeof(int));
+        if (!lk.placed || !lk.kids || !lk.kid_edge || !lk.base || !lk.undo_k || !lk.undo_pos)
+            goto out;
+    }
+    rc = list_schedule(d, prio, cp, cp_proc, oct, method == FARM_GS_LOOKAHEAD ? &lk : NULL, &s);
 out:
+    free(lk.placed);
+    free(lk.kids);
+    free(lk.kid_edge);
+    free(lk.base);
+    free(lk.undo_k);
+    free(lk.undo_pos);
     free(prio);
     free(down);
     free(oct);

@@ -23,11 +23,18 @@
  *         costs; other tasks go to the processor of min EFT.
  *   PEFT  optimistic cost table OCT(i,k); priority = mean over k of OCT;
  *         processor = min EFT + OCT.
+ *   LOOKAHEAD  HEFT with one level of lookahead (Bittencourt, Sakellariou,
+ *         Madeira, PDP 2010): priority = upward rank; for each processor the
+ *         task is placed tentatively, then each of its children (in priority
+ *         order, seeing only parents already placed) tentatively on its
+ *         processor of min EFT; the processor minimising the latest of those
+ *         children's EFTs (the task's own EFT when it has none) wins.
  * Deterministic tie rules (documented in docs/plugins/graphsched.md):
  *   - tasks: equal priority goes to the earlier task in the reference
  *     topological order (Kahn's algorithm, smallest task index first);
- *   - processors: equal EFT (or O_EFT, then EFT, for PEFT) goes to the lower
- *     processor index; CPOP's critical-path processor likewise;
+ *   - processors: equal EFT (or O_EFT, then EFT, for PEFT; children's EFT,
+ *     then EFT, for LOOKAHEAD) goes to the lower processor index; CPOP's
+ *     critical-path processor likewise;
  *   - CPOP path: among successors of equal priority, the lowest task index.
  * The same DAG always gives the same schedule, bit for bit.
  *
@@ -65,7 +72,13 @@ struct farm_gs_dag {
     double mean_lat, mean_inv_bw;
 };
 
-enum farm_gs_method { FARM_GS_HEFT = 0, FARM_GS_CPOP = 1, FARM_GS_PEFT = 2, FARM_GS_NMETHODS = 3 };
+enum farm_gs_method {
+    FARM_GS_HEFT = 0,
+    FARM_GS_CPOP = 1,
+    FARM_GS_PEFT = 2,
+    FARM_GS_LOOKAHEAD = 3,
+    FARM_GS_NMETHODS = 4
+};
 
 struct farm_gs_sched {
     int n;
@@ -119,7 +132,7 @@ void farm_gs_oct(const struct farm_gs_dag *d, double *oct);
  * farm_gs_sched_release). Returns 0, -EINVAL or -ENOMEM. */
 int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sched *out);
 
-/* The method's name ("heft", "cpop", "peft"), or NULL. */
+/* The method's name ("heft", "cpop", "peft", "lookahead"), or NULL. */
 const char *farm_gs_method_name(int method);
 
 /* The method whose name is `name` (case-sensitive), or -EINVAL. */
