@@ -79,16 +79,17 @@ static int run_one(struct acc *a, struct acc *b, struct acc *c, struct farm_gs_d
 static void report(const char *title, const struct acc *a)
 {
     printf("\n%s (%ld instances)\n", title, a->count);
-    printf("  method  mean SLR  mean speedup  best (ties count for each)  vs HEFT "
+    printf("  method    mean SLR  mean speedup  best (ties count for each)  vs HEFT "
            "better/equal/worse\n");
     for (int m = 0; m < FARM_GS_NMETHODS; m++)
-        printf("  %-6s  %8.4f  %12.4f  %25.1f%%  %5.1f%% / %5.1f%% / %5.1f%%\n",
+        printf("  %-9s %8.4f  %12.4f  %25.1f%%  %5.1f%% / %5.1f%% / %5.1f%%\n",
                farm_gs_method_name(m), a->slr[m] / a->count, a->speedup[m] / a->count,
                100.0 * a->best[m] / a->count, 100.0 * a->better[m] / a->count,
                100.0 * a->equal[m] / a->count, 100.0 * a->worse[m] / a->count);
-    printf("  ratio mean SLR peft/heft = %.4f   cpop/heft = %.4f\n",
-           a->slr[FARM_GS_PEFT] / a->slr[FARM_GS_HEFT],
-           a->slr[FARM_GS_CPOP] / a->slr[FARM_GS_HEFT]);
+    printf("  ratio of mean SLR to HEFT's:");
+    for (int m = 1; m < FARM_GS_NMETHODS; m++)
+        printf(" %s %.4f%s", farm_gs_method_name(m), a->slr[m] / a->slr[FARM_GS_HEFT],
+               m + 1 < FARM_GS_NMETHODS ? "," : "\n");
 }
 
 static int cmp_double(const void *x, const void *y)
@@ -128,16 +129,16 @@ int main(int argc, char **argv)
         farm_gs_dag_release(&d);
     }
     report("random DAGs", &rnd);
-    printf("  by CCR:  ");
+    printf("  SLR ratio to HEFT by CCR:");
     for (int i = 0; i < 5; i++)
-        printf(" %g: peft/heft %.3f cpop/heft %.3f;", ccrs[i],
+        printf(" %g: peft %.3f lookahead %.3f;", ccrs[i],
                by_ccr[i].slr[FARM_GS_PEFT] / by_ccr[i].slr[FARM_GS_HEFT],
-               by_ccr[i].slr[FARM_GS_CPOP] / by_ccr[i].slr[FARM_GS_HEFT]);
-    printf("\n  by beta: ");
+               by_ccr[i].slr[FARM_GS_LOOKAHEAD] / by_ccr[i].slr[FARM_GS_HEFT]);
+    printf("\n  SLR ratio to HEFT by beta:");
     for (int i = 0; i < 5; i++)
-        printf(" %g: peft/heft %.3f cpop/heft %.3f;", betas[i],
+        printf(" %g: peft %.3f lookahead %.3f;", betas[i],
                by_beta[i].slr[FARM_GS_PEFT] / by_beta[i].slr[FARM_GS_HEFT],
-               by_beta[i].slr[FARM_GS_CPOP] / by_beta[i].slr[FARM_GS_HEFT]);
+               by_beta[i].slr[FARM_GS_LOOKAHEAD] / by_beta[i].slr[FARM_GS_HEFT]);
     printf("\n");
     for (int m = 5; m <= 20; m++)
         for (int c = 0; c < 5; c++)
@@ -184,7 +185,7 @@ int main(int argc, char **argv)
         qsort(t, 5, sizeof t[0], cmp_double);
         if (m == FARM_GS_HEFT)
             heft_t = t[2];
-        printf("  %-6s %8.4f s  (ratio to heft %.2f)  goal < 1 s: %s\n", farm_gs_method_name(m),
+        printf("  %-9s %8.4f s  (ratio to heft %.2f)  goal < 1 s: %s\n", farm_gs_method_name(m),
                t[2], t[2] / heft_t, t[2] < 1.0 ? "met" : "MISSED");
     }
     farm_gs_dag_release(&d);

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,8 @@ static void test_cost_model(void **state)
     struct farm_gs_result r;
     if (farm_gs_choose(&g, &c, &cal, &so, &r, &err))
         fail_msg("%s", err.msg);
+    if (farm_gs_check(&r.dag, &r.sched, &err))
+        fail_msg("%s", err.msg);
     float **in, **ref;
     assert_int_equal(farm_gs_make_inputs(&g, 1, &in), 0);
     assert_int_equal(farm_gs_run_single(&g, in, &ref, NULL), 0);
@@ -431,12 +434,50 @@ static void test_cost_model(void **state)
     farm_gs_opgraph_release(&g);
 }
 
+/* Called from every node thread: the count is atomic. */
+static int cancel_now(void *arg)
+{
+    atomic_int *calls = arg;
+    return atomic_fetch_add(calls, 1) + 1 >= 3;
+}
+
+/* A cancelled execution stops between operators and says so. */
+static void test_exec_cancel(void **state)
+{
+    (void)state;
+    struct farm_gs_opgraph g;
+    struct farm_gs_cluster c;
+    struct farm_gs_calib cal;
+    struct farm_gs_dag d;
+    struct farm_gs_sched s;
+    struct farm_gs_exec_stats st = {0};
+    struct farm_err err = {0};
+    load_graph("mlp.yaml", &g);
+    load_cluster("cluster2.yaml", &c);
+    fake_calib(&cal);
+    assert_int_equal(farm_gs_opgraph_dag(&g, &c, &cal, &d, &err), 0);
+    assert_int_equal(farm_gs_schedule(&d, FARM_GS_PEFT, &s), 0);
+    float **in, **out = NULL;
+    atomic_int calls = 0;
+    assert_int_equal(farm_gs_make_inputs(&g, 3, &in), 0);
+    assert_int_equal(farm_gs_exec(&g, &c, &s, in, &out, &st, cancel_now, &calls),
+                     FARM_ECANCELLED);
+    assert_null(out);
+    assert_true(atomic_load(&calls) >= 3 && atomic_load(&calls) < g.n);
+    farm_gs_free_buffers(in, g.ninputs);
+    farm_gs_sched_release(&s);
+    farm_gs_dag_release(&d);
+    farm_gs_cluster_release(&c);
+    farm_gs_opgraph_release(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kernels_vs_numpy),   cmocka_unit_test(test_format_errors),
         cmocka_unit_test(test_chain_stays_split),  cmocka_unit_test(test_candidates_execute),
         cmocka_unit_test(test_chooser_brute_force), cmocka_unit_test(test_cost_model),
+        cmocka_unit_test(test_exec_cancel),
     };
     return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
