@@ -325,6 +325,43 @@ static void test_run_example(void **state)
     free_ctx(ctx);
 }
 
+static int has_metric(const struct farm_ctx *ctx, const char *name)
+{
+    for (int i = 0; i < ctx->nmetrics; i++)
+        if (strcmp(ctx->metric_name[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Planning only: predictions and artifacts, no measured numbers. */
+static void test_plan_only(void **state)
+{
+    (void)state;
+    char params[2048];
+    snprintf(params, sizeof params,
+             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": \"graphsched/cluster.yaml\", "
+             "\"execute\": false, \"methods\": \"peft\", \"budget\": 5, "
+             "\"calibration_cache\": \"%s/cal.json\"}",
+             tmpdir);
+    struct farm_ctx *ctx = new_ctx("plan", params);
+    int rc = plugin->run(&host, ctx);
+    if (rc)
+        fail_msg("run failed (%d): %s", rc, ctx->log);
+    assert_true(get_metric(ctx, "predicted_makespan") > 0);
+    assert_true(get_metric(ctx, "candidates_examined") == 5);
+    assert_false(has_metric(ctx, "measured_makespan"));
+    assert_false(has_metric(ctx, "predicted_makespan.heft"));
+    char path[2048];
+    json_error_t je;
+    snprintf(path, sizeof path, "%s/schedule.json", ctx->artifacts);
+    json_t *sched = json_load_file(path, 0, &je);
+    assert_non_null(sched);
+    assert_true(json_is_null(json_object_get(sched, "measured_makespan")));
+    assert_string_equal(json_string_value(json_object_get(sched, "method")), "peft");
+    json_decref(sched);
+    free_ctx(ctx);
+}
+
 static void test_run_errors(void **state)
 {
     (void)state;
@@ -357,6 +394,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_run_example),
+        cmocka_unit_test(test_plan_only),
         cmocka_unit_test(test_run_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
