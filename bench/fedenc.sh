@@ -48,8 +48,11 @@ med = lambda k: statistics.median(r[k] for r in rs)
 fed, cen = med("fed_accuracy"), med("central_accuracy")
 frac = med("median_comm_agg_fraction")
 print(f"median over {n} runs:")
+diffs = sorted(100 * (r["fed_accuracy"] - r["central_accuracy"]) for r in rs)
 print(f"  held-out accuracy   federated {fed:.4f}   centralized {cen:.4f}   "
       f"difference {100 * (fed - cen):+.1f} points (target: within 2)")
+print(f"  per-run differences " + ", ".join(f"{d:+.1f}" for d in diffs) +
+      f" points; median {statistics.median(diffs):+.1f}")
 print(f"  round time          {med('median_round_seconds'):.3f} s, of which communication + "
       f"aggregation {100 * frac:.1f}% (target: at most 10%)")
 print(f"  rounds per second   {med('rounds_per_second'):.3f}")

@@ -276,6 +276,26 @@ static void test_remote_child_joins(void **state)
     fed_run_free(&r);
 }
 
+/* A local child that cannot load its data says why and exits; the master
+ * stops waiting for it at once and reports too few children. */
+static void test_child_with_bad_data(void **state)
+{
+    (void)state;
+    struct fed_run r;
+    fed_run_init(&r, 2);
+    r.data[0] = fed_synth_spec(2, 0, 40, 11);
+    r.data[1] = strdup("{\"source\": \"npy\", \"x\": \"/nonexistent/x.npy\", \"y\": \"/nonexistent/y.npy\"}");
+    r.cfg.min_children = 2;
+    double t0 = farm_fedenc_now();
+    fed_run_exec(&r);
+    assert_int_equal(r.rc, FARM_ETIMEOUT);
+    assert_non_null(strstr(r.err.msg, "1 of 2 children joined (min_children 2)"));
+    assert_true(fed_log_has(&r, "child 1: error: "));
+    assert_true(fed_log_has(&r, "/nonexistent/x.npy"));
+    assert_true(farm_fedenc_now() - t0 < r.cfg.join_timeout / 2);
+    fed_run_free(&r);
+}
+
 /* Same seeds, different arrival orders (one child or another made slow):
  * the encoder is bitwise the same after R rounds, for every rule. */
 static void test_arrival_order(void **state)
@@ -356,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_invalid_updates_rejected),
         cmocka_unit_test(test_stranger_refused),
         cmocka_unit_test(test_remote_child_joins),
+        cmocka_unit_test(test_child_with_bad_data),
         cmocka_unit_test(test_arrival_order),
         cmocka_unit_test(test_robust_aggregation),
     };

@@ -570,7 +570,19 @@ static int wait_for(struct master *m, done_fn done, double seconds)
 
 static int all_joined(struct master *m)
 {
-    return joined(m) >= m->cfg->expect_children;
+    if (joined(m) >= m->cfg->expect_children)
+        return 1;
+    /* Without remote children to wait for, stop waiting once every local
+     * child has either joined or exited (a child that cannot load its data
+     * says why on stderr and exits). */
+    if (m->cfg->expect_children > m->cfg->n_local)
+        return 0;
+    for (size_t i = 0; i < m->nslots; i++) {
+        struct slot *s = m->slots[i];
+        if (s->local >= 0 && s->mc == NULL && s->proc_running)
+            return 0;
+    }
+    return 1;
 }
 
 static int locals_joined(struct master *m)
@@ -907,11 +919,11 @@ static int federate(struct master *m, struct farm_err *err)
     size_t n = joined(m);
     if (n < cfg->expect_children && n < (cfg->min_children ? cfg->min_children : 1))
         return farm_err_set(err, FARM_ETIMEOUT,
-                            "%zu of %zu children joined within %.0f s (min_children %zu)", n,
-                            cfg->expect_children, cfg->join_timeout, cfg->min_children);
+                            "%zu of %zu children joined (min_children %zu); see the children's "
+                            "messages above",
+                            n, cfg->expect_children, cfg->min_children);
     if (n < cfg->expect_children)
-        LOG(m, 2, "%zu of %zu children joined within %.0f s; starting anyway", n,
-            cfg->expect_children, cfg->join_timeout);
+        LOG(m, 2, "%zu of %zu children joined; starting anyway", n, cfg->expect_children);
 
     struct farm_fedenc_agg agg;
     rc = farm_fedenc_agg_init(&agg, &cfg->agg, m->nparams, err);
