@@ -60,34 +60,42 @@ int farm_gs_write_gantt(const char *path, const struct farm_gs_result *r,
         span = st->makespan;
     if (!(span > 0))
         span = 1;
-    const double left = 140, width = 900, lane_h = 22, row_h = lanes * lane_h + 14, top = 40;
+    const double left = 170, width = 900, lane_h = 22, row_h = lanes * lane_h + 14, top = 64;
     double height = top + p * row_h + 40;
     FILE *f = fopen(path, "w");
     if (!f)
         return farm_err_set(err, -errno, "%s: cannot write", path);
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-            "font-family=\"sans-serif\" font-size=\"12\">\n",
-            left + width + 20, height);
-    fprintf(f,
-            "<text x=\"10\" y=\"20\">%s with %s: predicted %.6g s%s",
-            r->cands[r->best].text, farm_gs_method_name(r->best_method), s->makespan,
-            st ? ", measured " : "");
+            "font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n",
+            left + width + 60, height);
+    fprintf(f, "<text x=\"10\" y=\"20\" font-weight=\"bold\">%s: predicted %.6g s",
+            farm_gs_method_name(r->best_method), s->makespan);
     if (st)
-        fprintf(f, "%.6g s", st->makespan);
-    fprintf(f, "</text>\n");
+        fprintf(f, ", measured %.6g s", st->makespan);
+    fprintf(f, "</text>\n<text x=\"10\" y=\"38\" font-size=\"10\" fill=\"#444\">"
+               "candidate #%d: %.300s%s</text>\n",
+            r->best, r->cands[r->best].text, strlen(r->cands[r->best].text) > 300 ? " ..." : "");
+    static const char *const cls_name[FARM_GS_NCLASSES] = {"matmul", "elementwise", "reduction",
+                                                           "copy"};
+    for (int k = 0; k < FARM_GS_NCLASSES; k++)
+        fprintf(f,
+                "<rect x=\"%.0f\" y=\"44\" width=\"10\" height=\"10\" fill=\"%s\"/>"
+                "<text x=\"%.0f\" y=\"53\" font-size=\"10\">%s</text>\n",
+                left + 110.0 * k, colour[k], left + 110.0 * k + 14, cls_name[k]);
     for (int k = 0; k < p; k++) {
         double y = top + k * row_h;
-        fprintf(f, "<text x=\"10\" y=\"%.1f\">%s</text>\n", y + lane_h * 0.7,
-                r->dag.proc_names[k]);
-        fprintf(f, "<text x=\"10\" y=\"%.1f\" fill=\"#666\">predicted</text>\n",
-                y + lane_h * 0.7 + 12);
-        if (st)
-            fprintf(f, "<text x=\"70\" y=\"%.1f\" fill=\"#666\">measured</text>\n",
-                    y + lane_h * 1.7);
+        fprintf(f, "<text x=\"10\" y=\"%.1f\" font-weight=\"bold\">%s</text>\n",
+                y + lane_h * 0.7, r->dag.proc_names[k]);
+        for (int lane = 0; lane < lanes; lane++)
+            fprintf(f,
+                    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#666\" "
+                    "text-anchor=\"end\">%s</text>\n",
+                    left - 6, y + lane * lane_h + lane_h * 0.65, lane ? "measured" : "predicted");
         fprintf(f,
                 "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n",
-                left, left + width, y + row_h - 6, y + row_h - 6);
+                10.0, left + width, y + row_h - 6, y + row_h - 6);
         for (int t = 0; t < s->n; t++) {
             if (s->proc[t] != k)
                 continue;
