@@ -19,6 +19,8 @@ int cmd_artifact(struct cli *cli, int argc, char **argv)
         return cli_usage("artifact", "expected: farm artifact get ID NAME [-o FILE]");
     for (int k = 2; k < argc; k++) {
         int r;
+        if (!strcmp(argv[k], "--json"))
+            continue;
         if ((r = cli_opt("artifact", argc, argv, &k, "-o", &v)) != 0) {
             if (r < 0)
                 return CLI_USAGE;

@@ -48,13 +48,6 @@ static int start(struct cli *cli, int argc, char **argv)
     int n = 0, fd, st;
     pid_t pid;
     struct farm_err err;
-    fd = cli_probe(cli);
-    if (fd >= 0) {
-        close(fd);
-        if (!cli->json)
-            printf("farmd is already running\n");
-        return status(cli);
-    }
     cli_sibling(cli, "farmd", path, sizeof path);
     args[n++] = "farmd";
     for (int i = 1; i < argc && n < 30; i++) {
@@ -103,6 +96,14 @@ static int start(struct cli *cli, int argc, char **argv)
         waitpid(cp, &cst, 0);
         if (!WIFEXITED(cst) || WEXITSTATUS(cst) != 0)
             return CLI_USAGE;
+    }
+    fd = cli_probe(cli);
+    if (fd >= 0) {
+        close(fd);
+        if (!cli->json)
+            printf("farmd is already running%s\n",
+                   n > 1 ? " (options apply at its next start: farm daemon stop first)" : "");
+        return status(cli);
     }
     if (farm_home_ensure(cli->home, &err) < 0) {
         fprintf(stderr, "farm daemon: %s\n", err.msg);

@@ -99,6 +99,13 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
         in = open(path, O_RDONLY | O_CLOEXEC);
         if (in < 0) {
             const char *state = json_string_value(json_object_get(t, "state"));
+            if (errno == ENOENT && json_is_true(json_object_get(t, "run_pruned"))) {
+                fprintf(stderr, "farm logs: the log of task %lld was removed by retention (see "
+                                "farm daemon --help: --keep-runs, --keep-days)\n", id);
+                json_decref(reply);
+                close(fd);
+                return CLI_USAGE;
+            }
             if (errno == ENOENT) {
                 fprintf(stderr, "farm logs: task %lld has no log yet (it is %s)\n", id, state);
                 json_decref(reply);

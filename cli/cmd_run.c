@@ -62,6 +62,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     int rc, sv[2], tty = isatty(STDERR_FILENO) && !cli->json, bar_shown = 0;
     pid_t pid;
     FILE *mfile;
+    int timed_out = 0;
 
     for (int i = 1; i < argc; i++) {
         int r;
@@ -189,6 +190,8 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         dup2(sv[1], 3); /* dup2 clears close-on-exec on the copy */
+        if (cli->json)
+            dup2(STDERR_FILENO, STDOUT_FILENO); /* stdout carries the result object */
         execl(worker, "farm-worker", "--run", run_dir, (char *)NULL);
         _exit(127);
     }
@@ -196,6 +199,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     {
         int64_t deadline = timeout > 0 ? farm_mono_ms() + (int64_t)(timeout * 1000) : -1;
         int sent_term = 0;
+        timed_out = 0;
         for (;;) {
             json_t *ev;
             int left = 200, r;
@@ -203,6 +207,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
                 fprintf(stderr, "farm run: timed out after %g s, cancelling\n", timeout);
                 kill(pid, SIGTERM);
                 sent_term = 1;
+                timed_out = 1;
             }
             if (g_interrupted && !sent_term) {
                 kill(pid, SIGTERM);
@@ -254,6 +259,13 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     if (!result)
         result = json_pack("{s:s,s:i,s:s}", "state", "failed", "exit_code", 1, "reason",
                            "farm-worker ended without a result");
+    if (timed_out || g_interrupted) {
+        char why[96];
+        snprintf(why, sizeof why, timed_out ? "timed out after %g s" : "interrupted (Ctrl-C)",
+                 timeout);
+        json_object_set_new(result, "state", json_string(timed_out ? "timed_out" : "cancelled"));
+        json_object_set_new(result, "reason", json_string(why));
+    }
     {
         const char *state = json_string_value(json_object_get(result, "state"));
         json_t *out = json_pack("{s:s,s:O,s:o,s:o,s:s}", "state", state, "exit_code",

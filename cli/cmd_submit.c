@@ -90,7 +90,7 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
     return 0;
 }
 
-static int submit_dir(struct cli *cli, const char *dir, json_t *select)
+static int submit_dir(struct cli *cli, const char *dir, json_t *select, json_t *override)
 {
     char abs[PATH_MAX], incoming[2300], display[PATH_MAX + 16];
     struct farm_err err;
@@ -100,6 +100,7 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select)
     if (!realpath(dir, abs) || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "farm submit: --dir %s: not a directory\n", dir);
         json_decref(select);
+        json_decref(override);
         return CLI_USAGE;
     }
     snprintf(display, sizeof display, "%s/farm.yaml", dir);
@@ -109,6 +110,7 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select)
         if (access(fy, R_OK) < 0) {
             fprintf(stderr, "farm submit: %s: no farm.yaml there\n", display);
             json_decref(select);
+            json_decref(override);
             return CLI_USAGE;
         }
     }
@@ -117,6 +119,7 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select)
     if (farm_home_ensure(cli->home, &err) < 0) {
         fprintf(stderr, "farm submit: %s\n", err.msg);
         json_decref(select);
+        json_decref(override);
         return CLI_USAGE;
     }
     snprintf(incoming, sizeof incoming, "%s/snapshots", cli->home);
@@ -128,11 +131,13 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select)
         fprintf(stderr, "farm submit: snapshot of %s failed: %s\n", dir, err.msg);
         farm_rmtree(incoming);
         json_decref(select);
+        json_decref(override);
         return CLI_USAGE;
     }
     rc = cli_call(cli,
-                  json_pack("{s:s,s:s,s:s,s:s,s:o,s:b}", "op", "submit", "dir", incoming, "display",
-                            display, "source", abs, "select", select, "full", cli->json),
+                  json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:b}", "op", "submit", "dir", incoming,
+                            "display", display, "source", abs, "select", select, "override",
+                            override, "full", cli->json),
                   &reply);
     if (rc) {
         farm_rmtree(incoming);
@@ -155,6 +160,8 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
     json_t *select, *after, *labels, *tasks, *reply, *lines;
     long long priority = 0, timeout = 0, retries = 0;
     int i, rc, dashdash = -1, n_sel = 0, n_after = 0, n_label = 0;
+    int has_priority = 0, has_timeout = 0, has_retries = 0;
+    json_t *given;
     /* Options are checked before any JSON is built, so that a usage error
      * leaves nothing behind. */
     const char **sel = calloc((size_t)argc + 1, sizeof *sel);
@@ -193,6 +200,7 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
             if (r < 0)
                 goto out;
             priority = strtoll(v, &end, 10);
+            has_priority = 1;
             if (*end || !*v) {
                 cli_usage("submit", "--priority: expected an integer, got \"%s\"", v);
                 goto out;
@@ -201,6 +209,7 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
             if (r < 0)
                 goto out;
             timeout = strtoll(v, &end, 10);
+            has_timeout = 1;
             if (*end || !*v || timeout < 0) {
                 cli_usage("submit", "--timeout: expected whole seconds, got \"%s\"", v);
                 goto out;
@@ -209,6 +218,7 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
             if (r < 0)
                 goto out;
             retries = strtoll(v, &end, 10);
+            has_retries = 1;
             if (*end || !*v || retries < 0 || retries > 100) {
                 cli_usage("submit", "--retries: expected 0 to 100, got \"%s\"", v);
                 goto out;
@@ -253,41 +263,68 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         cli_usage("submit", "nothing to run after --");
         goto out;
     }
-    if (dir) {
-        select = json_array();
-        for (int k = 0; k < n_sel; k++)
-            json_array_append_new(select, json_string(sel[k]));
-        rc = submit_dir(cli, dir, select);
-        goto out;
-    }
-    tasks = json_array();
-    lines = json_array();
-    if (batch) {
-        if ((rc = read_batch(batch, tasks, lines)) != 0) {
-            json_decref(tasks);
-            json_decref(lines);
-            goto out;
-        }
-    } else {
-        json_t *argvj = json_array();
+    /* The options given explicitly: they override farm.yaml's values (--dir)
+     * and fill in what a --batch line leaves out. */
+    given = json_object();
+    if (has_priority)
+        json_object_set_new(given, "priority", json_integer(priority));
+    if (has_timeout)
+        json_object_set_new(given, "timeout", json_integer(timeout));
+    if (has_retries)
+        json_object_set_new(given, "retries", json_integer(retries));
+    if (n_after) {
         after = json_array();
-        labels = json_object();
-        for (i = dashdash + 1; i < argc; i++)
-            json_array_append_new(argvj, json_string(argv[i]));
         for (int k = 0; k < n_after; k++)
             json_array_append_new(after, json_integer(aft[k]));
+        json_object_set_new(given, "after", after);
+    }
+    if (n_label) {
+        labels = json_object();
         for (int k = 0; k < n_label; k++) {
             char key[256];
             const char *eq = strchr(lab[k], '=');
             snprintf(key, sizeof key, "%.*s", (int)(eq - lab[k]), lab[k]);
             json_object_set_new(labels, key, json_string(eq + 1));
         }
-        json_array_append_new(
-            tasks, json_pack("{s:s,s:{s:o},s:I,s:I,s:I,s:o,s:o}", "plugin", "exec", "params",
-                             "argv", argvj, "priority", (json_int_t)priority, "timeout",
-                             (json_int_t)timeout, "retries", (json_int_t)retries, "after", after,
-                             "labels", labels));
+        json_object_set_new(given, "labels", labels);
     }
+    if (dir) {
+        select = json_array();
+        for (int k = 0; k < n_sel; k++)
+            json_array_append_new(select, json_string(sel[k]));
+        rc = submit_dir(cli, dir, select, given);
+        goto out;
+    }
+    tasks = json_array();
+    lines = json_array();
+    if (batch) {
+        size_t k;
+        json_t *t;
+        if ((rc = read_batch(batch, tasks, lines)) != 0) {
+            json_decref(tasks);
+            json_decref(lines);
+            json_decref(given);
+            goto out;
+        }
+        json_array_foreach(tasks, k, t)
+        {
+            const char *key;
+            json_t *gv;
+            json_object_foreach(given, key, gv)
+            {
+                if (!json_object_get(t, key))
+                    json_object_set(t, key, gv);
+            }
+        }
+    } else {
+        json_t *argvj = json_array(), *task;
+        for (i = dashdash + 1; i < argc; i++)
+            json_array_append_new(argvj, json_string(argv[i]));
+        task = json_pack("{s:s,s:{s:o}}", "plugin", "exec", "params", "argv", argvj);
+        json_object_update(task, given);
+        json_array_append_new(tasks, task);
+    }
+    json_decref(given);
     if (!getcwd(cwd, sizeof cwd))
         snprintf(cwd, sizeof cwd, "/");
     rc = cli_call(cli,

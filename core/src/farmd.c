@@ -345,7 +345,7 @@ static void finalize(struct run *r)
         snprintf(reason, sizeof reason, "timed out");
     } else if (r->cancel_requested) {
         state = "cancelled";
-        if (!reason[0] || strstr(reason, "stopped by farmd"))
+        if (!reason[0] || strstr(reason, "stopped (SIGTERM)"))
             snprintf(reason, sizeof reason, "cancelled");
     } else if (r->stopping) {
         state = "interrupted";
@@ -378,8 +378,8 @@ static void finalize(struct run *r)
         st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', interrupts=interrupts+1 "
                                      "WHERE id=?");
         farm__db_run(st, "i", r->id);
-        (void)interrupts;
-    } else if ((!strcmp(state, "failed") || !strcmp(state, "timed_out")) && attempts <= retries) {
+    } else if ((!strcmp(state, "failed") || !strcmp(state, "timed_out")) &&
+               attempts - interrupts <= retries) {
         st = farm__db_stmt(farmd.db, "UPDATE attempts SET state=?, exit_code=?, reason=?, "
                                      "finished_at=? WHERE task=? AND n=?");
         farm__db_run(st, "sisiii", state, (int64_t)exit_code, reason[0] ? reason : NULL,
@@ -1015,13 +1015,13 @@ static void retention(uv_timer_t *t)
     size_t n = 0, cap = 0;
     (void)t;
     farmd_tx();
-    /* Run directories: beyond keep_runs newest finished ones, or too old. */
+    /* Run directories: beyond the keep_runs newest finished ones, or too
+     * old; oldest first, each removed once (run_pruned). */
     st = farm__db_stmt(farmd.db,
-                       "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND "
+                       "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND run_pruned=0 AND "
                        "(finished_at < ? OR id NOT IN (SELECT id FROM tasks WHERE finished_at "
-                       "IS NOT NULL ORDER BY finished_at DESC LIMIT ?)) AND "
-                       "(deps_result IS NULL OR deps_result NOT LIKE '%\"pruned\"%') "
-                       "AND reason IS NOT 'pruned' LIMIT 5000");
+                       "IS NOT NULL ORDER BY finished_at DESC LIMIT ?)) "
+                       "ORDER BY finished_at LIMIT 5000");
     sqlite3_bind_int64(st, 1, cutoff);
     sqlite3_bind_int(st, 2, farmd.cfg.keep_runs);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -1033,19 +1033,21 @@ static void retention(uv_timer_t *t)
     }
     for (size_t i = 0; i < n; i++) {
         char dir[PATH_MAX];
-        struct stat sb;
-        snprintf(dir, sizeof dir, "%s/runs/%lld", farmd.home, (long long)ids[i]);
-        if (stat(dir, &sb) == 0)
-            farm_rmtree(dir);
+        snprintf(dir, sizeof dir, "%.2000s/runs/%lld", farmd.home, (long long)ids[i]);
+        farm_rmtree(dir);
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET run_pruned=1 WHERE id=?");
+        farm__db_run(st, "i", ids[i]);
     }
     free(ids);
+    if (n == 5000) /* more to do: another pass soon, not in one long stall */
+        uv_timer_start(&farmd.retention_timer, retention, 1000, 600000);
     /* Rows: tasks that ended before the cutoff go, with what hangs off them. */
     farm__db_exec(farmd.db,
                   "CREATE TEMP TABLE IF NOT EXISTS old_tasks(id INTEGER PRIMARY KEY);"
                   "DELETE FROM old_tasks;",
                   NULL);
     st = farm__db_stmt(farmd.db, "INSERT INTO old_tasks SELECT id FROM tasks WHERE "
-                                 "finished_at IS NOT NULL AND finished_at < ?");
+                                 "finished_at IS NOT NULL AND finished_at < ? AND run_pruned=1");
     farm__db_run(st, "i", cutoff);
     farm__db_exec(farmd.db,
                   "DELETE FROM metrics WHERE task IN (SELECT id FROM old_tasks);"
@@ -1100,6 +1102,42 @@ static void on_signal(uv_signal_t *h, int sig)
     farmd_begin_stop();
 }
 
+/* Options of `farm daemon start` are kept in the database, so that a farmd
+ * started later without them (by any farm command, after a crash) runs the
+ * same way. Options given now replace the kept ones. */
+static void apply_settings(void)
+{
+    static const char *keys[] = {"durability", "grace", "log-cap", "keep-days", "keep-runs", NULL};
+    char v[64], key[80];
+    for (int i = 0; keys[i]; i++) {
+        json_t *g = json_object_get(farmd.given, keys[i]);
+        snprintf(key, sizeof key, "opt.%s", keys[i]);
+        if (g) {
+            farm__db_meta_set(farmd.db, key, json_string_value(g));
+            continue;
+        }
+        if (farm__db_meta_get(farmd.db, key, v, sizeof v) < 0)
+            continue;
+        if (!strcmp(keys[i], "durability"))
+            farmd.cfg.durability_full = !strcmp(v, "full");
+        else if (!strcmp(keys[i], "grace"))
+            farmd.cfg.grace_ms = (int64_t)(atof(v) * 1000);
+        else if (!strcmp(keys[i], "log-cap"))
+            farmd.cfg.log_cap = atoll(v);
+        else if (!strcmp(keys[i], "keep-days"))
+            farmd.cfg.keep_days = atoi(v);
+        else if (!strcmp(keys[i], "keep-runs"))
+            farmd.cfg.keep_runs = atoi(v);
+    }
+    farm__db_exec(farmd.db,
+                  farmd.cfg.durability_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                  NULL);
+    if (farmd.cfg.jobs > 0) {
+        snprintf(v, sizeof v, "%d", farmd.cfg.jobs);
+        farm__db_meta_set(farmd.db, "jobs", v);
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: farmd [--jobs N] [--durability normal|full] [--grace SEC]\n"
@@ -1110,6 +1148,7 @@ static void usage(FILE *f)
 
 static int parse_args(int argc, char **argv)
 {
+    farmd.given = json_object();
     farmd.cfg.grace_ms = 10000;
     farmd.cfg.log_cap = 256LL << 20;
     farmd.cfg.keep_days = 30;
@@ -1135,6 +1174,12 @@ static int parse_args(int argc, char **argv)
             return -1;
         }
         i++;
+        if (strcmp(a, "--jobs") != 0) {
+            /* remembered in the database, see apply_settings */
+            char key[64];
+            snprintf(key, sizeof key, "%s", a + 2);
+            json_object_set_new(farmd.given, key, json_string(v));
+        }
         if (!strcmp(a, "--jobs")) {
             farmd.cfg.jobs = (int)strtol(v, &end, 10);
             if (*end || farmd.cfg.jobs < 1 || farmd.cfg.jobs > 4096)
@@ -1238,6 +1283,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "farmd: %s\n", err.msg);
         return 2;
     }
+    apply_settings();
     farmd.plugin_cache = json_object();
     farmd.started_ms = farm_now_ms();
     if (recover(&err) < 0) {

@@ -69,6 +69,7 @@ struct daemon {
     int n_running;
     struct client *clients;
     json_t *plugin_cache; /* name -> {path, size, mtime, desc} */
+    json_t *given;        /* options given on the command line */
     struct {
         int fd;
         pid_t pid;

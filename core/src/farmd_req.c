@@ -175,7 +175,7 @@ static json_t *json_col(sqlite3_stmt *st, int col)
     "t.id, t.state, t.exit_code, t.plugin, t.name, t.priority, t.attempts, t.reason, "      \
     "t.created_at, t.started_at, t.finished_at, t.deps, t.deps_result, t.labels, t.params, " \
     "t.timeout, t.retries, t.submission, s.git_repo, s.git_commit, s.git_ref, s.kind, "      \
-    "s.source, t.pending_needs"
+    "s.source, t.pending_needs, t.run_pruned"
 
 static json_t *task_from_row(sqlite3_stmt *st, int full)
 {
@@ -230,6 +230,7 @@ static json_t *task_from_row(sqlite3_stmt *st, int full)
                                       sqlite3_column_text(st, 20)));
     snprintf(path, sizeof path, "%s/runs/%lld", farmd.home, (long long)id);
     json_object_set_new(t, "run_dir", json_string(path));
+    json_object_set_new(t, "run_pruned", json_boolean(sqlite3_column_int(st, 24)));
     snprintf(path, sizeof path, "%s/runs/%lld/log", farmd.home, (long long)id);
     json_object_set_new(t, "log", json_string(path));
     if (full) {
@@ -595,9 +596,17 @@ static void op_submit_tasks(struct client *c, json_t *req)
                     farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].after[%zu]: expected a task id", i, q);
                     goto bad;
                 }
-                if (dep < 0 && (size_t)(-dep) <= i) {
-                    /* -N: the task N places earlier in this same batch */
-                    nt[i].after[nt[i].n_after++] = -dep;
+                if (dep < 0) {
+                    /* -N: the task N places earlier in this same request */
+                    if ((size_t)(-dep) > i) {
+                        farm_err_set(&err, FARM_EBADREQ,
+                                     "tasks[%zu].after[%zu]: %lld points before the first task "
+                                     "of this submission", i, q, (long long)dep);
+                        goto bad;
+                    }
+                    if (!nt[i].needs_idx)
+                        nt[i].needs_idx = calloc(json_array_size(after) + 1, sizeof(int));
+                    nt[i].needs_idx[nt[i].n_needs++] = (int)((int64_t)i + dep);
                     continue;
                 }
                 st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
@@ -718,7 +727,7 @@ static void op_submit_dir(struct client *c, json_t *req)
                 free(map);
                 goto bad;
             }
-            nt[n].t = json_incref(t);
+            nt[n].t = json_deep_copy(t);
             n++;
         }
         for (size_t i = 0, k = 0; i < spec.n_tasks; i++) {
@@ -733,6 +742,37 @@ static void op_submit_dir(struct client *c, json_t *req)
             k++;
         }
         free(map);
+    }
+    /* Options given on the command line override farm.yaml's values. */
+    {
+        json_t *ov = json_object_get(req, "override"), *v;
+        for (size_t i = 0; i < n && json_is_object(ov); i++) {
+            if ((v = json_object_get(ov, "priority")) && json_is_integer(v))
+                json_object_set(nt[i].t, "priority", v);
+            if ((v = json_object_get(ov, "timeout")) && json_is_integer(v))
+                json_object_set(nt[i].t, "timeout", v);
+            if ((v = json_object_get(ov, "retries")) && json_is_integer(v))
+                json_object_set(nt[i].t, "retries", v);
+            if ((v = json_object_get(ov, "labels")) && json_is_object(v))
+                json_object_update(json_object_get(nt[i].t, "labels"), v);
+            if ((v = json_object_get(ov, "after")) && json_is_array(v)) {
+                size_t q;
+                json_t *a;
+                nt[i].after = calloc(json_array_size(v) + 1, sizeof *nt[i].after);
+                json_array_foreach(v, q, a)
+                {
+                    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+                    if (!json_is_integer(a) || farm__db_run(st, "i", json_integer_value(a)) != SQLITE_ROW) {
+                        sqlite3_reset(st);
+                        farm_err_set(&err, FARM_ENOTASK, "--after: no task %lld",
+                                     (long long)json_integer_value(a));
+                        goto bad;
+                    }
+                    sqlite3_reset(st);
+                    nt[i].after[nt[i].n_after++] = json_integer_value(a);
+                }
+            }
+        }
     }
     farmd_tx();
     if (submission_row("dir", source, NULL, NULL, &sub) < 0) {
@@ -866,7 +906,8 @@ static void op_cancel(struct client *c, json_t *req)
             json_array_append_new(res, json_pack("{s:I,s:b,s:s}", "id", (json_int_t)ids[i], "ok", 1,
                                                  "result",
                                                  rc == 1 ? "cancelling" : err.msg[0] ? err.msg : "cancelled"));
-        farmd_event(ids[i], "cancel", NULL);
+        if (rc >= 0)
+            farmd_event(ids[i], "cancel", NULL);
     }
     free(ids);
     farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "results", res));
@@ -890,14 +931,38 @@ static void op_retry(struct client *c, json_t *req)
     }
     int64_t prio = sqlite3_column_int64(st, 1);
     sqlite3_reset(st);
-    farmd_tx();
-    /* A manual retry gets one more attempt on top of the ones it had. */
-    st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', reason=NULL, exit_code=NULL, "
-                                 "finished_at=NULL, retries=max(retries, attempts), pending_needs=0 "
-                                 "WHERE id=?");
-    farm__db_run(st, "i", id);
-    farmd_event(id, "retry", NULL);
-    farmd_ready_push(id, prio);
+    /* What the task needs must still hold: a need that ended without
+     * success is named; needs still running make the task wait again. */
+    {
+        int pending = 0;
+        st = farm__db_stmt(farmd.db, "SELECT t.id, t.name, t.state FROM task_needs n JOIN tasks t "
+                                     "ON t.id=n.needs WHERE n.task=? ORDER BY t.id");
+        sqlite3_bind_int64(st, 1, id);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *ns = (const char *)sqlite3_column_text(st, 2);
+            if (!strcmp(ns, "succeeded"))
+                continue;
+            if (is_terminal(ns)) {
+                snprintf(msg, sizeof msg, "task %lld needs task %lld (%s), which ended %s; retry "
+                                          "that one first",
+                         (long long)id, (long long)sqlite3_column_int64(st, 0),
+                         sqlite3_column_text(st, 1), ns);
+                sqlite3_reset(st);
+                send_error(c, FARM_ESTATE, msg);
+                return;
+            }
+            pending++;
+        }
+        farmd_tx();
+        /* A manual retry gets one more attempt on top of the ones it had. */
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET state=?, reason=NULL, exit_code=NULL, "
+                                     "finished_at=NULL, retries=max(retries, attempts-interrupts), "
+                                     "pending_needs=?, run_pruned=0 WHERE id=?");
+        farm__db_run(st, "sii", pending ? "waiting" : "queued", (int64_t)pending, id);
+        farmd_event(id, "retry", NULL);
+        if (!pending)
+            farmd_ready_push(id, prio);
+    }
     farmd_client_send(c, json_pack("{s:b,s:I}", "ok", 1, "id", (json_int_t)id));
     farmd_schedule();
 }

@@ -678,7 +678,7 @@ static int run_task(const char *run_dir)
                         !cancelled) {
                         cancelled = 1;
                         snprintf(reason, sizeof reason, "%s",
-                                 sigs[k] == SIGTERM ? "stopped by farmd" : "interrupted");
+                                 sigs[k] == SIGTERM ? "stopped (SIGTERM)" : "interrupted");
                         signal_descendants(SIGTERM);
                         deadline = farm_mono_ms() + grace_ms;
                     }

@@ -16,9 +16,10 @@ st = sqlite3.connect(sys.argv[1]).execute("select state from tasks where id=?", 
 sys.exit(0 if st == "succeeded" else 1)
 P
 
-# A long task is interrupted after the grace period and runs again later.
+# A long task is interrupted after the grace period and runs again later;
+# the interruption does not use up its one retry.
 start_farmd --grace 1
-l=$(farm submit -- sh -c "echo run >> $T/long; sleep 3")
+l=$(farm submit --retries 1 -- sh -c "echo run >> $T/long; sleep 3")
 wait_state "$l" running 10
 farm daemon stop >/dev/null
 start_farmd --grace 1
@@ -26,6 +27,15 @@ expect_status "interrupted task re-runs and succeeds" 0 farm wait "$l"
 farm show "$l" --json >"$T/l.json"
 expect_eq "attempt history" "['interrupted', 'succeeded']" "$(jget "$T/l.json" '[a["state"] for a in j["attempt_history"]]')"
 expect_eq "ran twice" 2 "$(wc -l <"$T/long" | tr -d ' ')"
+expect_eq "retries left intact" 1 "$(jget "$T/l.json" 'j["retries"]')"
+
+# Options of daemon start are kept for a farmd started later without them.
+pid=$(farmd_pid)
+kill -9 "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+farm list >/dev/null   # starts farmd with no options
+expect_eq "durability kept" full "$(farm daemon status --json | jget - 'j["durability"]')"
+expect_status "a bad option is refused even while farmd runs" 2 farm daemon start --jobs 0
 
 # farmd killed: the worker notices and stops its task within the grace.
 k=$(farm submit -- sh -c "echo \$\$ > $T/kpid; exec sleep 300")
@@ -75,4 +85,6 @@ start_farmd --keep-days 0
 sleep 3
 expect_eq "old rows pruned" 0 "$(farm list --json | jget - 'len(j)')"
 expect_eq "no orphan snapshots or metrics" 0 "$("$PY" -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); print(d.execute("select (select count(*) from attempts)+(select count(*) from metrics)+(select count(*) from submissions)").fetchone()[0])' "$FARM_HOME/farm.db")"
+last=$(farm submit -- true)
+[ "$last" -gt "$w" ] || fail "task id $last reused after pruning (had $w)"
 echo "daemon: ok"

@@ -67,4 +67,24 @@ wait_state "$s" running 10
 farm pause --wait >/dev/null
 expect_eq "pause --wait lets the task finish" succeeded "$(state_of "$s")"
 farm resume >/dev/null
+# Relative --after in a batch (-1: the line before), and options as defaults.
+cat >"$T/rel.jsonl" <<J
+{"cmd": ["sh", "-c", "sleep 0.3; echo one >> $T/rel"]}
+{"cmd": ["sh", "-c", "echo two >> $T/rel"], "after": [-1]}
+{"cmd": ["true"], "priority": 3}
+J
+rel=$(farm submit --priority 7 --batch "$T/rel.jsonl")
+farm wait $rel >/dev/null
+expect_eq "relative after" "one two" "$(tr '\n' ' ' <"$T/rel" | sed 's/ $//')"
+first=$(echo "$rel" | head -n 1)
+expect_eq "needs of line 2" "[$first]" "$(farm show "$(echo "$rel" | sed -n 2p)" --json | jget - 'j["needs"]' | tr -d ' ')"
+expect_eq "--priority fills in" 7 "$(farm show "$first" --json | jget - 'j["priority"]')"
+expect_eq "a line's own priority wins" 3 "$(farm show "$(echo "$rel" | sed -n 3p)" --json | jget - 'j["priority"]')"
+printf '{"cmd": ["true"], "after": [-1]}\n' >"$T/bad.jsonl"
+expect_status "after before the first line" 2 farm submit --batch "$T/bad.jsonl"
+expect_contains "names the line" "bad.jsonl:1:" "$(cat "$T/err")"
+
+# Retrying a task skipped for a failed need is refused, naming the need.
+expect_status "retry of a skipped dependent" 2 farm retry "$z"
+expect_contains "retry names the need" "needs task $y" "$(cat "$T/err")"
 echo "order: ok"

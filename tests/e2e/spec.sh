@@ -86,7 +86,22 @@ expect_status "no farm.yaml" 2 farm submit --dir "$T"
 expect_status "unknown --task" 2 farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task nope
 # Nothing was queued by any of the bad submissions, and no snapshot leaked.
 expect_eq "only the good tasks exist" 2 "$(farm list --json | jget - 'len(j)')"
+
 expect_eq "no incoming snapshot left" "" "$(ls "$FARM_HOME/snapshots" | grep incoming || true)"
+
+# Command-line options override farm.yaml's values.
+cat >"$repo/farm.yaml" <<'Y'
+tasks:
+  - name: a
+    priority: 1
+    run: "true"
+Y
+o=$(farm submit --dir "$repo" --priority 9 --retries 2 --label team=ml)
+farm show "$o" --json >"$T/o.json"
+expect_eq "--priority overrides" 9 "$(jget "$T/o.json" 'j["priority"]')"
+expect_eq "--retries overrides" 2 "$(jget "$T/o.json" 'j["retries"]')"
+expect_eq "--label adds" ml "$(jget "$T/o.json" 'j["labels"]["team"]')"
+farm wait "$o" >/dev/null
 
 # The example repo runs end to end.
 ids=$(farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task lint --task unit --task data-check)
