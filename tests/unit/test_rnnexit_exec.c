@@ -339,6 +339,66 @@ static void test_isolation(void **state)
     unload(&f);
 }
 
+/* The same for cells whose input projection is made for all steps at once
+ * (layer 0, reading the input, under length conditions only): a mixed batch
+ * row by row equals each object alone, and the rows past an object's length
+ * keep the state of its last step. */
+static void test_isolation_precomputed(void **state)
+{
+    (void)state;
+    static const char yaml[] =
+        "input: 3\n"
+        "layers:\n"
+        "  - units:\n"
+        "      - name: g\n"
+        "        nodes:\n"
+        "          - {name: s, type: start, condition: {kind: length}}\n"
+        "          - {name: cell, type: gru, hidden: 6}\n"
+        "          - {name: e, type: end}\n"
+        "      - name: l\n"
+        "        nodes:\n"
+        "          - {name: s, type: start, condition: {kind: length}}\n"
+        "          - {name: s2, type: start, condition: {kind: length}}\n"
+        "          - {name: cell, type: lstm, hidden: 5}\n"
+        "          - {name: e2, type: end}\n"
+        "          - {name: out, type: dense, out: 2}\n"
+        "output: {unit: l, node: out}\n";
+    struct fix f;
+    load(&f, yaml, 8);
+    size_t B = 6, T = 7, D = 3;
+    float *x = random_x(T * B * D, 4);
+    int32_t lengths[6] = {7, 0, 3, 1, 7, 5};
+    struct farm_rx_exec *ex = new_exec(&f, B, T, 0), *one = new_exec(&f, 1, T, 0);
+    forward(ex, x, T, B, lengths, FARM_RX_CONDITIONS);
+    float *x1 = malloc(T * D * sizeof *x1);
+    assert_non_null(x1);
+    for (size_t b = 0; b < B; b++) {
+        for (size_t t = 0; t < T; t++)
+            memcpy(x1 + t * D, x + (t * B + b) * D, D * sizeof(float));
+        forward(one, x1, T, 1, &lengths[b], FARM_RX_CONDITIONS);
+        assert_close_values(f.m, ex, b, one, 0, 1, 1e-6);
+        /* the same object cut to its length, run to the end: its state */
+        if (lengths[b] > 0) {
+            forward(one, x1, (size_t)lengths[b], 1, NULL, FARM_RX_CONDITIONS);
+            size_t w;
+            const float *a = farm_rx_exec_value(ex, 0, 1, 0, &w);
+            const float *c = farm_rx_exec_value(one, 0, 1, 0, NULL);
+            for (size_t j = 0; j < w; j++)
+                assert_true(fabs((double)a[b * w + j] - c[j]) <= 1e-6);
+        }
+    }
+    /* a zero-length object never ran its cells: zero states */
+    size_t w;
+    const float *h = farm_rx_exec_value(ex, 1, 2, 0, &w);
+    for (size_t j = 0; j < w; j++)
+        assert_true(h[1 * w + j] == 0.0f);
+    free(x1);
+    farm_rx_exec_free(one);
+    farm_rx_exec_free(ex);
+    free(x);
+    unload(&f);
+}
+
 /* Tag scope: an inner region's tags stop at its end; an outer tag covers the
  * inner region; tags are rebuilt every step. */
 static void test_tag_scope(void **state)
@@ -506,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_conditions_that_never_fire),
         cmocka_unit_test(test_always_skip),
         cmocka_unit_test(test_isolation),
+        cmocka_unit_test(test_isolation_precomputed),
         cmocka_unit_test(test_tag_scope),
         cmocka_unit_test(test_accounting),
         cmocka_unit_test(test_bad_calls),

@@ -12,12 +12,19 @@
  * Requested from plugins/nn: the same in its cells; this file goes away
  * then.
  *
+ * A cell that reads the model's input directly and runs under `length`
+ * conditions only knows before the first step which rows each step will
+ * run; farm__rx_precompute then makes x Wx + b for all of them in one
+ * product (as PyTorch and cuDNN do for whole sequences), and each step only
+ * adds h Wh. That packs Wx once per forward instead of once per step.
+ *
  * exp: x = k ln2 + r, |r| <= ln2/2, exp(r) by its Taylor polynomial to r^7
  * (relative error < 2e-7 on that interval), 2^k put in the exponent bits.
  * sigmoid(x) = 1 / (1 + exp(-x)); tanh(x) = 2 / (1 + exp(-2x)) - 1 (absolute
  * error ~1e-7 near 0, where tanhf would be exact to the last bit). */
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "rnnexit-internal.h"
@@ -101,10 +108,12 @@ static void add_bias(float *y, const float *b, size_t rows, size_t cols)
 }
 
 int farm__rx_gru_step(struct farm_rx_exec *ex, const struct farm_gru *g, const float *x,
-                      const float *h, float *hn, size_t rows, struct farm_gru_cache *cache)
+                      const float *pre, const float *h, float *hn, size_t rows,
+                      struct farm_gru_cache *cache)
 {
     size_t H = g->hidden, h3 = 3 * H, in = g->in;
     float *gx = ex->gate, *gh = ex->gate + rows * h3;
+    const float *ax = pre ? pre : gx;
     float *R = ex->gr, *Z = ex->gz, *N = ex->gn, *HN = ex->ghn;
     if (cache) {
         struct farm_tensor *all[] = {&cache->x, &cache->h, &cache->r,
@@ -119,19 +128,21 @@ int farm__rx_gru_step(struct farm_rx_exec *ex, const struct farm_gru *g, const f
         N = cache->n.data;
         HN = cache->hn.data;
     }
-    farm_nn_sgemm(false, false, rows, h3, in, 1.0f, x, in, g->wx.data, h3, 0.0f, gx, h3);
-    add_bias(gx, g->bx.data, rows, h3);
+    if (!pre) {
+        farm_nn_sgemm(false, false, rows, h3, in, 1.0f, x, in, g->wx.data, h3, 0.0f, gx, h3);
+        add_bias(gx, g->bx.data, rows, h3);
+    }
     farm_nn_sgemm(false, false, rows, h3, H, 1.0f, h, H, g->wh.data, h3, 0.0f, gh, h3);
     add_bias(gh, g->bh.data, rows, h3);
     for (size_t i = 0; i < rows; i++)
-        gru_gates(H, gx + i * h3, gh + i * h3, h + i * H, R + i * H, Z + i * H, N + i * H,
+        gru_gates(H, ax + i * h3, gh + i * h3, h + i * H, R + i * H, Z + i * H, N + i * H,
                   HN + i * H, hn + i * H);
     return 0;
 }
 
 int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const float *x,
-                       const float *h, const float *c, float *hn, float *cn, size_t rows,
-                       struct farm_lstm_cache *cache)
+                       const float *pre, const float *h, const float *c, float *hn, float *cn,
+                       size_t rows, struct farm_lstm_cache *cache)
 {
     size_t H = l->hidden, h4 = 4 * H, in = l->in;
     float *a = ex->gate;
@@ -151,11 +162,59 @@ int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const
         O = cache->o.data;
         TC = cache->tc.data;
     }
-    farm_nn_sgemm(false, false, rows, h4, in, 1.0f, x, in, l->wx.data, h4, 0.0f, a, h4);
-    farm_nn_sgemm(false, false, rows, h4, H, 1.0f, h, H, l->wh.data, h4, 1.0f, a, h4);
-    add_bias(a, l->b.data, rows, h4);
+    if (pre) {
+        /* x Wx + b was computed for all steps at once. */
+        memcpy(a, pre, rows * h4 * sizeof(float));
+        farm_nn_sgemm(false, false, rows, h4, H, 1.0f, h, H, l->wh.data, h4, 1.0f, a, h4);
+    } else {
+        farm_nn_sgemm(false, false, rows, h4, in, 1.0f, x, in, l->wx.data, h4, 0.0f, a, h4);
+        farm_nn_sgemm(false, false, rows, h4, H, 1.0f, h, H, l->wh.data, h4, 1.0f, a, h4);
+        add_bias(a, l->b.data, rows, h4);
+    }
     for (size_t r = 0; r < rows; r++)
         lstm_gates(H, a + r * h4, c + r * H, I + r * H, F + r * H, G + r * H, O + r * H,
                    TC + r * H, hn + r * H, cn + r * H);
+    return 0;
+}
+
+int farm__rx_precompute(struct rx_node_rt *r, const float *x,
+                        size_t steps, size_t batch, const unsigned char *active)
+{
+    int lstm = r->d->type == FARM_RX_LSTM;
+    size_t in = r->in, G = (lstm ? 4 : 3) * r->width, total = 0;
+    const float *w = lstm ? r->p->lstm.wx.data : r->p->gru.wx.data;
+    const float *b = lstm ? r->p->lstm.b.data : r->p->gru.bx.data;
+    for (size_t t = 0; t < steps; t++) {
+        r->pre_off[t] = total;
+        for (size_t i = 0; i < batch; i++)
+            total += active[t * batch + i];
+    }
+    r->pre_rows = total;
+    if (total == 0)
+        return 0;
+    if (total * G > r->pre_cap) {
+        float *p = realloc(r->pre, total * G * sizeof(float));
+        if (!p)
+            return -ENOMEM;
+        r->pre = p;
+        r->pre_cap = total * G;
+    }
+    const float *src = x;
+    float *packed = NULL;
+    if (total != steps * batch) {
+        /* Only the rows that will run, in the order the steps use them. */
+        packed = malloc(total * in * sizeof(float));
+        if (!packed)
+            return -ENOMEM;
+        size_t k = 0;
+        for (size_t t = 0; t < steps; t++)
+            for (size_t i = 0; i < batch; i++)
+                if (active[t * batch + i])
+                    memcpy(packed + k++ * in, x + (t * batch + i) * in, in * sizeof(float));
+        src = packed;
+    }
+    farm_nn_sgemm(false, false, total, G, in, 1.0f, src, in, w, G, 0.0f, r->pre, G);
+    add_bias(r->pre, b, total, G);
+    free(packed);
     return 0;
 }

@@ -51,6 +51,8 @@ static void release_node(struct rx_node_rt *r, size_t steps)
     free(r->gh_u);
     free(r->acc);
     free(r->ranp);
+    free(r->pre);
+    free(r->pre_off);
 }
 
 void farm_rx_exec_free(struct farm_rx_exec *ex)
@@ -249,6 +251,25 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
     for (int u = 0; u < m->n_units && !rc; u++)
         for (int i = 0; i < m->units[u].n_nodes && !rc; i++)
             rc = init_node(ex, &m->units[u], i, &ex->u[u].n[i]);
+    /* Cells whose input projection can be made for all steps at once: in
+     * layer 0, no compute node before them (they read the model input), and
+     * only `length` starts around them (which rows run is known up front). */
+    for (int u = 0; u < m->layer_first[1] && !rc; u++) {
+        const struct farm_rx_unit *unit = &m->units[u];
+        for (int i = 0; i < unit->n_nodes; i++) {
+            const struct farm_rx_node *n = &unit->nodes[i];
+            if (farm_rx_node_computes(n->type) && n->type != FARM_RX_GRU &&
+                n->type != FARM_RX_LSTM)
+                break;
+            if (n->type != FARM_RX_GRU && n->type != FARM_RX_LSTM)
+                continue;
+            int ok = 1;
+            for (int a = n->parent; a >= 0; a = unit->nodes[a].parent)
+                ok &= unit->nodes[a].cond == FARM_RX_COND_LENGTH;
+            ex->u[u].n[i].can_pre = ok;
+            break;
+        }
+    }
     if (rc) {
         farm_rx_exec_free(ex);
         return farm_err_set(err, rc, "rnnexit: cannot allocate the executor: %s",
@@ -256,6 +277,16 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
     }
     *out = ex;
     return 0;
+}
+
+/* The precomputed x Wx + b rows of step t, when this forward made them and
+ * the step runs exactly the rows they were made for; else NULL. */
+static const float *pre_rows(const struct rx_node_rt *r, size_t t, size_t k)
+{
+    if (!r->use_pre || t >= r->pre_steps || r->pre_off[t + 1] - r->pre_off[t] != k)
+        return NULL;
+    size_t G = (r->d->type == FARM_RX_LSTM ? 4 : 3) * r->width;
+    return r->pre + r->pre_off[t] * G;
 }
 
 /* Runs compute node r on all `batch` rows of `in` (the fast path, and the
@@ -275,16 +306,16 @@ static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
         RX_CHECK(ex, farm_nn_softmax_rows(&z, &y));
         break;
     case FARM_RX_GRU: {
-        RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, in, r->y, r->y2, batch,
-                                       record ? &r->gc[t] : NULL));
+        RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, in, pre_rows(r, t, batch), r->y, r->y2,
+                                       batch, record ? &r->gc[t] : NULL));
         float *s = r->y;
         r->y = r->y2;
         r->y2 = s;
         break;
     }
     case FARM_RX_LSTM: {
-        RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, in, r->y, r->c, r->y2, r->c2, batch,
-                                        record ? &r->lc[t] : NULL));
+        RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, in, pre_rows(r, t, batch), r->y, r->c,
+                                        r->y2, r->c2, batch, record ? &r->lc[t] : NULL));
         float *s = r->y;
         r->y = r->y2;
         r->y2 = s;
@@ -362,14 +393,15 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
             break;
         case FARM_RX_GRU:
             gather(ex->ch, r->y, s->idx, k, w);
-            RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, ex->cx, ex->ch, ex->co, k,
-                                           rec ? &r->gc[t] : NULL));
+            RX_CHECK(ex, farm__rx_gru_step(ex, &r->p->gru, ex->cx, pre_rows(r, t, k), ex->ch,
+                                           ex->co, k, rec ? &r->gc[t] : NULL));
             break;
         case FARM_RX_LSTM:
             gather(ex->ch, r->y, s->idx, k, w);
             gather(ex->cc, r->c, s->idx, k, w);
-            RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, ex->cx, ex->ch, ex->cc, ex->co,
-                                            ex->co2, k, rec ? &r->lc[t] : NULL));
+            RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, ex->cx, pre_rows(r, t, k), ex->ch,
+                                            ex->cc, ex->co, ex->co2, k,
+                                            rec ? &r->lc[t] : NULL));
             scatter(r->c, ex->co2, s->idx, k, w);
             break;
         default: break;
@@ -534,6 +566,56 @@ static void plain_unit(struct farm_rx_exec *ex, int u, const float *in, size_t t
     ex->u[u].out = chain;
 }
 
+/* The most floats of precomputed projections one node may hold (256 MiB);
+ * beyond, its steps make their own. */
+#define PRE_MAX_FLOATS ((size_t)64 << 20)
+
+/* Makes the input projections of the eligible cells for this forward. */
+static int precompute(struct farm_rx_exec *ex, const float *x, size_t steps, size_t batch,
+                      int mode)
+{
+    const struct farm_rx_model *m = ex->model;
+    unsigned char *active = NULL;
+    int rc = 0;
+    for (int u = 0; u < m->layer_first[1] && !rc; u++)
+        for (int i = 0; i < m->units[u].n_nodes && !rc; i++) {
+            struct rx_node_rt *r = &ex->u[u].n[i];
+            r->use_pre = 0;
+            if (!r->can_pre)
+                continue;
+            size_t G = (r->d->type == FARM_RX_LSTM ? 4 : 3) * r->width;
+            if (steps * batch * G > PRE_MAX_FLOATS)
+                continue;
+            if (!active && !(active = malloc(steps * batch))) {
+                rc = -ENOMEM;
+                break;
+            }
+            int inside = r->d->parent >= 0;
+            for (size_t t = 0; t < steps; t++)
+                for (size_t b = 0; b < batch; b++) {
+                    int on = 1;
+                    if (inside && mode == FARM_RX_ALWAYS_SKIP)
+                        on = 0;
+                    else if (inside && mode == FARM_RX_CONDITIONS)
+                        on = (int32_t)t < ex->lengths[b];
+                    active[t * batch + b] = (unsigned char)on;
+                }
+            size_t *off = realloc(r->pre_off, (steps + 1) * sizeof *off);
+            if (!off) {
+                rc = -ENOMEM;
+                break;
+            }
+            r->pre_off = off;
+            if ((rc = farm__rx_precompute(r, x, steps, batch, active)))
+                break;
+            r->pre_off[steps] = r->pre_rows;
+            r->pre_steps = steps;
+            r->use_pre = 1;
+        }
+    free(active);
+    return rc;
+}
+
 static int grow_activity(struct farm_rx_exec *ex, size_t steps)
 {
     if (steps <= ex->act_cap)
@@ -600,6 +682,8 @@ int farm_rx_exec_forward(struct farm_rx_exec *ex, const float *x, size_t steps, 
             for (size_t b = 0; b < batch; b++)
                 r->delta[b] = INFINITY;
         }
+    if (precompute(ex, x, steps, batch, mode))
+        return farm_err_set(err, -ENOMEM, "out of memory");
     size_t in0 = (size_t)m->input;
     for (size_t t = 0; t < steps; t++) {
         const float *lin = x + t * batch * in0;

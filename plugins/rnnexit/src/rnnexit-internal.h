@@ -49,6 +49,13 @@ struct rx_node_rt {
     struct farm_gru_cache *gc;
     struct farm_lstm_cache *lc;
     float *G, *Gc;       /* backward carries, batch x width */
+    /* cells fed by the model input under length conditions only: x Wx + b of
+     * every step's active rows, made in one product before the steps */
+    int can_pre;         /* eligible (see exec.c) */
+    int use_pre;         /* made for the current forward */
+    float *pre;
+    size_t pre_cap, pre_rows, pre_steps;
+    size_t *pre_off;     /* per step: first row of its block */
     float *gdot;         /* cells: per row, dL/dh' . (h' - h) at the step in backward */
     /* gate starts, training history per step: rows evaluated, which, the
      * gate's input rows and its values */
@@ -105,9 +112,17 @@ void farm__rx_wrap(struct farm_tensor *t, const float *data, size_t rows, size_t
  * c); fills nn's cache for its backward when cache is not NULL. Outputs must
  * not alias inputs. Returns 0 or -EINVAL (cache too small). */
 int farm__rx_gru_step(struct farm_rx_exec *ex, const struct farm_gru *g, const float *x,
-                      const float *h, float *hn, size_t rows, struct farm_gru_cache *cache);
+                      const float *pre, const float *h, float *hn, size_t rows,
+                      struct farm_gru_cache *cache);
 int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const float *x,
-                       const float *h, const float *c, float *hn, float *cn, size_t rows,
-                       struct farm_lstm_cache *cache);
+                       const float *pre, const float *h, const float *c, float *hn, float *cn,
+                       size_t rows, struct farm_lstm_cache *cache);
+
+/* pre: rows x (3 or 4) H of x Wx + b made in advance, or NULL (then the
+ * step makes them from x). farm__rx_precompute makes them for every step at
+ * once: active[t * batch + b] says whether row b runs at step t; x is the
+ * model input (steps x batch x in). Fills r->pre, r->pre_off, r->pre_rows. */
+int farm__rx_precompute(struct rx_node_rt *r, const float *x,
+                        size_t steps, size_t batch, const unsigned char *active);
 
 #endif
