@@ -276,6 +276,71 @@ static void test_digits_non_iid_task(void **state)
     rm_tmpdir();
 }
 
+/* .npy shards from the task's deps dir: <deps>/fedenc/child<k>/{x,y}.npy
+ * (child 1 with its own x_test/y_test), written here from two label groups
+ * of the digits. */
+static void test_npy_shards_from_deps(void **state)
+{
+    (void)state;
+    make_tmpdir();
+    static const int groups[2][5] = {{0, 1, 2, 3, 4}, {5, 6, 7, 8, 9}};
+    size_t test_n[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        char *spec = fed_digits_spec(groups[k], 5, "tabular", 3);
+        struct farm_fedenc_shard *sh;
+        size_t n;
+        fed_load(spec, &sh, &n);
+        free(spec);
+        char dir[512], path[600];
+        snprintf(dir, sizeof dir, "%s/fedenc", tmpdir);
+        mkdir(dir, 0700);
+        snprintf(dir, sizeof dir, "%s/fedenc/child%d", tmpdir, k);
+        assert_int_equal(mkdir(dir, 0700), 0);
+        struct farm_err err;
+        snprintf(path, sizeof path, "%s/x.npy", dir);
+        assert_int_equal(farm_npy_write(path, &sh[0].train.x, &err), 0);
+        snprintf(path, sizeof path, "%s/y.npy", dir);
+        assert_int_equal(farm_npy_write_i32(path, sh[0].train.labels, sh[0].train.n, &err), 0);
+        if (k == 1) {
+            snprintf(path, sizeof path, "%s/x_test.npy", dir);
+            assert_int_equal(farm_npy_write(path, &sh[0].test.x, &err), 0);
+            snprintf(path, sizeof path, "%s/y_test.npy", dir);
+            assert_int_equal(farm_npy_write_i32(path, sh[0].test.labels, sh[0].test.n, &err), 0);
+            test_n[k] = sh[0].test.n;
+        } else {
+            /* held out from x.npy itself: 20% of the training part */
+            test_n[k] = (size_t)((double)sh[0].train.n * 0.2 + 0.5);
+        }
+        farm_fedenc_shards_free(sh, n);
+    }
+    json_t *p = json_pack("{s:I, s:s, s:[i], s:I, s:I, s:f}", "children", (json_int_t)2, "data",
+                          "npy", "hidden", 32, "rounds", (json_int_t)4, "epochs", (json_int_t)2,
+                          "lr", 0.1);
+    struct farm_fedenc_task_env env = {
+        .work_dir = tmpdir, .deps_dir = tmpdir, .scratch_dir = tmpdir,
+        .child_exe = fed_child_exe()};
+    struct farm_fedenc_task_result res;
+    struct farm_err err;
+    int rc = farm_fedenc_task_run(p, &env, NULL, &res, &err);
+    json_decref(p);
+    if (rc != 0)
+        fail_msg("task: %s", err.msg);
+    assert_int_equal(res.applied, 4);
+    assert_true(res.fed_accuracy > 0.85);
+    char path[600];
+    snprintf(path, sizeof path, "%s/rounds.json", tmpdir);
+    json_t *doc = json_load_file(path, 0, NULL);
+    assert_non_null(doc);
+    json_t *kids = json_object_get(json_array_get(json_object_get(doc, "rounds"), 3), "children");
+    assert_int_equal(json_array_size(kids), 2);
+    for (size_t k = 0; k < 2; k++) {
+        json_t *c = json_array_get(kids, k);
+        assert_int_equal(json_integer_value(json_object_get(c, "eval_n")), test_n[k]);
+    }
+    json_decref(doc);
+    rm_tmpdir();
+}
+
 /* Bad parameters are refused with the parameter's name. */
 static void test_task_bad_params(void **state)
 {
@@ -312,6 +377,7 @@ int main(void)
         cmocka_unit_test(test_fedsgd_equivalence),
         cmocka_unit_test(test_one_child_is_local_training),
         cmocka_unit_test(test_digits_non_iid_task),
+        cmocka_unit_test(test_npy_shards_from_deps),
         cmocka_unit_test(test_task_bad_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -303,9 +303,11 @@ static void on_round(void *user, const struct farm_fedenc_round_stats *st)
                               (json_int_t)c->bytes_up, "bytes_down", (json_int_t)c->bytes_down);
         if (c->reason[0])
             json_object_set_new(o, "reason", json_string(c->reason));
-        if (c->eval_n)
+        if (c->eval_n) {
+            json_object_set_new(o, "eval_n", json_integer((json_int_t)c->eval_n));
             json_object_set_new(o, "eval_accuracy",
                                 json_real((double)c->eval_correct / (double)c->eval_n));
+        }
         json_array_append_new(children, o);
         char name[96];
         snprintf(name, sizeof name, "child/%u/samples", c->id);
@@ -390,7 +392,7 @@ static int write_svg(const char *path, json_t *rounds, const double *cacc, const
     FILE *f = fopen(path, "w");
     if (f == NULL)
         return farm_err_set(err, -errno, "%s: %s", path, strerror(errno));
-    const int W = 900, H = 340, pw = 380, ph = 240, top = 50, left[2] = {60, 510};
+    const int W = 900, H = 370, pw = 380, ph = 240, top = 50, left[2] = {60, 510};
     fprintf(f,
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
             "font-family=\"sans-serif\" font-size=\"12\">\n"
@@ -450,11 +452,11 @@ static int write_svg(const char *path, json_t *rounds, const double *cacc, const
         }
     }
     fprintf(f,
-            "<line x1=\"60\" y1=\"320\" x2=\"90\" y2=\"320\" stroke=\"#1f77b4\" "
-            "stroke-width=\"2\"/><text x=\"95\" y=\"324\">federated (shared encoder, local "
+            "<line x1=\"60\" y1=\"350\" x2=\"90\" y2=\"350\" stroke=\"#1f77b4\" "
+            "stroke-width=\"2\"/><text x=\"95\" y=\"354\">federated (shared encoder, local "
             "heads)</text>\n"
-            "<line x1=\"400\" y1=\"320\" x2=\"430\" y2=\"320\" stroke=\"#d62728\" "
-            "stroke-width=\"2\" stroke-dasharray=\"6,4\"/><text x=\"435\" y=\"324\">centralized "
+            "<line x1=\"400\" y1=\"350\" x2=\"430\" y2=\"350\" stroke=\"#d62728\" "
+            "stroke-width=\"2\" stroke-dasharray=\"6,4\"/><text x=\"435\" y=\"354\">centralized "
             "(union of the children's data)</text>\n</svg>\n");
     if (fclose(f) != 0)
         return farm_err_set(err, -EIO, "%s: write failed", path);

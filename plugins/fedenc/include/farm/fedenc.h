@@ -70,7 +70,7 @@ struct farm_fedenc_child_ops {
  * of the master's defences. 0 means off; a round field names the round in
  * which it happens. */
 struct farm_fedenc_faults {
-    uint32_t die_round;   /* _exit(3) after receiving PARAMS of that round */
+    uint32_t die_round;   /* SIGKILL itself after receiving PARAMS of that round */
     uint32_t nan_round;   /* the update carries a NaN */
     uint32_t shape_round; /* the update's first tensor has a wrong shape */
     uint32_t stale_round; /* first send an update stamped with round-1 (garbage) */
