@@ -296,6 +296,54 @@ static void test_child_with_bad_data(void **state)
     fed_run_free(&r);
 }
 
+/* A child slower than the round timeout is counted failed; its late update
+ * then arrives during the next round, stamped with the old round, and is
+ * ignored as stale. */
+static void test_round_timeout(void **state)
+{
+    (void)state;
+    struct fed_run r;
+    fed_run_init(&r, 3);
+    synth_children(&r, 40);
+    r.faults[2] = "delay=1500";
+    r.cfg.rounds = 2;
+    r.cfg.round_timeout = 1.0;
+    r.cfg.eval_every = 0;
+    fed_run_exec(&r);
+    assert_int_equal(r.rc, 0);
+    for (size_t round = 1; round <= 2; round++) {
+        const struct farm_fedenc_child_stats *slow = child(&r, round, 2);
+        assert_int_equal(slow->status, FARM_FEDENC_FAILED);
+        assert_non_null(strstr(slow->reason, "before the round timeout"));
+        assert_true(r.stats[round - 1].applied);
+        assert_int_equal(r.stats[round - 1].accepted, 2);
+    }
+    assert_string_equal(child(&r, 1, 2)->reason, "no update before the round timeout");
+    assert_true(fed_log_has(&r, "child 2: stale UPDATE for round 1 ignored (current round 2)"));
+    fed_run_free(&r);
+}
+
+/* Cancellation stops the federation between phases; the children are gone
+ * when the master returns. */
+static int cancel_after_first(void *user)
+{
+    return ((struct fed_run *)user)->nrounds >= 1;
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    struct fed_run r;
+    fed_run_init(&r, 2);
+    synth_children(&r, 40);
+    r.cfg.rounds = 50;
+    r.cfg.cancelled = cancel_after_first;
+    fed_run_exec(&r);
+    assert_int_equal(r.rc, FARM_ECANCELLED);
+    assert_int_equal(r.nrounds, 1);
+    fed_run_free(&r);
+}
+
 /* Same seeds, different arrival orders (one child or another made slow):
  * the encoder is bitwise the same after R rounds, for every rule. */
 static void test_arrival_order(void **state)
@@ -377,6 +425,8 @@ int main(void)
         cmocka_unit_test(test_stranger_refused),
         cmocka_unit_test(test_remote_child_joins),
         cmocka_unit_test(test_child_with_bad_data),
+        cmocka_unit_test(test_round_timeout),
+        cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_arrival_order),
         cmocka_unit_test(test_robust_aggregation),
     };

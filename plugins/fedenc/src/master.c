@@ -968,13 +968,15 @@ static int federate(struct master *m, struct farm_err *err)
             cs[i] = m->slots[i]->st;
         st.children = cs;
         st.n_children = m->nslots;
+        char evaltxt[96] = "";
+        if (st.evaluated)
+            snprintf(evaltxt, sizeof evaltxt, ", held-out loss %.4f, accuracy %.4f", st.eval_loss,
+                     st.eval_accuracy);
         LOG(m, 1,
             "round %u: %s, %zu accepted, %zu rejected, %zu failed, %zu declined; "
-            "train loss %.4f%s%.4f%s%.4f; %.3f s",
+            "train loss %.4f%s; %.3f s",
             r, st.applied ? "aggregated" : "void", st.accepted, st.rejected, st.failed,
-            st.declined, st.train_loss, st.evaluated ? ", held-out loss " : "",
-            st.evaluated ? st.eval_loss : 0.0, st.evaluated ? ", accuracy " : "",
-            st.evaluated ? st.eval_accuracy : 0.0, st.round_seconds);
+            st.declined, st.train_loss, evaltxt, st.round_seconds);
         if (cfg->on_round)
             cfg->on_round(cfg->user, &st);
         free(cs);
