@@ -196,8 +196,6 @@ static void test_invalid_updates_rejected(void **state)
 /* A child with the wrong secret is refused and never takes part. */
 static pid_t rogue_pid;
 
-static const char *rogue_secret = "not-the-secret";
-
 static void start_rogue(struct fed_run *r, int port)
 {
     (void)r;
@@ -214,9 +212,7 @@ static void start_rogue(struct fed_run *r, int port)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "FARM_FEDENC_SECRET=", 19) != 0)
             env[k++] = environ[i];
-    char secret_env[128];
-    snprintf(secret_env, sizeof secret_env, "FARM_FEDENC_SECRET=%s", rogue_secret);
-    env[k++] = secret_env;
+    env[k++] = "FARM_FEDENC_SECRET=not-the-secret";
     assert_int_equal(posix_spawn(&rogue_pid, argv[0], NULL, NULL, argv, env), 0);
     free(env);
     free(data);
@@ -248,8 +244,23 @@ static void test_stranger_refused(void **state)
     fed_run_free(&r);
 }
 
-/* A child started elsewhere with the master's address and the secret joins
- * as one more child (id 7) and takes part from the first round. */
+/* A child started elsewhere, as the plugin's role=child does it (here
+ * through farm-fedenc-run, the task outside farm), with the master's address
+ * and the secret joins as one more child (id 7) from the first round. */
+static void start_remote(struct fed_run *r, int port)
+{
+    (void)r;
+    char exe[4096], connect[80], data[512];
+    snprintf(exe, sizeof exe, "%s/plugins/farm-fedenc-run", getenv("FARM_BUILD_DIR"));
+    snprintf(connect, sizeof connect, "connect=127.0.0.1:%d", port);
+    char *spec = fed_synth_spec(3, 2, 40, 11);
+    snprintf(data, sizeof data, "data=%s", spec);
+    free(spec);
+    char *argv[] = {exe, "--quiet", "--param", "role=child", "--param", connect, "--param",
+                    "child_id=7", "--param", "secret=test-secret", "--param", data, NULL};
+    assert_int_equal(posix_spawn(&rogue_pid, exe, NULL, NULL, argv, environ), 0);
+}
+
 static void test_remote_child_joins(void **state)
 {
     (void)state;
@@ -259,10 +270,8 @@ static void test_remote_child_joins(void **state)
     r.cfg.rounds = 2;
     r.cfg.expect_children = 3;
     r.cfg.min_children = 3;
-    r.on_listen = start_rogue;
-    rogue_secret = "test-secret";
+    r.on_listen = start_remote;
     fed_run_exec(&r);
-    rogue_secret = "not-the-secret";
     assert_int_equal(r.rc, 0);
     int status = 0;
     assert_int_equal(waitpid(rogue_pid, &status, 0), rogue_pid);
