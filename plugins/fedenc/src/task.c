@@ -629,14 +629,14 @@ static int master(const json_t *pj, const struct farm_fedenc_task_env *env,
         goto out;
     }
     {
-        json_t *ej = json_pack("{s:s, s:I, s:O}", "type", enc_type, "input",
+        json_t *hidden = json_object_get(pj, "hidden");
+        hidden = hidden != NULL && !json_is_null(hidden) ? json_incref(hidden)
+                 : strcmp(enc_type, "gru") == 0          ? json_integer(64)
+                                                         : json_pack("[i,i]", 128, 64);
+        json_t *ej = json_pack("{s:s, s:I, s:o}", "type", enc_type, "input",
                                (json_int_t)(strcmp(enc_type, "gru") == 0 ? width / ecfg.steps
                                                                           : width),
-                               "hidden",
-                               json_object_get(pj, "hidden")
-                                   ? json_object_get(pj, "hidden")
-                                   : (strcmp(enc_type, "gru") == 0 ? json_integer(64)
-                                                                   : json_pack("[i,i]", 128, 64)));
+                               "hidden", hidden);
         if (strcmp(enc_type, "gru") == 0)
             json_object_set_new(ej, "steps", json_integer((json_int_t)ecfg.steps));
         rc = farm_fedenc_encoder_cfg_parse(ej, &ecfg, err);
