@@ -81,6 +81,8 @@ int cli_connect(struct cli *cli, int autostart)
     if (fd >= 0)
         return fd;
     if (fd == -ENAMETOOLONG) {
+        if (cli->quiet)
+            return -1;
         fprintf(stderr, "farm: socket path %s is too long for a unix socket (108 bytes); use a "
                         "shorter FARM_HOME\n", sock);
         return -1;
@@ -88,7 +90,8 @@ int cli_connect(struct cli *cli, int autostart)
     if (autostart && (fd == -ENOENT || fd == -ECONNREFUSED)) {
         struct farm_err err;
         if (farm_home_ensure(cli->home, &err) < 0) {
-            fprintf(stderr, "farm: %s\n", err.msg);
+            if (!cli->quiet)
+                fprintf(stderr, "farm: %s\n", err.msg);
             return -1;
         }
         start_farmd(cli);
@@ -100,6 +103,8 @@ int cli_connect(struct cli *cli, int autostart)
             nanosleep(&ts, NULL);
         }
     }
+    if (cli->quiet)
+        return -1;
     fprintf(stderr, "farm: farmd unreachable at %s: %s%s\n", sock, strerror(-fd),
             autostart ? " (and starting it failed; see farmd.log in FARM_HOME)" : "");
     return -1;
@@ -170,7 +175,8 @@ int cli_call(struct cli *cli, json_t *req, json_t **reply)
     rc = cli_call_fd(fd, req, reply, -1);
     close(fd);
     if (rc < 0) {
-        fprintf(stderr, "farm: lost the connection to farmd: %s\n", farm_strerror(rc));
+        if (!cli->quiet)
+            fprintf(stderr, "farm: lost the connection to farmd: %s\n", farm_strerror(rc));
         return CLI_UNREACHABLE;
     }
     return 0;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "farm/gitintake.h"
 #include "farm/util.h"
 
 static int print_result(struct cli *cli, json_t *reply)
@@ -154,9 +155,60 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select, json_t *
     return rc;
 }
 
+static int submit_git(struct cli *cli, const char *repo, const char *rev, const char *ref,
+                      json_t *select, json_t *override, int hook)
+{
+    json_t *git, *reply, *spec;
+    struct farm_err err;
+    char display[96];
+    int rc;
+    farm_err_clear(&err);
+    if ((rc = farm__git_read(repo, rev, ref, &git, &err)) < 0) {
+        json_decref(select);
+        json_decref(override);
+        if (hook) {
+            fprintf(stderr, "farm: warning: tests not submitted: %s\n", err.msg);
+            return CLI_OK;
+        }
+        fprintf(stderr, "farm submit: %s\n", err.msg);
+        return CLI_USAGE;
+    }
+    snprintf(display, sizeof display, "%.7s:farm.yaml",
+             json_string_value(json_object_get(git, "commit")));
+    spec = json_incref(json_object_get(git, "spec"));
+    json_object_del(git, "spec");
+    rc = cli_call(cli,
+                  json_pack("{s:s,s:o,s:o,s:s,s:o,s:o,s:b}", "op", "submit", "git", git, "spec",
+                            spec, "display", display, "select", select, "override", override,
+                            "full", cli->json),
+                  &reply);
+    if (rc) {
+        if (hook) {
+            fprintf(stderr, "farm: warning: tests not submitted: farmd unreachable\n");
+            return CLI_OK;
+        }
+        return rc;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        if (hook) {
+            fprintf(stderr, "farm: warning: tests not submitted: %s\n",
+                    json_string_value(json_object_get(json_object_get(reply, "error"), "message")));
+            rc = CLI_OK;
+        } else {
+            rc = cli_reply_error("submit", reply);
+        }
+        json_decref(reply);
+        return rc;
+    }
+    rc = hook ? CLI_OK : print_result(cli, reply);
+    json_decref(reply);
+    return rc;
+}
+
 int cmd_submit(struct cli *cli, int argc, char **argv)
 {
-    const char *v, *dir = NULL, *batch = NULL, *git = NULL;
+    const char *v, *dir = NULL, *batch = NULL, *git = NULL, *rev = NULL, *ref = NULL;
+    int hook = 0;
     json_t *select, *after, *labels, *tasks, *reply, *lines;
     long long priority = 0, timeout = 0, retries = 0;
     int i, rc, dashdash = -1, n_sel = 0, n_after = 0, n_label = 0;
@@ -179,6 +231,11 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         }
         if (!strcmp(argv[i], "--json"))
             continue;
+        if (!strcmp(argv[i], "--hook")) {
+            hook = 1;
+            cli->quiet = 1;
+            continue;
+        }
 #define OPT(name) ((r = cli_opt("submit", argc, argv, &i, name, &v)) != 0)
         if (OPT("--dir")) {
             if (r < 0)
@@ -188,6 +245,14 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
             if (r < 0)
                 goto out;
             git = v;
+        } else if (OPT("--rev")) {
+            if (r < 0)
+                goto out;
+            rev = v;
+        } else if (OPT("--ref")) {
+            if (r < 0)
+                goto out;
+            ref = v;
         } else if (OPT("--task")) {
             if (r < 0)
                 goto out;
@@ -247,16 +312,17 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         }
 #undef OPT
     }
-    if (git) {
-        fprintf(stderr, "farm submit: --git: submitting from git is not part of this build\n");
+    if (!!dir + !!batch + !!git + (dashdash >= 0) != 1) {
+        cli_usage("submit",
+                  "give exactly one of: -- CMD [ARG]..., --dir DIR, --git REPO, --batch FILE");
         goto out;
     }
-    if (!!dir + !!batch + (dashdash >= 0) != 1) {
-        cli_usage("submit", "give exactly one of: -- CMD [ARG]..., --dir DIR, --batch FILE");
+    if (n_sel > 0 && !dir && !git) {
+        cli_usage("submit", "--task goes with --dir or --git");
         goto out;
     }
-    if (n_sel > 0 && !dir) {
-        cli_usage("submit", "--task goes with --dir");
+    if ((rev || ref || hook) && !git) {
+        cli_usage("submit", "--rev, --ref and --hook go with --git");
         goto out;
     }
     if (dashdash >= 0 && dashdash + 1 >= argc) {
@@ -288,11 +354,12 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         }
         json_object_set_new(given, "labels", labels);
     }
-    if (dir) {
+    if (dir || git) {
         select = json_array();
         for (int k = 0; k < n_sel; k++)
             json_array_append_new(select, json_string(sel[k]));
-        rc = submit_dir(cli, dir, select, given);
+        rc = dir ? submit_dir(cli, dir, select, given)
+                 : submit_git(cli, git, rev, ref, select, given, hook);
         goto out;
     }
     tasks = json_array();

@@ -29,11 +29,19 @@ const struct cli_cmd cli_cmds[] = {
     {"submit", cmd_submit,
      "farm submit [OPTIONS] -- CMD [ARG]...\n"
      "       farm submit --dir DIR [--task NAME]...\n"
+     "       farm submit --git REPO [--rev REV] [--ref REF] [--task NAME]...\n"
      "       farm submit --batch FILE|-",
      "Queues tasks and prints each new task id on its own line.\n"
      "  -- CMD [ARG]...      an exec task running CMD with ARGs (no shell), in the\n"
      "                       current directory\n"
      "  --dir DIR            the tasks of DIR/farm.yaml, on a snapshot of DIR taken now\n"
+     "  --git REPO           the tasks of farm.yaml as committed at REV (default HEAD),\n"
+     "                       run on that commit's tree (a work tree or a bare repo)\n"
+     "  --rev REV            the commit to test (any revision git understands)\n"
+     "  --ref REF            the ref the commit arrived on (default: HEAD's branch);\n"
+     "                       newer commits of a ref cancel older queued ones\n"
+     "  --hook               for git hooks: print nothing, never fail; a warning line\n"
+     "                       on stderr when the tasks could not be submitted\n"
      "  --task NAME          only this task of farm.yaml (and what it needs); repeatable\n"
      "  --batch FILE|-       many tasks, one JSON object a line, in one transaction:\n"
      "                       {\"cmd\": [...]} or {\"run\": \"sh text\"} or\n"
@@ -95,6 +103,18 @@ const struct cli_cmd cli_cmds[] = {
      "refuses, with the reason.\n"},
     {"plugin", cmd_plugin, "farm plugin info NAME [--json]",
      "Shows a plugin's parameter table: name, type, required, default, help.\n"},
+    {"hook", cmd_hook, "farm hook install|uninstall [--repo DIR] [--gate pre-push]",
+     "Installs (or removes) the git hook that submits every commit's farm.yaml\n"
+     "tasks: post-commit in a work tree, post-receive in a bare repo (one\n"
+     "submission per updated ref; deleted refs are ignored). farm's part of the\n"
+     "hook file is a marked block; whatever else the file holds is kept as is.\n"
+     "The hook never fails the git operation: when farm cannot be reached it\n"
+     "prints one warning line.\n"
+     "  --repo DIR         the repository (default: the current directory)\n"
+     "  --gate pre-push    also install a pre-push hook that waits for the pushed\n"
+     "                     commit's tasks and refuses the push when one failed\n"
+     "farm hook gate REV [REF] is what that pre-push hook runs.\n"
+     "Results come back as notes: git log --notes=farm.\n"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "farm/gitintake.h"
 #include "farm/pluginload.h"
 #include "farm/util.h"
 
@@ -226,6 +227,70 @@ static void run_closed(uv_handle_t *h)
     free(r);
 }
 
+/* When the last task of a git submission ends, its results go back to the
+ * commit as a note under refs/notes/farm: `git log --notes=farm` shows them. */
+static void maybe_note(int64_t task)
+{
+    sqlite3_stmt *st = farm__db_stmt(
+        farmd.db, "SELECT s.id, s.git_repo, s.git_commit FROM tasks t JOIN submissions s ON "
+                  "s.id=t.submission WHERE t.id=? AND s.kind='git'");
+    int64_t sub;
+    char repo[PATH_MAX], commit[64], *text = NULL;
+    size_t len = 0, ok = 0, n = 0;
+    FILE *f;
+    struct farm_err err;
+    if (farm__db_run(st, "i", task) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return;
+    }
+    sub = sqlite3_column_int64(st, 0);
+    snprintf(repo, sizeof repo, "%s", sqlite3_column_text(st, 1));
+    snprintf(commit, sizeof commit, "%s", sqlite3_column_text(st, 2));
+    sqlite3_reset(st);
+    st = farm__db_stmt(farmd.db, "SELECT count(*) FROM tasks WHERE submission=? AND state IN "
+                                 "('queued','waiting','running')");
+    if (farm__db_run(st, "i", sub) != SQLITE_ROW || sqlite3_column_int(st, 0) > 0) {
+        sqlite3_reset(st);
+        return;
+    }
+    sqlite3_reset(st);
+    f = open_memstream(&text, &len);
+    st = farm__db_stmt(farmd.db, "SELECT id, name, state, exit_code, started_at, finished_at, "
+                                 "reason FROM tasks WHERE submission=? ORDER BY id");
+    sqlite3_bind_int64(st, 1, sub);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        const char *state = (const char *)sqlite3_column_text(st, 2);
+        sqlite3_stmt *m;
+        n++;
+        ok += !strcmp(state, "succeeded");
+        fprintf(f, "%s: %s", sqlite3_column_text(st, 1), state);
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL && sqlite3_column_type(st, 5) != SQLITE_NULL)
+            fprintf(f, " in %.1fs",
+                    (double)(sqlite3_column_int64(st, 5) - sqlite3_column_int64(st, 4)) / 1000);
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+            fprintf(f, " (exit %d)", sqlite3_column_int(st, 3));
+        m = farm__db_stmt(farmd.db, "SELECT name, value FROM metrics WHERE task=? AND rowid IN "
+                                    "(SELECT max(rowid) FROM metrics WHERE task=? GROUP BY name) "
+                                    "ORDER BY name LIMIT 6");
+        sqlite3_bind_int64(m, 1, id);
+        sqlite3_bind_int64(m, 2, id);
+        while (sqlite3_step(m) == SQLITE_ROW)
+            fprintf(f, " %s=%.4g", sqlite3_column_text(m, 0), sqlite3_column_double(m, 1));
+        sqlite3_reset(m);
+        if (strcmp(state, "succeeded") != 0 && sqlite3_column_type(st, 6) != SQLITE_NULL)
+            fprintf(f, " [%s]", sqlite3_column_text(st, 6));
+        fprintf(f, " (farm task %lld)\n", (long long)id);
+    }
+    sqlite3_reset(st);
+    fprintf(f, "farm: %zu of %zu task(s) succeeded\n", ok, n);
+    fclose(f);
+    farm_err_clear(&err);
+    if (farm__git_write_note(repo, commit, text, &err) < 0)
+        fprintf(stderr, "farmd: note on %.12s in %s: %s\n", commit, repo, err.msg);
+    free(text);
+}
+
 void farmd_set_terminal(int64_t id, int attempt, const char *state, int exit_code,
                         int has_exit, const char *reason)
 {
@@ -256,6 +321,7 @@ void farmd_set_terminal(int64_t id, int attempt, const char *state, int exit_cod
         sqlite3_step(st);
     }
     farmd_task_ended(id);
+    maybe_note(id);
 }
 
 /* Marks every task that needs `id` (transitively) skipped, or releases the
@@ -845,6 +911,8 @@ static int start_run(int64_t id)
     if (json_object_get(t, "git_repo")) {
         json_object_set(spec, "git_repo", json_object_get(t, "git_repo"));
         json_object_set(spec, "git_commit", json_object_get(t, "git_commit"));
+        snprintf(path, sizeof path, "%s/src", run_dir);
+        json_object_set_new(spec, "work_dir", json_string(path));
     }
     text = json_dumps(spec, JSON_COMPACT);
     snprintf(path, sizeof path, "%s/task.json", run_dir);

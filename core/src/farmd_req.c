@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "farm/gitintake.h"
 #include "farm/pluginload.h"
 #include "farm/spec.h"
 #include "farm/util.h"
@@ -347,6 +348,7 @@ struct newtask {
     int *needs_idx; /* indexes into this submission (farm.yaml needs) */
     size_t n_needs;
     int64_t id;
+    char *skip; /* recorded skipped at once, with this reason */
 };
 
 static int check_task(json_t *t, size_t idx, struct farm_err *err)
@@ -433,7 +435,10 @@ static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t
             }
             sqlite3_reset(st);
         }
-        if (skip[0]) {
+        if (nt[i].skip) {
+            farmd_set_terminal(nt[i].id, 0, "skipped", 0, 0, nt[i].skip);
+            farmd_finish_dependents(nt[i].id, "skipped");
+        } else if (skip[0]) {
             farmd_set_terminal(nt[i].id, 0, "skipped", 0, 0, skip);
             farmd_finish_dependents(nt[i].id, "skipped");
         } else if (pending) {
@@ -452,6 +457,7 @@ static void free_newtasks(struct newtask *nt, size_t n)
         json_decref(nt[i].t);
         free(nt[i].after);
         free(nt[i].needs_idx);
+        free(nt[i].skip);
     }
     free(nt);
 }
@@ -642,9 +648,47 @@ bad:
 
 /* submit --dir: the CLI has copied the directory to snapshots/incoming-*;
  * farmd parses its farm.yaml, checks every task, and adopts the snapshot. */
+/* Cancels the queued tasks of older submissions of the same repo and ref
+ * that share a name with a task of `sub`: a push of 20 commits runs the
+ * newest, not 20. */
+static void coalesce(int64_t sub, json_t *git, struct newtask *nt, size_t n)
+{
+    const char *repo = json_string_value(json_object_get(git, "repo"));
+    const char *ref = json_string_value(json_object_get(git, "ref"));
+    const char *commit = json_string_value(json_object_get(git, "commit"));
+    if (!repo || !ref)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_stmt *st = farm__db_stmt(
+            farmd.db, "SELECT t.id FROM tasks t JOIN submissions s ON s.id=t.submission WHERE "
+                      "s.git_repo=? AND s.git_ref=? AND t.name=? AND t.submission<? AND "
+                      "t.state IN ('queued','waiting')");
+        int64_t ids[256];
+        size_t k = 0;
+        sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, ref, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, json_string_value(json_object_get(nt[i].t, "name")), -1,
+                          SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, sub);
+        while (k < 256 && sqlite3_step(st) == SQLITE_ROW)
+            ids[k++] = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        for (size_t q = 0; q < k; q++) {
+            char why[256];
+            snprintf(why, sizeof why, "coalesced: superseded by commit %.12s (task %lld)", commit,
+                     (long long)nt[i].id);
+            farmd_set_terminal(ids[q], 0, "cancelled", 0, 0, why);
+            farmd_finish_dependents(ids[q], "cancelled");
+        }
+    }
+}
+
+/* submit --dir (an incoming snapshot) or --git (farm.yaml's text and the
+ * commit's facts, read by the CLI through libgit2). */
 static void op_submit_dir(struct client *c, json_t *req)
 {
     const char *incoming = json_string_value(json_object_get(req, "dir"));
+    json_t *git = json_object_get(req, "git");
     const char *display = json_string_value(json_object_get(req, "display"));
     const char *source = json_string_value(json_object_get(req, "source"));
     json_t *select = json_object_get(req, "select");
@@ -659,12 +703,27 @@ static void op_submit_dir(struct client *c, json_t *req)
 
     farm_err_clear(&err);
     snprintf(prefix, sizeof prefix, "%s/snapshots/incoming-", farmd.home);
-    if (!incoming || strncmp(incoming, prefix, strlen(prefix)) != 0 || strstr(incoming, "..")) {
+    if (git) {
+        const char *text = json_string_value(json_object_get(req, "spec"));
+        if (!json_is_object(git) || !text || !json_is_string(json_object_get(git, "repo")) ||
+            !json_is_string(json_object_get(git, "commit"))) {
+            send_error(c, FARM_EBADREQ, "submit: git needs repo, commit and the spec text");
+            return;
+        }
+        incoming = NULL;
+        rc = farm_spec_parse_string(text, strlen(text), display ? display : "farm.yaml", &spec,
+                                    &err);
+        if (rc < 0) {
+            send_error(c, err.code, err.msg);
+            return;
+        }
+        source = json_string_value(json_object_get(git, "repo"));
+    } else if (!incoming || strncmp(incoming, prefix, strlen(prefix)) != 0 ||
+               strstr(incoming, "..")) {
         send_error(c, FARM_EBADREQ, "submit: dir must be an incoming snapshot under FARM_HOME");
         return;
-    }
-    snprintf(path, sizeof path, "%s/farm.yaml", incoming);
-    if ((rc = farm_spec_parse_file(path, display ? display : "farm.yaml", &spec, &err)) < 0) {
+    } else if (snprintf(path, sizeof path, "%s/farm.yaml", incoming),
+               (rc = farm_spec_parse_file(path, display ? display : "farm.yaml", &spec, &err)) < 0) {
         if (rc == -ENOENT)
             farm_err_set(&err, FARM_EBADSPEC, "%s: no farm.yaml in %s", display ? display : "farm.yaml",
                          source ? source : "the directory");
@@ -774,24 +833,44 @@ static void op_submit_dir(struct client *c, json_t *req)
             }
         }
     }
+    /* paths: a task of a git submission runs only when a changed path
+     * matches; otherwise it is recorded skipped, saying why. */
+    if (git) {
+        json_t *changed = json_object_get(git, "changed");
+        for (size_t i = 0; i < n; i++) {
+            json_t *paths = json_object_get(nt[i].t, "paths");
+            if (json_array_size(paths) > 0 && !farm__git_paths_match(paths, changed)) {
+                char *pl = json_dumps(paths, JSON_COMPACT);
+                char why[512];
+                snprintf(why, sizeof why, "paths: no path changed in commit %.12s matches %s",
+                         json_string_value(json_object_get(git, "commit")), pl);
+                free(pl);
+                nt[i].skip = strdup(why);
+            }
+        }
+    }
     farmd_tx();
-    if (submission_row("dir", source, NULL, NULL, &sub) < 0) {
+    if (submission_row(git ? "git" : "dir", source, NULL, git, &sub) < 0) {
         farm_err_set(&err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
         goto bad;
     }
-    snprintf(final, sizeof final, "%s/snapshots/%lld", farmd.home, (long long)sub);
-    if (rename(incoming, final) < 0) {
-        farm_err_set(&err, -errno, "cannot adopt snapshot %s: %s", incoming, strerror(errno));
-        goto bad;
+    if (incoming) {
+        snprintf(final, sizeof final, "%s/snapshots/%lld", farmd.home, (long long)sub);
+        if (rename(incoming, final) < 0) {
+            farm_err_set(&err, -errno, "cannot adopt snapshot %s: %s", incoming, strerror(errno));
+            goto bad;
+        }
     }
     {
         sqlite3_stmt *st = farm__db_stmt(farmd.db, "UPDATE submissions SET snapshot=?, spec=? WHERE id=?");
         char *spectext = json_dumps(spec.tasks, JSON_COMPACT);
-        farm__db_run(st, "ssi", final, spectext, sub);
+        farm__db_run(st, "ssi", incoming ? final : NULL, spectext, sub);
         free(spectext);
     }
     if (insert_tasks(nt, n, sub, spec.deps, &err) < 0)
         goto bad;
+    if (git && spec.coalesce)
+        coalesce(sub, git, nt, n);
     reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
     free_newtasks(nt, n);
     free(want);
@@ -800,7 +879,8 @@ static void op_submit_dir(struct client *c, json_t *req)
     return;
 bad:
     send_error(c, err.code ? err.code : FARM_EBADSPEC, err.msg);
-    farm_rmtree(incoming);
+    if (incoming)
+        farm_rmtree(incoming);
     free_newtasks(nt, n);
     free(want);
     farm_spec_release(&spec);
@@ -1197,7 +1277,7 @@ void farmd_handle(struct client *c, json_t *req)
     if (farmd.stopping && strcmp(op, "status") != 0)
         { send_error(c, FARM_ESHUTDOWN, "farmd is shutting down"); return; }
     if (!strcmp(op, "submit")) {
-        if (json_object_get(req, "dir"))
+        if (json_object_get(req, "dir") || json_object_get(req, "git"))
             op_submit_dir(c, req);
         else
             op_submit_tasks(c, req);

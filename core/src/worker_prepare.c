@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "farm/gitintake.h"
 #include "farm/util.h"
 #include "worker-internal.h"
 
@@ -19,7 +20,17 @@ int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_f
     (void)home;
     (void)log_fd;
     (void)event_fd;
-    if (src && work) {
+    if (jstr(task, "git_repo") && jstr(task, "git_commit") && work) {
+        /* The commit's tree, never the repository's work tree: what was
+         * committed is what is tested. */
+        farm_rmtree(work);
+        if ((rc = farm__git_checkout(jstr(task, "git_repo"), jstr(task, "git_commit"), work,
+                                     log_fd, err)) < 0) {
+            farm_err_prefix(err, "checking out %.12s from %s: ", jstr(task, "git_commit"),
+                            jstr(task, "git_repo"));
+            return rc;
+        }
+    } else if (src && work) {
         /* A fresh copy for every attempt: a retry never sees what an earlier
          * attempt left in its tree. */
         farm_rmtree(work);

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -218,6 +221,21 @@ static void start_rogue(struct fed_run *r, int port)
     free(data);
 }
 
+/* And a peer that speaks something else entirely. */
+static int junk_fd = -1;
+
+static void start_rogue_and_junk(struct fed_run *r, int port)
+{
+    start_rogue(r, port);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    junk_fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(junk_fd >= 0);
+    assert_int_equal(connect(junk_fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char junk[] = "GET / HTTP/1.0\r\nHost: farm\r\n\r\n";
+    assert_int_equal(write(junk_fd, junk, sizeof junk - 1), (ssize_t)(sizeof junk - 1));
+}
+
 static void test_stranger_refused(void **state)
 {
     (void)state;
@@ -228,14 +246,16 @@ static void test_stranger_refused(void **state)
     /* wait for three: the rogue would make the third */
     r.cfg.expect_children = 3;
     r.cfg.join_timeout = 3;
-    r.on_listen = start_rogue;
+    r.on_listen = start_rogue_and_junk;
     fed_run_exec(&r);
+    close(junk_fd);
     assert_int_equal(r.rc, 0);
     int status = 0;
     assert_int_equal(waitpid(rogue_pid, &status, 0), rogue_pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 2);
     assert_true(fed_log_has(&r, "handshake failed: wrong shared secret"));
+    assert_true(fed_log_has(&r, "dropped before the handshake: frame: bad magic"));
     assert_true(fed_log_has(&r, "2 of 3 children joined"));
     for (size_t i = 0; i < r.nrounds; i++) {
         assert_int_equal(r.stats[i].n_children, 2);

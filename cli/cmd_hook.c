@@ -1,0 +1,292 @@
+/*
+ * farm hook install|uninstall [--repo DIR] [--gate pre-push], and
+ * farm hook gate REV [REF] (what the pre-push hook runs).
+ *
+ * farm's part of a hook file is one marked block; install replaces an
+ * existing block (idempotent) or appends one, keeping the rest of the file;
+ * uninstall removes the block and leaves the rest byte for byte.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <git2.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "farm/gitintake.h"
+#include "farm/util.h"
+
+#define BEGIN "# >>> farm hook >>>\n"
+#define SHEBANG "#!/bin/sh\n"
+/* The block of a hook file farm created: the shebang before it is farm's. */
+#define BEGIN_NEW "# >>> farm hook (this file was created by farm) >>>\n"
+#define END "# <<< farm hook <<<\n"
+
+struct repo_info {
+    char hooks[PATH_MAX];
+    int bare;
+};
+
+static int find_repo(const char *dir, struct repo_info *ri)
+{
+    git_repository *repo;
+    git_libgit2_init();
+    if (git_repository_open_ext(&repo, dir, 0, NULL) < 0) {
+        fprintf(stderr, "farm hook: %s: not a git repository\n", dir);
+        return -1;
+    }
+    ri->bare = git_repository_is_bare(repo);
+    snprintf(ri->hooks, sizeof ri->hooks, "%shooks", git_repository_path(repo));
+    git_repository_free(repo);
+    return 0;
+}
+
+/* The file's content with farm's block cut out; *had says whether there was
+ * one. NULL content means no file. */
+static char *without_block(const char *text, int *had)
+{
+    const char *b, *e;
+    char *out;
+    *had = 0;
+    if (!text)
+        return NULL;
+    b = strstr(text, BEGIN);
+    if (!b && (b = strstr(text, BEGIN_NEW)) && b - text == (ptrdiff_t)strlen(SHEBANG) &&
+        !strncmp(text, SHEBANG, strlen(SHEBANG)))
+        b = text;
+    if (!b)
+        return strdup(text);
+    e = strstr(b, END);
+    e = e ? e + strlen(END) : b + strlen(b);
+    *had = 1;
+    out = malloc(strlen(text) + 1);
+    memcpy(out, text, (size_t)(b - text));
+    strcpy(out + (b - text), e);
+    return out;
+}
+
+static int write_hook(const char *path, const char *content)
+{
+    int rc;
+    if (!*content) {
+        if (unlink(path) < 0 && errno != ENOENT)
+            return -errno;
+        return 0;
+    }
+    if ((rc = farm_write_file(path, content, strlen(content), 0)) < 0)
+        return rc;
+    return chmod(path, 0755) < 0 ? -errno : 0;
+}
+
+static char *block_for(const struct cli *cli, const char *kind, int new_file)
+{
+    char farm[PATH_MAX], *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    const char *home = getenv("FARM_HOME");
+    cli_sibling(cli, "farm", farm, sizeof farm);
+    /* A file farm creates is the shebang and the block, so that uninstall
+     * can remove the file whole. */
+    if (new_file)
+        fputs(SHEBANG BEGIN_NEW, f);
+    else
+        fputs(BEGIN, f);
+    fputs("# Submits the commit's farm.yaml tasks to farm (farm hook install); never\n"
+          "# fails the git operation: when farm cannot be reached it prints one warning.\n", f);
+    if (home && *home)
+        fprintf(f, "FARM_HOME=\"${FARM_HOME:-%s}\"; export FARM_HOME\n", home);
+    if (!strcmp(kind, "post-commit")) {
+        fprintf(f, "\"%s\" submit --git . --rev HEAD --hook\n", farm);
+    } else if (!strcmp(kind, "post-receive")) {
+        fprintf(f,
+                "while read -r farm_old farm_new farm_ref; do\n"
+                "    case \"$farm_new\" in *[!0]*) ;; *) continue ;; esac  # deleted ref\n"
+                "    \"%s\" submit --git . --rev \"$farm_new\" --ref \"$farm_ref\" --hook\n"
+                "done\n",
+                farm);
+    } else { /* pre-push */
+        fprintf(f,
+                "farm_status=0\n"
+                "while read -r farm_lref farm_lsha farm_rref farm_rsha; do\n"
+                "    case \"$farm_lsha\" in *[!0]*) ;; *) continue ;; esac  # deleting\n"
+                "    \"%s\" hook gate \"$farm_lsha\" \"$farm_lref\" || farm_status=1\n"
+                "done\n"
+                "[ $farm_status -eq 0 ] || exit 1\n",
+                farm);
+    }
+    fputs(END, f);
+    fclose(f);
+    return out;
+}
+
+static int install_one(const struct cli *cli, const struct repo_info *ri, const char *kind,
+                       int install)
+{
+    char path[PATH_MAX + 32], *text = NULL, *rest;
+    int had, rc;
+    snprintf(path, sizeof path, "%s/%s", ri->hooks, kind);
+    if (farm_read_file(path, &text, NULL) < 0)
+        text = NULL;
+    rest = without_block(text, &had);
+    if (install) {
+        int new_file = !rest || !*rest;
+        char *block = block_for(cli, kind, new_file), *out;
+        size_t rl = rest ? strlen(rest) : 0;
+        out = malloc(rl + strlen(block) + 2);
+        out[0] = '\0';
+        if (rest)
+            strcpy(out, rest);
+        if (rl && out[rl - 1] != '\n')
+            strcat(out, "\n");
+        strcat(out, block);
+        farm_mkdirs(ri->hooks, 0755);
+        rc = write_hook(path, out);
+        free(block);
+        free(out);
+        if (rc == 0 && !cli->json)
+            printf("installed farm's %s hook in %s%s\n", kind, path, had ? " (updated)" : "");
+    } else {
+        rc = had ? write_hook(path, rest ? rest : "") : 0;
+        if (rc == 0 && !cli->json)
+            printf("%s farm's %s hook in %s\n", had ? "removed" : "no", kind, path);
+    }
+    free(text);
+    free(rest);
+    if (rc < 0)
+        fprintf(stderr, "farm hook: %s: %s\n", path, farm_strerror(rc));
+    return rc < 0 ? CLI_USAGE : CLI_OK;
+}
+
+/* pre-push: waits for the pushed commit's tasks (submitting them when the
+ * commit has none yet) and fails when one did not succeed. */
+static int gate(struct cli *cli, const char *rev, const char *ref)
+{
+    json_t *reply, *tasks, *t, *ids = json_array();
+    size_t i;
+    int rc, failed = 0;
+    char commit[64];
+    {
+        git_repository *repo;
+        git_object *obj;
+        git_libgit2_init();
+        if (git_repository_open_ext(&repo, ".", 0, NULL) < 0 ||
+            git_revparse_single(&obj, repo, rev) < 0) {
+            fprintf(stderr, "farm gate: unknown revision %s\n", rev);
+            return CLI_USAGE;
+        }
+        git_oid_tostr(commit, sizeof commit, git_object_id(obj));
+        git_object_free(obj);
+        git_repository_free(repo);
+    }
+    if ((rc = cli_call(cli, json_pack("{s:s,s:s,s:i}", "op", "list", "commit", commit, "limit", 0),
+                       &reply)))
+        return rc;
+    tasks = json_object_get(reply, "tasks");
+    json_array_foreach(tasks, i, t)
+    {
+        const char *state = json_string_value(json_object_get(t, "state"));
+        if (strcmp(state, "cancelled") != 0)
+            json_array_append(ids, json_object_get(t, "id"));
+    }
+    json_decref(reply);
+    if (json_array_size(ids) == 0) {
+        json_t *git;
+        struct farm_err err;
+        farm_err_clear(&err);
+        if (farm__git_read(".", commit, ref, &git, &err) < 0) {
+            fprintf(stderr, "farm gate: %s\n", err.msg);
+            return CLI_USAGE;
+        }
+        {
+            char display[96];
+            json_t *spec = json_incref(json_object_get(git, "spec"));
+            snprintf(display, sizeof display, "%.7s:farm.yaml", commit);
+            json_object_del(git, "spec");
+            if ((rc = cli_call(cli,
+                               json_pack("{s:s,s:o,s:o,s:s}", "op", "submit", "git", git, "spec",
+                                         spec, "display", display),
+                               &reply)))
+                return rc;
+        }
+        if (!json_is_true(json_object_get(reply, "ok"))) {
+            rc = cli_reply_error("gate", reply);
+            json_decref(reply);
+            return rc;
+        }
+        json_array_extend(ids, json_object_get(reply, "ids"));
+        json_decref(reply);
+    }
+    fprintf(stderr, "farm: waiting for %zu task(s) of %.12s before the push\n",
+            json_array_size(ids), commit);
+    if ((rc = cli_call(cli, json_pack("{s:s,s:o}", "op", "wait", "ids", ids), &reply)))
+        return rc;
+    json_array_foreach(json_object_get(reply, "tasks"), i, t)
+    {
+        const char *state = json_string_value(json_object_get(t, "state"));
+        if (!strcmp(state, "succeeded") || !strcmp(state, "skipped"))
+            continue;
+        if (!failed)
+            fprintf(stderr, "farm: push refused: tasks of %.12s did not succeed:\n", commit);
+        failed = 1;
+        fprintf(stderr, "  %s: %s%s%s  (farm logs %lld)\n",
+                json_string_value(json_object_get(t, "task")), state,
+                json_is_string(json_object_get(t, "reason")) ? " - " : "",
+                json_is_string(json_object_get(t, "reason"))
+                    ? json_string_value(json_object_get(t, "reason"))
+                    : "",
+                (long long)json_integer_value(json_object_get(t, "id")));
+    }
+    json_decref(reply);
+    return failed ? CLI_TASK_FAILED : CLI_OK;
+}
+
+int cmd_hook(struct cli *cli, int argc, char **argv)
+{
+    const char *repo = ".", *gatekind = NULL, *v;
+    struct repo_info ri;
+    int install, rc;
+    if (argc < 2)
+        return cli_usage("hook", "expected install, uninstall or gate");
+    if (!strcmp(argv[1], "gate")) {
+        if (argc < 3 || argc > 4)
+            return cli_usage("hook", "expected: farm hook gate REV [REF]");
+        return gate(cli, argv[2], argc == 4 ? argv[3] : NULL);
+    }
+    if (strcmp(argv[1], "install") != 0 && strcmp(argv[1], "uninstall") != 0)
+        return cli_usage("hook", "unknown subcommand \"%s\" (expected install or uninstall)",
+                         argv[1]);
+    install = !strcmp(argv[1], "install");
+    for (int i = 2; i < argc; i++) {
+        int r;
+        if (!strcmp(argv[i], "--json"))
+            continue;
+        if ((r = cli_opt("hook", argc, argv, &i, "--repo", &v)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            repo = v;
+        } else if ((r = cli_opt("hook", argc, argv, &i, "--gate", &v)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            if (strcmp(v, "pre-push") != 0)
+                return cli_usage("hook", "--gate: the only gate is pre-push, got \"%s\"", v);
+            gatekind = v;
+        } else {
+            return cli_usage("hook", "unknown argument \"%s\"", argv[i]);
+        }
+    }
+    if (find_repo(repo, &ri) < 0)
+        return CLI_USAGE;
+    rc = install_one(cli, &ri, ri.bare ? "post-receive" : "post-commit", install);
+    if (rc == CLI_OK && (gatekind || !install)) {
+        if (ri.bare && gatekind)
+            return cli_usage("hook", "--gate pre-push goes with a work tree, not a bare repo");
+        if (!ri.bare)
+            rc = install_one(cli, &ri, "pre-push", install);
+    }
+    return rc;
+}

@@ -1,0 +1,165 @@
+# Git intake: hooks, the committed content, bare repos and pushes, paths,
+# coalescing, notes, the pre-push gate, an unreachable farm, hook files kept
+# byte for byte, and submit --git errors.
+. "$(dirname "$0")/lib.sh"
+start_farmd --grace 1
+export GIT_AUTHOR_NAME=T GIT_AUTHOR_EMAIL=t@example.org GIT_COMMITTER_NAME=T GIT_COMMITTER_EMAIL=t@example.org
+ids_of_commit() { farm list --commit "$1" --json | jget - "' '.join(str(t['id']) for t in j)"; }
+
+# A work tree with a hook.
+r="$T/repo"
+git init -q -b main "$r"
+cd "$r"
+cat >farm.yaml <<'Y'
+tasks:
+  - name: show
+    run: cat version.txt
+  - name: models
+    paths: [models/**]
+    run: ls models
+Y
+echo v1 >version.txt
+mkdir models && echo a >models/a.yaml
+git add -A && git commit -qm first
+printf '#!/bin/sh\n# the team'"'"'s own hook\necho own-hook-ran >> "%s/own"\n' "$T" >.git/hooks/post-commit
+chmod +x .git/hooks/post-commit
+cp .git/hooks/post-commit "$T/own-hook.orig"
+farm hook install >/dev/null
+farm hook install >/dev/null   # idempotent
+expect_eq "one farm block" 1 "$(grep -c '>>> farm hook' .git/hooks/post-commit)"
+
+# A commit queues its tasks within 1 s; the task sees the committed content.
+echo v2 >version.txt
+git commit -qam second
+echo dirty >version.txt   # an edit right after committing
+c2=$(git rev-parse HEAD)
+i=0
+while [ -z "$(ids_of_commit "$c2")" ] && [ $i -lt 10 ]; do sleep 0.1; i=$((i + 1)); done
+ids=$(ids_of_commit "$c2")
+[ -n "$ids" ] || fail "no tasks queued within 1 s of the commit"
+grep -q own-hook-ran "$T/own" || fail "the existing hook did not run"
+farm wait $ids >/dev/null || true
+show=$(echo "$ids" | cut -d' ' -f1)
+expect_eq "committed content" v2 "$(farm logs "$show")"
+farm show "$show" --json >"$T/s.json"
+expect_eq "git commit field" "$c2" "$(jget "$T/s.json" 'j["git"]["commit"]')"
+expect_eq "git ref field" refs/heads/main "$(jget "$T/s.json" 'j["git"]["ref"]')"
+# paths: models/ did not change in the second commit: skipped, saying why.
+models=$(echo "$ids" | cut -d' ' -f2)
+expect_eq "paths skip" skipped "$(state_of "$models")"
+expect_contains "skip reason" "paths: no path changed" "$(farm show "$models" --json | jget - 'j["reason"]')"
+git checkout -q version.txt
+echo b >models/b.yaml && git add -A && git commit -qm third
+c3=$(git rev-parse HEAD)
+farm wait $(ids_of_commit "$c3") >/dev/null
+expect_eq "paths run" succeeded "$(state_of "$(ids_of_commit "$c3" | cut -d' ' -f2)")"
+
+# Notes carry every task's result.
+notes=$(git log --notes=farm -1 --format=%N "$c2")
+expect_contains "note: show" "show: succeeded" "$notes"
+expect_contains "note: models" "models: skipped" "$notes"
+
+# The hook adds little to git commit (median of 7, hook vs no hook).
+"$PY" - "$r" <<'P' || fail "hook too slow"
+import os, statistics, subprocess, sys, time
+os.chdir(sys.argv[1])
+def t(n):
+    out = []
+    for i in range(n):
+        open("stamp", "w").write(str(time.time()))
+        subprocess.run(["git", "add", "stamp"], check=True)
+        t0 = time.perf_counter()
+        subprocess.run(["git", "commit", "-qm", f"s{i}"], check=True)
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+with_hook = t(7)
+os.rename(".git/hooks/post-commit", ".git/hooks/off")
+without = t(7)
+os.rename(".git/hooks/off", ".git/hooks/post-commit")
+extra = (with_hook - without) * 1000
+print(f"hook adds {extra:.1f} ms to git commit (median of 7)")
+sys.exit(0 if extra < 50 else 1)
+P
+
+# Uninstall leaves the team's hook byte for byte.
+farm hook uninstall >/dev/null
+cmp -s .git/hooks/post-commit "$T/own-hook.orig" || fail "existing hook changed by install/uninstall"
+farm hook install --gate pre-push >/dev/null
+farm hook uninstall >/dev/null
+cmp -s .git/hooks/post-commit "$T/own-hook.orig" || fail "existing hook changed (second round)"
+[ ! -e .git/hooks/pre-push ] || fail "pre-push left behind"
+
+# Coalescing: 5 quick commits while paused; only the newest runs.
+farm hook install >/dev/null
+farm pause >/dev/null
+for k in 1 2 3 4 5; do echo "c$k" >version.txt; git commit -qam "c$k"; done
+newest=$(git rev-parse HEAD)
+old=$(git rev-parse HEAD~1)
+farm resume >/dev/null
+farm wait $(ids_of_commit "$newest") >/dev/null || true
+oldshow=$(ids_of_commit "$old" | cut -d' ' -f1)
+expect_eq "older commit cancelled" cancelled "$(state_of "$oldshow")"
+expect_contains "coalesce reason" "superseded by commit ${newest%"${newest#????????????}"}" "$(farm show "$oldshow" --json | jget - 'j["reason"]')"
+expect_eq "newest ran" c5 "$(farm logs "$(ids_of_commit "$newest" | cut -d' ' -f1)")"
+
+# The pre-push gate: refuses a push whose tasks fail, accepts one that passes.
+git init -q --bare "$T/remote.git"
+git remote add origin "$T/remote.git"
+farm hook install --gate pre-push >/dev/null
+git push -q origin main 2>"$T/push.err" || fail "push of passing commit refused: $(cat "$T/push.err")"
+printf 'tasks:\n  - name: show\n    run: "false"\n' >farm.yaml
+git commit -qam failing
+farm wait $(ids_of_commit "$(git rev-parse HEAD)") >/dev/null || true
+if git push -q origin main 2>"$T/push.err"; then fail "push of failing commit accepted"; fi
+expect_contains "gate names the task" "show: failed" "$(cat "$T/push.err")"
+expect_contains "gate hints logs" "farm logs" "$(cat "$T/push.err")"
+farm hook uninstall >/dev/null
+
+# A bare repo: a push of two refs submits for both; deleting a ref submits
+# nothing.
+b="$T/bare.git"
+git init -q --bare "$b"
+farm hook install --repo "$b" >/dev/null
+[ -x "$b/hooks/post-receive" ] || fail "no post-receive hook"
+printf 'tasks:\n  - name: show\n    run: cat version.txt\n' >farm.yaml
+git commit -qam ok
+git branch -q feature
+git push -q "$b" main feature 2>/dev/null
+before=$(farm list --limit 0 --json | jget - 'len(j)')
+main_c=$(git rev-parse main)
+ids=$(ids_of_commit "$main_c")
+expect_eq "two refs, two submissions" 2 "$(echo $ids | wc -w | tr -d ' ')"
+farm wait $ids >/dev/null
+git push -q "$b" :feature 2>/dev/null
+sleep 0.3
+expect_eq "deleting a ref submits nothing" "$before" "$(farm list --limit 0 --json | jget - 'len(j)')"
+
+# Unreachable farm: the commit succeeds with one warning line.
+farm hook uninstall >/dev/null
+FARM_HOME=/dev/null/nope farm hook install >/dev/null
+echo x >>version.txt
+FARM_HOME=/dev/null/nope git commit -qam unreachable 2>"$T/warn" || fail "commit failed with farm unreachable"
+expect_eq "one warning line" 1 "$(wc -l <"$T/warn" | tr -d ' ')"
+expect_contains "warning text" "farm: warning" "$(cat "$T/warn")"
+farm hook uninstall >/dev/null
+
+# submit --git errors: exit 2, nothing queued.
+n0=$(farm list --limit 0 --json | jget - 'len(j)')
+expect_status "not a repo" 2 farm submit --git "$T/nope"
+expect_contains "not a repo message" "not a git repository" "$(cat "$T/err")"
+expect_status "unknown rev" 2 farm submit --git "$r" --rev nosuchrev
+expect_contains "unknown rev message" "unknown revision" "$(cat "$T/err")"
+git rm -q farm.yaml && git commit -qm nospec
+expect_status "no farm.yaml" 2 farm submit --git "$r"
+expect_contains "no farm.yaml message" "no farm.yaml in commit" "$(cat "$T/err")"
+printf 'tasks:\n  - name: a\n    timeout: soon\n    run: "true"\n' >farm.yaml
+git add farm.yaml && git commit -qm badspec
+short=$(git rev-parse --short=7 HEAD)
+expect_status "bad farm.yaml" 2 farm submit --git "$r"
+expect_contains "bad spec names commit:file:line:col" "$short:farm.yaml:3:14:" "$(cat "$T/err")"
+printf 'tasks:\n  - name: a\n    run: "true"\n' >farm.yaml
+git commit -qam goodspec
+expect_status "unknown task" 2 farm submit --git "$r" --task nope
+expect_contains "unknown task message" 'no task named "nope"' "$(cat "$T/err")"
+expect_eq "nothing queued by errors" "$n0" "$(farm list --limit 0 --json | jget - 'len(j)')"
+echo "git: ok"
