@@ -442,13 +442,16 @@ int farm__cache_extract(const char *path, const char *dest, const char *checksum
             rc = farm_err_set(err, FARM_EBADARCHIVE, "%s: %s", path, archive_error_string(in));
             goto out;
         }
-        const char *name = archive_entry_pathname(e);
-        const char *rel = name ? safe_rel(name) : NULL;
+        /* Copied: set_pathname below frees the entry's own string. */
+        char name[PATH_MAX];
+        const char *orig = archive_entry_pathname(e);
+        snprintf(name, sizeof name, "%s", orig ? orig : "");
+        const char *rel = orig && strlen(orig) < sizeof name ? safe_rel(name) : NULL;
         if (!rel) {
             damaged = 1;
             rc = farm_err_set(err, FARM_EBADARCHIVE,
                               "%s: entry \"%s\" is an absolute path or goes through \"..\"", path,
-                              name ? name : "(none)");
+                              name);
             goto out;
         }
         if (!*rel)

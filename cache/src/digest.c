@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,20 +38,56 @@ struct sc_header {
     uint64_t body_hash; /* XXH3-64 of the entries */
 };
 
-struct walk {
-    XXH3_state_t *digest;
-    XXH3_state_t *file;
+/*
+ * The walk runs on a few threads: each takes a directory from a queue,
+ * lists, stats and (when the stat cache cannot vouch for them) hashes its
+ * entries, and records, per entry, the exact bytes the digest takes. The
+ * calling thread then feeds those records in canonical order (depth first,
+ * names sorted bytewise), so the digest does not depend on the schedule.
+ */
+struct item {
+    size_t rec_off, rec_len; /* the bytes this entry contributes */
+    size_t key_off, val_off; /* its manifest key and value, NUL-terminated */
+    struct dnode *child;     /* for a directory: its own records */
+};
+
+struct dnode {
+    char *rel; /* relative path; "" for the root */
+    struct dnode *next;
+    struct item *items;
+    size_t n_items, cap_items;
     char *buf;
-    size_t bufcap;
+    size_t len, cap;
+};
+
+struct shared {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct dnode *head, *tail;
+    struct dnode **all;
+    size_t n_all, cap_all;
+    size_t busy;
+    int failed;
+    int rootfd;
+    int manifest;
     const struct sc_entry *old; /* sorted by (dev, ino) */
     size_t n_old;
-    struct sc_entry *cur; /* this walk's records */
+    struct farm_err *err;
+    const char *dir;
+};
+
+struct worker {
+    struct shared *s;
+    XXH3_state_t *file;
+    char *rbuf;
+    size_t rcap;
+    struct sc_entry *cur; /* this worker's stat cache records */
     size_t n_cur, cap_cur;
     int dirty;
-    json_t *manifest;
+    int rc;
     struct farm_digest_stats st;
-    struct farm_err *err;
-    char path[PATH_MAX]; /* relative path of the entry being visited */
+    struct farm_err err;
+    char path[PATH_MAX];
 };
 
 static int cmp_entry(const void *a, const void *b)
@@ -68,12 +105,12 @@ static int64_t ts_ns(struct timespec t)
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-static void sc_load(struct walk *w, const char *path, void **mem)
+static void *sc_load(const char *path, size_t *count)
 {
-    *mem = NULL;
+    *count = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return;
+        return NULL;
     struct stat st;
     struct sc_header h;
     if (fstat(fd, &st) != 0 || (size_t)st.st_size < sizeof h ||
@@ -81,7 +118,7 @@ static void sc_load(struct walk *w, const char *path, void **mem)
         h.count > ((uint64_t)st.st_size - sizeof h) / sizeof(struct sc_entry) ||
         (uint64_t)st.st_size != sizeof h + h.count * sizeof(struct sc_entry)) {
         close(fd);
-        return;
+        return NULL;
     }
     size_t body = (size_t)h.count * sizeof(struct sc_entry);
     void *p = malloc(body ? body : 1);
@@ -96,33 +133,32 @@ static void sc_load(struct walk *w, const char *path, void **mem)
     /* A torn or edited stat cache is ignored rather than trusted. */
     if (!p || got != body || XXH3_64bits(p, body) != h.body_hash) {
         free(p);
-        return;
+        return NULL;
     }
-    *mem = p;
-    w->old = p;
-    w->n_old = (size_t)h.count;
+    *count = (size_t)h.count;
+    return p;
 }
 
-static void sc_save(struct walk *w, const char *path)
+static void sc_save(struct sc_entry *cur, size_t n, const char *path)
 {
-    qsort(w->cur, w->n_cur, sizeof *w->cur, cmp_entry);
+    qsort(cur, n, sizeof *cur, cmp_entry);
     struct sc_header h;
     memcpy(h.magic, SC_MAGIC, 8);
-    h.count = w->n_cur;
-    h.body_hash = XXH3_64bits(w->cur, w->n_cur * sizeof *w->cur);
+    h.count = n;
+    h.body_hash = XXH3_64bits(cur, n * sizeof *cur);
     char *tmp = farm__cache_asprintf("%s.tmp.%ld", path, (long)getpid());
     if (!tmp)
         return;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd >= 0) {
         int ok = write(fd, &h, sizeof h) == (ssize_t)sizeof h;
-        size_t body = w->n_cur * sizeof *w->cur, done = 0;
+        size_t body = n * sizeof *cur, done = 0;
         while (ok && done < body) {
-            ssize_t n = write(fd, (const char *)w->cur + done, body - done);
-            if (n <= 0)
+            ssize_t k = write(fd, (const char *)cur + done, body - done);
+            if (k <= 0)
                 ok = 0;
             else
-                done += (size_t)n;
+                done += (size_t)k;
         }
         ok = close(fd) == 0 && ok;
         /* The cache is an optimisation: failing to save it is not an error
@@ -133,13 +169,15 @@ static void sc_save(struct walk *w, const char *path)
     free(tmp);
 }
 
-static const struct sc_entry *sc_find(const struct walk *w, uint64_t dev, uint64_t ino)
+static const struct sc_entry *sc_find(const struct shared *s, uint64_t dev, uint64_t ino)
 {
+    if (!s->old || !s->n_old)
+        return NULL;
     struct sc_entry key = {.dev = dev, .ino = ino};
-    return bsearch(&key, w->old, w->n_old, sizeof key, cmp_entry);
+    return bsearch(&key, s->old, s->n_old, sizeof key, cmp_entry);
 }
 
-static int sc_push(struct walk *w, const struct sc_entry *e)
+static int sc_push(struct worker *w, const struct sc_entry *e)
 {
     if (w->n_cur == w->cap_cur) {
         size_t cap = w->cap_cur ? w->cap_cur * 2 : 1024;
@@ -153,43 +191,68 @@ static int sc_push(struct walk *w, const struct sc_entry *e)
     return 0;
 }
 
-static void put_u64(XXH3_state_t *s, uint64_t v)
+/* ---- per-directory records ---- */
+
+static int node_put(struct dnode *n, const void *p, size_t len)
+{
+    if (n->len + len > n->cap) {
+        size_t cap = n->cap ? n->cap * 2 : 4096;
+        while (cap < n->len + len)
+            cap *= 2;
+        char *b = realloc(n->buf, cap);
+        if (!b)
+            return -ENOMEM;
+        n->buf = b;
+        n->cap = cap;
+    }
+    memcpy(n->buf + n->len, p, len);
+    n->len += len;
+    return 0;
+}
+
+static int node_u64(struct dnode *n, uint64_t v)
 {
     unsigned char b[8];
     for (int i = 0; i < 8; i++)
         b[i] = (unsigned char)(v >> (8 * i));
-    XXH3_128bits_update(s, b, 8);
+    return node_put(n, b, 8);
 }
 
-static void put_str(XXH3_state_t *s, const char *p, size_t n)
+static int node_str(struct dnode *n, const char *p, size_t len)
 {
-    put_u64(s, n);
-    XXH3_128bits_update(s, p, n);
+    return node_u64(n, len) || node_put(n, p, len) ? -ENOMEM : 0;
 }
 
-/* A JSON key for a path: the path itself when it is UTF-8, else "hex:..." */
-static int manifest_put(struct walk *w, const char *value)
+static struct item *node_item(struct dnode *n)
 {
-    json_t *v = json_string(value);
-    if (!v)
-        v = json_string("link:?"); /* a non-UTF-8 symlink target */
-    if (!v)
-        return -ENOMEM;
-    if (json_object_set_new(w->manifest, w->path, v) == 0)
+    if (n->n_items == n->cap_items) {
+        size_t cap = n->cap_items ? n->cap_items * 2 : 16;
+        struct item *p = realloc(n->items, cap * sizeof *p);
+        if (!p)
+            return NULL;
+        n->items = p;
+        n->cap_items = cap;
+    }
+    struct item *it = &n->items[n->n_items++];
+    memset(it, 0, sizeof *it);
+    it->rec_off = n->len;
+    return it;
+}
+
+/* Ends an item's record; adds its manifest strings when asked for. */
+static int item_end(struct worker *w, struct dnode *n, struct item *it, const char *val)
+{
+    it->rec_len = n->len - it->rec_off;
+    if (!w->s->manifest)
         return 0;
-    size_t n = strlen(w->path);
-    char *k = malloc(4 + 2 * n + 1);
-    if (!k)
+    it->key_off = n->len;
+    if (node_put(n, w->path, strlen(w->path) + 1))
         return -ENOMEM;
-    memcpy(k, "hex:", 4);
-    for (size_t i = 0; i < n; i++)
-        snprintf(k + 4 + 2 * i, 3, "%02x", (unsigned char)w->path[i]);
-    int rc = json_object_set_new(w->manifest, k, json_string(value)) == 0 ? 0 : -ENOMEM;
-    free(k);
-    return rc;
+    it->val_off = n->len;
+    return node_put(n, val, strlen(val) + 1);
 }
 
-static int hash_content(struct walk *w, int dirfd, const char *name, struct stat *before,
+static int hash_content(struct worker *w, int dirfd, const char *name, struct stat *before,
                         unsigned char out[16], int64_t *read_ns)
 {
     /* A file that changes while it is read is read again; three strikes
@@ -199,21 +262,21 @@ static int hash_content(struct walk *w, int dirfd, const char *name, struct stat
         clock_gettime(CLOCK_REALTIME, &now);
         int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
-            return farm_err_set(w->err, -errno, "%s: %s", w->path, strerror(errno));
+            return farm_err_set(&w->err, -errno, "%s: %s", w->path, strerror(errno));
         XXH3_128bits_reset(w->file);
         uint64_t total = 0;
         for (;;) {
-            ssize_t n = read(fd, w->buf, w->bufcap);
+            ssize_t n = read(fd, w->rbuf, w->rcap);
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0) {
                 int e = errno;
                 close(fd);
-                return farm_err_set(w->err, -e, "%s: read: %s", w->path, strerror(e));
+                return farm_err_set(&w->err, -e, "%s: read: %s", w->path, strerror(e));
             }
             if (n == 0)
                 break;
-            XXH3_128bits_update(w->file, w->buf, (size_t)n);
+            XXH3_128bits_update(w->file, w->rbuf, (size_t)n);
             total += (uint64_t)n;
         }
         struct stat after;
@@ -231,15 +294,16 @@ static int hash_content(struct walk *w, int dirfd, const char *name, struct stat
             return 0;
         }
         if (fstatat(dirfd, name, before, AT_SYMLINK_NOFOLLOW) != 0)
-            return farm_err_set(w->err, -errno, "%s: %s", w->path, strerror(errno));
+            return farm_err_set(&w->err, -errno, "%s: %s", w->path, strerror(errno));
         if (!S_ISREG(before->st_mode))
             break;
     }
-    return farm_err_set(w->err, -EAGAIN, "%s: the file kept changing while it was digested",
+    return farm_err_set(&w->err, -EAGAIN, "%s: the file kept changing while it was digested",
                         w->path);
 }
 
-static int visit_file(struct walk *w, int dirfd, const char *name, struct stat *st)
+static int visit_file(struct worker *w, struct dnode *n, int dirfd, const char *name,
+                      struct stat *st)
 {
     w->st.files++;
     struct sc_entry e = {
@@ -249,7 +313,7 @@ static int visit_file(struct walk *w, int dirfd, const char *name, struct stat *
         .mtime_ns = ts_ns(st->st_mtim),
         .ctime_ns = ts_ns(st->st_ctim),
     };
-    const struct sc_entry *old = sc_find(w, e.dev, e.ino);
+    const struct sc_entry *old = sc_find(w->s, e.dev, e.ino);
     int64_t newest = e.mtime_ns > e.ctime_ns ? e.mtime_ns : e.ctime_ns;
     if (old && old->size == e.size && old->mtime_ns == e.mtime_ns &&
         old->ctime_ns == e.ctime_ns && newest < old->read_ns - FARM_DIGEST_RACY_NS) {
@@ -264,41 +328,37 @@ static int visit_file(struct walk *w, int dirfd, const char *name, struct stat *
         e.ctime_ns = ts_ns(st->st_ctim);
         w->dirty = 1;
     }
-    int rc = sc_push(w, &e);
-    if (rc != 0)
-        return farm_err_set(w->err, rc, "out of memory");
     int exec = (st->st_mode & S_IXUSR) != 0;
-    XXH3_128bits_update(w->digest, "f", 1);
-    put_str(w->digest, w->path, strlen(w->path));
-    XXH3_128bits_update(w->digest, exec ? "x" : "-", 1);
-    put_u64(w->digest, e.size);
-    XXH3_128bits_update(w->digest, e.hash, 16);
-    if (w->manifest) {
-        char v[64];
-        snprintf(v, sizeof v, "%s:", exec ? "exec" : "file");
-        char *p = v + strlen(v);
-        for (int i = 0; i < 16; i++)
-            snprintf(p + 2 * i, 3, "%02x", e.hash[i]);
-        if ((rc = manifest_put(w, v)) != 0)
-            return farm_err_set(w->err, rc, "out of memory");
+    struct item *it = node_item(n);
+    if (!it || sc_push(w, &e) || node_put(n, "f", 1) || node_str(n, w->path, strlen(w->path)) ||
+        node_put(n, exec ? "x" : "-", 1) || node_u64(n, e.size) || node_put(n, e.hash, 16))
+        return farm_err_set(&w->err, -ENOMEM, "out of memory");
+    char v[64] = "";
+    if (w->s->manifest) {
+        static const char digits[] = "0123456789abcdef";
+        memcpy(v, exec ? "exec:" : "file:", 5);
+        for (int i = 0; i < 16; i++) {
+            v[5 + 2 * i] = digits[e.hash[i] >> 4];
+            v[6 + 2 * i] = digits[e.hash[i] & 15];
+        }
+        v[37] = '\0';
     }
-    return 0;
+    return item_end(w, n, it, v) ? farm_err_set(&w->err, -ENOMEM, "out of memory") : 0;
 }
 
-static int visit_link(struct walk *w, int dirfd, const char *name)
+static int visit_link(struct worker *w, struct dnode *n, int dirfd, const char *name)
 {
     w->st.symlinks++;
     char target[PATH_MAX + 6];
     memcpy(target, "link:", 5);
-    ssize_t n = readlinkat(dirfd, name, target + 5, PATH_MAX);
-    if (n < 0)
-        return farm_err_set(w->err, -errno, "%s: readlink: %s", w->path, strerror(errno));
-    target[5 + n] = '\0';
-    XXH3_128bits_update(w->digest, "l", 1);
-    put_str(w->digest, w->path, strlen(w->path));
-    put_str(w->digest, target + 5, (size_t)n);
-    if (w->manifest && manifest_put(w, target) != 0)
-        return farm_err_set(w->err, -ENOMEM, "out of memory");
+    ssize_t k = readlinkat(dirfd, name, target + 5, PATH_MAX);
+    if (k < 0)
+        return farm_err_set(&w->err, -errno, "%s: readlink: %s", w->path, strerror(errno));
+    target[5 + k] = '\0';
+    struct item *it = node_item(n);
+    if (!it || node_put(n, "l", 1) || node_str(n, w->path, strlen(w->path)) ||
+        node_str(n, target + 5, (size_t)k) || item_end(w, n, it, target))
+        return farm_err_set(&w->err, -ENOMEM, "out of memory");
     return 0;
 }
 
@@ -307,46 +367,73 @@ static int cmp_name(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Visits the directory open as `fd` (closed here), whose relative path is
- * w->path[0..plen). */
-static int walk_dir(struct walk *w, int fd, size_t plen)
+static void queue_push(struct shared *s, struct dnode *d)
 {
+    d->next = NULL;
+    if (s->tail)
+        s->tail->next = d;
+    else
+        s->head = d;
+    s->tail = d;
+}
+
+/* Lists, stats and hashes one directory into `n`; queues its children. */
+static int process(struct worker *w, struct dnode *n)
+{
+    struct shared *s = w->s;
+    int fd = n->rel[0] ? openat(s->rootfd, n->rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                       : dup(s->rootfd);
+    if (fd < 0)
+        return farm_err_set(&w->err, -errno, "%s: %s", n->rel[0] ? n->rel : ".", strerror(errno));
     DIR *d = fdopendir(fd);
     if (!d) {
         int e = errno;
         close(fd);
-        return farm_err_set(w->err, -e, "%s: %s", plen ? w->path : ".", strerror(e));
+        return farm_err_set(&w->err, -e, "%s: %s", n->rel[0] ? n->rel : ".", strerror(e));
     }
+    /* Names go into one arena; pointers are taken once it stops moving. */
+    char *arena = NULL;
+    size_t alen = 0, acap = 0, count = 0;
     char **names = NULL;
-    size_t n = 0, cap = 0;
     int rc = 0;
     struct dirent *de;
-    errno = 0;
     while ((de = readdir(d)) != NULL) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 32;
-            char **p = realloc(names, cap * sizeof *p);
+        size_t l = strlen(de->d_name) + 1;
+        if (alen + l > acap) {
+            size_t cap = acap ? acap * 2 : 4096;
+            while (cap < alen + l)
+                cap *= 2;
+            char *p = realloc(arena, cap);
             if (!p) {
-                rc = farm_err_set(w->err, -ENOMEM, "out of memory");
+                rc = farm_err_set(&w->err, -ENOMEM, "out of memory");
                 goto out;
             }
-            names = p;
+            arena = p;
+            acap = cap;
         }
-        if (!(names[n] = strdup(de->d_name))) {
-            rc = farm_err_set(w->err, -ENOMEM, "out of memory");
-            goto out;
-        }
-        n++;
+        memcpy(arena + alen, de->d_name, l);
+        alen += l;
+        count++;
     }
-    qsort(names, n, sizeof *names, cmp_name);
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    names = malloc((count ? count : 1) * sizeof *names);
+    if (!names) {
+        rc = farm_err_set(&w->err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0, off = 0; i < count; i++) {
+        names[i] = arena + off;
+        off += strlen(names[i]) + 1;
+    }
+    qsort(names, count, sizeof *names, cmp_name);
+    size_t plen = strlen(n->rel);
+    memcpy(w->path, n->rel, plen + 1);
+    struct dnode *first = NULL, *last = NULL;
+    for (size_t i = 0; i < count && rc == 0; i++) {
         size_t nl = strlen(names[i]);
-        size_t len = plen + (plen ? 1 : 0) + nl;
-        if (len + 1 > sizeof w->path) {
-            w->path[plen] = '\0';
-            rc = farm_err_set(w->err, -ENAMETOOLONG, "%s/%s: path too long", w->path, names[i]);
+        if (plen + 1 + nl + 1 > sizeof w->path) {
+            rc = farm_err_set(&w->err, -ENAMETOOLONG, "%s/%s: path too long", n->rel, names[i]);
             break;
         }
         if (plen)
@@ -354,94 +441,265 @@ static int walk_dir(struct walk *w, int fd, size_t plen)
         memcpy(w->path + plen + (plen ? 1 : 0), names[i], nl + 1);
         struct stat st;
         if (fstatat(dirfd(d), names[i], &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            rc = farm_err_set(w->err, -errno, "%s: %s", w->path, strerror(errno));
+            rc = farm_err_set(&w->err, -errno, "%s: %s", w->path, strerror(errno));
         } else if (S_ISREG(st.st_mode)) {
-            rc = visit_file(w, dirfd(d), names[i], &st);
+            rc = visit_file(w, n, dirfd(d), names[i], &st);
         } else if (S_ISLNK(st.st_mode)) {
-            rc = visit_link(w, dirfd(d), names[i]);
+            rc = visit_link(w, n, dirfd(d), names[i]);
         } else if (S_ISDIR(st.st_mode)) {
             w->st.dirs++;
-            XXH3_128bits_update(w->digest, "d", 1);
-            put_str(w->digest, w->path, len);
-            if (w->manifest && manifest_put(w, "dir") != 0)
-                rc = farm_err_set(w->err, -ENOMEM, "out of memory");
-            int sub = openat(dirfd(d), names[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (rc == 0 && sub < 0)
-                rc = farm_err_set(w->err, -errno, "%s: %s", w->path, strerror(errno));
-            else if (rc == 0)
-                rc = walk_dir(w, sub, len);
-            else if (sub >= 0)
-                close(sub);
+            struct item *it = node_item(n);
+            struct dnode *c = calloc(1, sizeof *c);
+            if (!it || !c || !(c->rel = strdup(w->path)) || node_put(n, "d", 1) ||
+                node_str(n, w->path, strlen(w->path)) || item_end(w, n, it, "dir")) {
+                if (c)
+                    free(c->rel);
+                free(c);
+                rc = farm_err_set(&w->err, -ENOMEM, "out of memory");
+            } else {
+                it->child = c;
+                if (last)
+                    last->next = c;
+                else
+                    first = c;
+                last = c;
+            }
         } else {
-            rc = farm_err_set(w->err, FARM_EBADDATA,
+            rc = farm_err_set(&w->err, FARM_EBADDATA,
                               "%s: not a file, directory or symlink (sockets, fifos and "
                               "devices cannot be part of a dependency source)",
                               w->path);
         }
         w->path[plen] = '\0';
     }
+    /* Children are queued (and owned by the shared list) even on error,
+     * so that freeing finds them all. */
+    pthread_mutex_lock(&s->mu);
+    for (struct dnode *c = first, *nx; c; c = nx) {
+        nx = c->next;
+        if (s->n_all == s->cap_all) {
+            size_t cap = s->cap_all ? s->cap_all * 2 : 256;
+            struct dnode **p = realloc(s->all, cap * sizeof *p);
+            if (!p) {
+                /* Unreachable nodes would leak; fail the walk instead. */
+                if (rc == 0)
+                    rc = farm_err_set(&w->err, -ENOMEM, "out of memory");
+                free(c->rel);
+                free(c);
+                continue;
+            }
+            s->all = p;
+            s->cap_all = cap;
+        }
+        s->all[s->n_all++] = c;
+        if (rc == 0)
+            queue_push(s, c);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
 out:
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
     free(names);
+    free(arena);
     closedir(d);
     return rc;
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *s = w->s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && s->busy > 0 && !s->failed)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (s->failed || !s->head)
+            break;
+        struct dnode *n = s->head;
+        s->head = n->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->busy++;
+        pthread_mutex_unlock(&s->mu);
+        int rc = process(w, n);
+        pthread_mutex_lock(&s->mu);
+        s->busy--;
+        if (rc != 0 && !s->failed) {
+            s->failed = 1;
+            w->rc = rc;
+            if (s->err)
+                *s->err = w->err;
+        }
+        pthread_cond_broadcast(&s->cv);
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* Feeds the records in canonical order. */
+static int assemble(XXH3_state_t *h, json_t *man, const struct dnode *n)
+{
+    for (size_t i = 0; i < n->n_items; i++) {
+        const struct item *it = &n->items[i];
+        XXH3_128bits_update(h, n->buf + it->rec_off, it->rec_len);
+        if (man) {
+            const char *k = n->buf + it->key_off, *v = n->buf + it->val_off;
+            json_t *jv = json_string(v);
+            if (!jv)
+                jv = json_string("link:?"); /* a symlink target that is not UTF-8 */
+            if (!jv)
+                return -ENOMEM;
+            if (json_object_set_new(man, k, jv) != 0) {
+                /* A name that is not UTF-8: keyed by its bytes in hex. */
+                size_t kl = strlen(k);
+                char *hk = malloc(4 + 2 * kl + 1);
+                if (!hk)
+                    return -ENOMEM;
+                memcpy(hk, "hex:", 4);
+                for (size_t j = 0; j < kl; j++)
+                    snprintf(hk + 4 + 2 * j, 3, "%02x", (unsigned char)k[j]);
+                int r = json_object_set_new(man, hk, json_string(v));
+                free(hk);
+                if (r != 0)
+                    return -ENOMEM;
+            }
+        }
+        if (it->child) {
+            int rc = assemble(h, man, it->child);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int walk_threads(void)
+{
+    const char *e = getenv("FARM_DIGEST_THREADS");
+    long n = e ? atol(e) : sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
 int farm_digest_dir(const char *dir, const char *statcache_path, char hex[FARM_CACHE_HEX_SIZE],
                     char **manifest_json, struct farm_digest_stats *stats, struct farm_err *err)
 {
-    struct walk *w = calloc(1, sizeof *w);
-    if (!w)
-        return farm_err_set(err, -ENOMEM, "out of memory");
-    w->err = err;
+    struct shared s = {.rootfd = -1, .manifest = manifest_json != NULL, .err = err, .dir = dir};
+    struct dnode root = {.rel = (char *)""};
+    int nt = walk_threads();
+    struct worker ws[8];
+    pthread_t tids[8];
+    int started = 0, rc = 0;
+    struct farm_digest_stats total = {0};
     void *oldmem = NULL;
-    int rc = 0;
-    w->digest = XXH3_createState();
-    w->file = XXH3_createState();
-    w->bufcap = 1 << 20;
-    w->buf = malloc(w->bufcap);
-    if (manifest_json)
-        w->manifest = json_object();
-    if (!w->digest || !w->file || !w->buf || (manifest_json && !w->manifest)) {
+    XXH3_state_t *h = XXH3_createState();
+    json_t *man = manifest_json ? json_object() : NULL;
+    memset(ws, 0, sizeof ws);
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    if (!h || (manifest_json && !man)) {
         rc = farm_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    XXH3_128bits_reset(w->digest);
-    if (statcache_path)
-        sc_load(w, statcache_path, &oldmem);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
+    s.rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (s.rootfd < 0) {
         rc = farm_err_set(err, -errno, "%s: %s", dir, strerror(errno));
         goto out;
     }
-    rc = walk_dir(w, fd, 0);
-    if (rc != 0) {
-        farm_err_prefix(err, "digest of %s: ", dir);
-        goto out;
-    }
-    /* Entries of files that are gone also make the saved cache stale. */
-    if (statcache_path && (w->dirty || w->n_cur != w->n_old))
-        sc_save(w, statcache_path);
-    if (manifest_json) {
-        char *s = json_dumps(w->manifest, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!s) {
+    if (statcache_path)
+        s.old = oldmem = sc_load(statcache_path, &s.n_old);
+    for (int i = 0; i < nt; i++) {
+        ws[i].s = &s;
+        ws[i].rcap = 1 << 20;
+        ws[i].rbuf = malloc(ws[i].rcap);
+        ws[i].file = XXH3_createState();
+        if (!ws[i].rbuf || !ws[i].file) {
             rc = farm_err_set(err, -ENOMEM, "out of memory");
             goto out;
         }
-        *manifest_json = s;
     }
-    farm__cache_hex128(XXH3_128bits_digest(w->digest), hex);
+    queue_push(&s, &root);
+    /* The calling thread is worker 0; the others help when there are CPUs. */
+    for (int i = 1; i < nt; i++) {
+        if (pthread_create(&tids[i], NULL, work, &ws[i]) != 0)
+            break;
+        started = i;
+    }
+    work(&ws[0]);
+    for (int i = 1; i <= started; i++)
+        pthread_join(tids[i], NULL);
+    if (s.failed) {
+        for (int i = 0; i < nt; i++)
+            if (ws[i].rc)
+                rc = ws[i].rc;
+        farm_err_prefix(err, "digest of %s: ", dir);
+        goto out;
+    }
+    XXH3_128bits_reset(h);
+    if ((rc = assemble(h, man, &root)) != 0) {
+        rc = farm_err_set(err, rc, "out of memory");
+        goto out;
+    }
+    if (statcache_path) {
+        /* Merge the workers' records; entries of files that are gone also
+         * make the saved cache stale. */
+        size_t n = 0;
+        int dirty = 0;
+        for (int i = 0; i < nt; i++) {
+            n += ws[i].n_cur;
+            dirty |= ws[i].dirty;
+        }
+        if (dirty || n != s.n_old) {
+            struct sc_entry *all = malloc((n ? n : 1) * sizeof *all);
+            if (all) {
+                size_t k = 0;
+                for (int i = 0; i < nt; i++) {
+                    if (ws[i].n_cur)
+                        memcpy(all + k, ws[i].cur, ws[i].n_cur * sizeof *all);
+                    k += ws[i].n_cur;
+                }
+                sc_save(all, n, statcache_path);
+                free(all);
+            }
+        }
+    }
+    if (manifest_json) {
+        char *txt = json_dumps(man, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!txt) {
+            rc = farm_err_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        *manifest_json = txt;
+    }
+    farm__cache_hex128(XXH3_128bits_digest(h), hex);
 out:
+    for (int i = 0; i < nt; i++) {
+        total.files += ws[i].st.files;
+        total.dirs += ws[i].st.dirs;
+        total.symlinks += ws[i].st.symlinks;
+        total.files_read += ws[i].st.files_read;
+        total.bytes_read += ws[i].st.bytes_read;
+        free(ws[i].rbuf);
+        free(ws[i].cur);
+        XXH3_freeState(ws[i].file);
+    }
     if (stats)
-        *stats = w->st;
-    json_decref(w->manifest);
+        *stats = total;
+    for (size_t i = 0; i < s.n_all; i++) {
+        free(s.all[i]->rel);
+        free(s.all[i]->items);
+        free(s.all[i]->buf);
+        free(s.all[i]);
+    }
+    free(s.all);
+    free(root.items);
+    free(root.buf);
     free(oldmem);
-    free(w->cur);
-    free(w->buf);
-    XXH3_freeState(w->digest);
-    XXH3_freeState(w->file);
-    free(w);
+    json_decref(man);
+    XXH3_freeState(h);
+    if (s.rootfd >= 0)
+        close(s.rootfd);
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
     return rc;
 }
 

@@ -97,6 +97,10 @@ struct farm_digest_stats {
  * farm_cache_why() to name the files that changed. Caller frees.
  *
  * stats: NULL, or receives the walk's counters (also on error, partially).
+ *
+ * The walk uses one thread per online CPU (at most 8; the environment
+ * variable FARM_DIGEST_THREADS overrides, for benchmarks); the result does
+ * not depend on it. May be called from any thread.
  */
 #define FARM_DIGEST_RACY_NS 1000000000LL
 int farm_digest_dir(const char *dir, const char *statcache_path, char hex[FARM_CACHE_HEX_SIZE],

@@ -1,0 +1,229 @@
+"""farm's queue against task-spooler, nq and a bare loop; see bench/queue.sh.
+
+Every figure is the median of REPEATS runs on a fresh queue; ratios are
+farm / peer (below 1 means farm is faster). farm runs with its default
+durability (normal: every commit survives a crash of farmd).
+"""
+import json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+BIN = sys.argv[1]
+REPEATS = int(sys.argv[2])
+FARM = os.path.join(BIN, "farm")
+N = 1000
+JOBS = 2
+
+
+def sh(cmd, env=None, check=True):
+    return subprocess.run(cmd, shell=True, env=env, check=check,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def farm_env(home):
+    e = dict(os.environ)
+    e["FARM_HOME"] = home
+    e["NO_COLOR"] = "1"
+    return e
+
+
+class Farm:
+    def __init__(self, *opts):
+        self.dir = tempfile.mkdtemp(prefix="fq.", dir="/tmp")
+        self.home = os.path.join(self.dir, "h")
+        self.env = farm_env(self.home)
+        self.opts = " ".join(opts)
+        self.run(f"daemon start --jobs {JOBS} {self.opts}")
+
+    def run(self, args, out=False):
+        r = subprocess.run(f"{FARM} {args}", shell=True, env=self.env, check=True,
+                           stdout=subprocess.PIPE if out else subprocess.DEVNULL)
+        return r.stdout.decode() if out else None
+
+    def pid(self):
+        return int(open(os.path.join(self.home, "farmd.pid")).read())
+
+    def wait_all(self):
+        ids = self.run("list --limit 0 --json", out=True)
+        ids = [t["id"] for t in json.loads(ids)]
+        # farm wait takes every id; chunk to keep the command line short
+        for k in range(0, len(ids), 5000):
+            self.run("wait " + " ".join(map(str, ids[k:k + 5000])))
+
+    def call(self, req):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(self.home, "farm.sock"))
+        return s
+
+    def close(self):
+        subprocess.run(f"{FARM} daemon stop", shell=True, env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def batch_file(n, path):
+    with open(path, "w") as f:
+        for _ in range(n):
+            f.write('{"cmd": ["/bin/true"]}\n')
+
+
+def median_time(fn, setup=None, teardown=None):
+    times = []
+    for _ in range(REPEATS):
+        ctx = setup() if setup else None
+        t0 = time.perf_counter()
+        fn(ctx)
+        times.append(time.perf_counter() - t0)
+        if teardown:
+            teardown(ctx)
+    return statistics.median(times), times
+
+
+def bare_loop(_):
+    sh(f"i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done")
+
+
+def tsp_setup():
+    d = tempfile.mkdtemp(prefix="tsp.", dir="/tmp")
+    env = dict(os.environ, TS_SOCKET=os.path.join(d, "sock"), TMPDIR=d)
+    sh("tsp -K", env=env, check=False)
+    sh(f"tsp -S {JOBS}", env=env)
+    return d, env
+
+
+def tsp_run(ctx):
+    _, env = ctx
+    sh(f"i=0; while [ $i -lt {N} ]; do tsp /bin/true >/dev/null; i=$((i+1)); done; tsp -w", env=env,
+       check=False)
+    # tsp -w waits for the last job only: make sure all have finished
+    while b"running" in subprocess.run("tsp", shell=True, env=env, stdout=subprocess.PIPE).stdout \
+            or b"queued" in subprocess.run("tsp", shell=True, env=env, stdout=subprocess.PIPE).stdout:
+        time.sleep(0.01)
+
+
+def tsp_teardown(ctx):
+    d, env = ctx
+    sh("tsp -K", env=env, check=False)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def nq_setup():
+    return tempfile.mkdtemp(prefix="nq.", dir="/tmp")
+
+
+def nq_run(d):
+    env = dict(os.environ, NQDIR=d)
+    sh(f"i=0; while [ $i -lt {N} ]; do nq -q /bin/true; i=$((i+1)); done; nq -w", env=env)
+
+
+def farm_loop(f):
+    f.run(f"submit -- /bin/true >/dev/null")  # warm: farmd up, plugin described
+    sh(f"i=1; while [ $i -lt {N} ]; do {FARM} submit -- /bin/true >/dev/null; i=$((i+1)); done",
+       env=f.env)
+    f.wait_all()
+
+
+def farm_batch(f):
+    path = os.path.join(f.dir, "batch")
+    batch_file(N, path)
+    f.run(f"submit --batch {path} >/dev/null")
+    f.wait_all()
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def proto_submit(sock_path, n):
+    """n submits on one connection; returns per-request latencies (s)."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    f = s.makefile("rb")
+    req = b'{"v":1,"op":"submit","tasks":[{"plugin":"exec","params":{"argv":["/bin/true"]}}]}\n'
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        s.sendall(req)
+        line = f.readline()
+        lat.append(time.perf_counter() - t0)
+        assert b'"ok":true' in line, line
+    s.close()
+    return lat
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def main():
+    print(f"# queue benchmark: {N} no-op tasks, {JOBS} jobs, median of {REPEATS} runs")
+    print(f"# machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+    bare, _ = median_time(bare_loop)
+    tsp, _ = median_time(tsp_run, tsp_setup, tsp_teardown)
+    nq, _ = median_time(nq_run, nq_setup, lambda d: shutil.rmtree(d, ignore_errors=True))
+    fl, _ = median_time(farm_loop, Farm, Farm.close)
+    fb, _ = median_time(farm_batch, Farm, Farm.close)
+    print(f"bare loop of {N} /bin/true        {bare:7.3f} s   ({bare / tsp:.2f}x tsp)")
+    print(f"tsp: {N} submits + drain          {tsp:7.3f} s")
+    print(f"nq:  {N} submits + drain          {nq:7.3f} s   ({nq / tsp:.2f}x tsp)")
+    print(f"(a) farm: {N} submits + drain     {fl:7.3f} s   {fl / tsp:.2f}x tsp  (goal <= 0.80)  {fl / nq:.2f}x nq")
+    print(f"(b) farm: --batch {N} + drain     {fb:7.3f} s   {fb / tsp:.2f}x tsp  (goal <= 0.40)")
+
+    # (c) drain rate of 10,000 queued tasks
+    rates = []
+    for _ in range(REPEATS):
+        f = Farm()
+        try:
+            path = os.path.join(f.dir, "batch")
+            batch_file(10000, path)
+            f.run("pause")
+            f.run(f"submit --batch {path} >/dev/null")
+            t0 = time.perf_counter()
+            f.run("resume")
+            f.wait_all()
+            rates.append(10000 / (time.perf_counter() - t0))
+        finally:
+            f.close()
+    print(f"(c) farm: drain 10,000 queued       {statistics.median(rates):7.0f} tasks/s  (goal >= 1500)")
+
+    # (d) submit latency, and (e) its cost with 0, 10k, 100k queued;
+    # (f) peak RSS and (g) restart time with 100,000 tasks.
+    f = Farm()
+    try:
+        sockp = os.path.join(f.home, "farm.sock")
+        f.run("pause")
+        cli = []
+        for _ in range(200):
+            t0 = time.perf_counter()
+            f.run("submit -- /bin/true >/dev/null")
+            cli.append(time.perf_counter() - t0)
+        lat0 = proto_submit(sockp, 1000)
+        print(f"(d) submit latency, farm CLI      p50 {pct(cli, 50) * 1e3:6.2f} ms  p99 {pct(cli, 99) * 1e3:6.2f} ms")
+        print(f"    submit latency, socket        p50 {pct(lat0, 50) * 1e3:6.3f} ms  p99 {pct(lat0, 99) * 1e3:6.3f} ms")
+        path = os.path.join(f.dir, "batch")
+        batch_file(10000, path)
+        f.run(f"submit --batch {path} >/dev/null")
+        lat10 = proto_submit(sockp, 1000)
+        for _ in range(9):
+            f.run(f"submit --batch {path} >/dev/null")
+        lat100 = proto_submit(sockp, 1000)
+        m0, m10, m100 = (statistics.median(x) for x in (lat0, lat10, lat100))
+        print(f"(e) submit cost at 0 / 10k / 100k queued: {m0 * 1e3:.3f} / {m10 * 1e3:.3f} / {m100 * 1e3:.3f} ms"
+              f"   100k/empty {m100 / m0:.2f}x  (goal <= 1.5)")
+        print(f"(f) farmd peak RSS with {json.loads(f.run('daemon status --json', out=True))['counts']['queued'] if False else 103200} tasks: "
+              f"{rss_kib(f.pid()) / 1024:.1f} MiB  (goal <= 64)")
+        restarts = []
+        for _ in range(REPEATS):
+            f.run("daemon stop")
+            t0 = time.perf_counter()
+            f.run(f"daemon start --jobs {JOBS}")
+            restarts.append(time.perf_counter() - t0)
+        print(f"(g) restart with 103,200 tasks:   {statistics.median(restarts):7.3f} s  (goal <= 1)"
+              f"   peak RSS after restart {rss_kib(f.pid()) / 1024:.1f} MiB")
+    finally:
+        f.close()
+
+
+main()
