@@ -24,8 +24,12 @@ struct mconn {
     struct slot *slot; /* set once authenticated */
     uint8_t nonce[FARM_FEDENC_NONCE];
     char peer[80];
+    double accepted_at;
     struct mconn *next;
 };
+
+/* A peer gets this long to complete the handshake. */
+#define HANDSHAKE_SECONDS 10.0
 
 struct slot {
     uint32_t id;
@@ -363,6 +367,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (mc == NULL)
         return;
     mc->m = m;
+    mc->accepted_at = farm_fedenc_now();
     /* Before the handshake only small frames are read. */
     if (farm__fedenc_conn_init(&mc->conn, &m->loop, &mconn_ops, mc,
                                FARM_FEDENC_HDR + FARM_FEDENC_JSON_MAX) != 0) {
@@ -541,7 +546,16 @@ static void on_deadline(uv_timer_t *t)
 
 static void on_tick(uv_timer_t *t)
 {
-    (void)t;
+    struct master *m = t->data;
+    double now = farm_fedenc_now();
+    for (struct mconn *mc = m->conns; mc; mc = mc->next) {
+        if (mc->slot == NULL && !mc->conn.closing && now - mc->accepted_at > HANDSHAKE_SECONDS) {
+            LOG(m, 2, "connection from %s closed: no handshake within %.0f s", mc->peer,
+                HANDSHAKE_SECONDS);
+            mc->conn.failed = 1;
+            farm__fedenc_conn_close(&mc->conn);
+        }
+    }
 }
 
 typedef int (*done_fn)(struct master *m);
