@@ -1,0 +1,102 @@
+# Refused plugins: each refusal fixture gives a message naming the file and
+# the reason, through `farm run FILE.so` (exit 2), at submit time (exit 2,
+# nothing queued), and, when the file breaks after it was queued, as the
+# failed task's reason; farmd stays up and runs the other tasks.
+. "$(dirname "$0")/lib.sh"
+FX="$FARM_BUILD_DIR/fixtures/plugins"
+mkdir -p "$T/fx" "$T/q" "$FARM_HOME/plugins"
+# Copies with a known mode: the build tree's follow the builder's umask.
+for f in noentry abimajor short misnamed ok; do
+    cp "$FX/$f.so" "$T/fx/$f.so"
+    chmod 0755 "$T/fx/$f.so"
+done
+mkdir -p "$T/fx/writable"
+cp "$FX/ok.so" "$T/fx/writable/ok.so"
+chmod 0775 "$T/fx/writable/ok.so"
+cp "$FX/clash/exec.so" "$FARM_HOME/plugins/exec.so"
+chmod 0755 "$FARM_HOME/plugins/exec.so"
+builtin_exec=$(cd "$FARM_BIN/../plugins" && pwd -P)/exec.so
+
+# reason_for FILE: the reason farm must give for FILE.
+reason_for() {
+    case "$1" in
+    */noentry.so) echo "refused: no entry symbol farm_plugin_v1 (use FARM_PLUGIN_DEFINE)" ;;
+    */abimajor.so) echo "refused: plugin ABI 2.0, this farm speaks ABI 1.x" ;;
+    */short.so) echo "that reach run" ;;
+    */misnamed.so) echo "refused: plugin calls itself \"othername\" but the file is named misnamed.so (they must match)" ;;
+    */writable/ok.so) echo "refused: file is writable by group (mode 775); chmod go-w it" ;;
+    */exec.so) echo "refused: name \"exec\" clashes with the plugin $builtin_exec" ;;
+    esac
+}
+
+refused="$T/fx/noentry.so $T/fx/abimajor.so $T/fx/short.so $T/fx/misnamed.so $T/fx/writable/ok.so $FARM_HOME/plugins/exec.so"
+
+# farm run FILE.so: exit 2, the message names the file and the reason.
+for f in $refused; do
+    expect_status "farm run $f" 2 farm run "$f"
+    err=$(cat "$T/err")
+    expect_contains "farm run $f: names the file" "farm run: $f: " "$err"
+    expect_contains "farm run $f: reason" "$(reason_for "$f")" "$err"
+done
+expect_contains "short: sizes" "refused: descriptor is " "$(farm run "$T/fx/short.so" 2>&1 || true)"
+# farm plugin info says the same; farm plugins lists the clashing file.
+expect_status "plugin info noentry" 2 farm plugin info "$T/fx/noentry.so"
+expect_contains "plugin info reason" "$T/fx/noentry.so: refused: no entry symbol" "$(cat "$T/err")"
+expect_status "farm plugins" 0 farm plugins
+expect_contains "farm plugins lists the clash" "$FARM_HOME/plugins/exec.so: $(reason_for exec.so)" "$(cat "$T/err")"
+# The built-in exec still runs by name.
+expect_status "farm run exec" 0 farm run exec --param "run=echo builtin"
+
+# At submit time: refused, nothing queued.
+start_farmd --jobs 2 --grace 1
+pid=$(farmd_pid)
+for f in $refused; do
+    echo "{\"plugin\": \"$f\"}" >"$T/batch"
+    expect_status "submit $f" 2 farm submit --batch "$T/batch"
+    err=$(cat "$T/err")
+    expect_contains "submit $f: names the file" "$f: " "$err"
+    expect_contains "submit $f: reason" "$(reason_for "$f")" "$err"
+done
+expect_eq "nothing queued" 0 "$(farm list --json | jget - 'len(j)')"
+
+# Queued while valid, broken before it runs: the task fails with the reason.
+farm pause >/dev/null
+for f in noentry abimajor short misnamed; do
+    cp "$FX/twins/$f.so" "$T/q/$f.so"
+    chmod 0755 "$T/q/$f.so"
+done
+mkdir -p "$T/q/writable"
+cp "$FX/ok.so" "$T/q/writable/ok.so"
+chmod 0755 "$T/q/writable/ok.so"
+cp "$FX/ok.so" "$T/q/ok.so"
+chmod 0755 "$T/q/ok.so"
+: >"$T/batch"
+for f in noentry abimajor short misnamed writable/ok; do
+    echo "{\"plugin\": \"$T/q/$f.so\", \"params\": {}, \"name\": \"$f\"}" >>"$T/batch"
+    echo "{\"plugin\": \"$T/q/ok.so\", \"params\": {}, \"name\": \"good-after-$f\"}" >>"$T/batch"
+done
+echo '{"run": "echo still here", "name": "exec-task"}' >>"$T/batch"
+farm submit --batch "$T/batch" >"$T/ids"
+expect_eq "queued" 11 "$(wc -l <"$T/ids" | tr -d ' ')"
+for f in noentry abimajor short misnamed; do
+    cp "$T/fx/$f.so" "$T/q/$f.so.new"
+    mv "$T/q/$f.so.new" "$T/q/$f.so"
+done
+chmod 0775 "$T/q/writable/ok.so"
+farm resume >/dev/null
+expect_status "wait all" 1 farm wait $(cat "$T/ids")
+farm list --json >"$T/list.json"
+for f in noentry abimajor short misnamed writable/ok; do
+    st=$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == '$f'][0]")
+    expect_eq "$f: state" failed "$st"
+    reason=$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == '$f'][0]")
+    expect_contains "$f: reason names the file" "$T/q/$f.so: " "$reason"
+    expect_contains "$f: reason" "$(reason_for "$T/q/$f.so")" "$reason"
+    expect_eq "good-after-$f" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'good-after-$f'][0]")"
+done
+expect_eq "exec task" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'exec-task'][0]")"
+expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
+kill -0 "$pid" || fail "farmd died"
+id=$(farm submit -- echo after)
+expect_status "a task after the refusals" 0 farm wait "$id"
+echo "sdk_refuse: ok"
