@@ -8,7 +8,6 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <git2.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,7 +17,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "farm/gitintake.h"
 #include "farm/util.h"
 
 #define BEGIN "# >>> farm hook >>>\n"
@@ -28,22 +26,75 @@
 #define END "# <<< farm hook <<<\n"
 
 struct repo_info {
-    char hooks[PATH_MAX];
+    char hooks[PATH_MAX * 2 + 16];
     int bare;
 };
 
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Finds the hooks directory of the repository holding `dir`, the way git
+ * does: DIR/.git (a directory, or a file naming the git dir), or DIR itself
+ * when it is a bare repository; then the parent directories. */
 static int find_repo(const char *dir, struct repo_info *ri)
 {
-    git_repository *repo;
-    git_libgit2_init();
-    if (git_repository_open_ext(&repo, dir, 0, NULL) < 0) {
-        fprintf(stderr, "farm hook: %s: not a git repository\n", dir);
+    char cur[PATH_MAX], p[PATH_MAX + 64];
+    if (!realpath(dir, cur)) {
+        fprintf(stderr, "farm hook: %s: %s\n", dir, strerror(errno));
         return -1;
     }
-    ri->bare = git_repository_is_bare(repo);
-    snprintf(ri->hooks, sizeof ri->hooks, "%shooks", git_repository_path(repo));
-    git_repository_free(repo);
-    return 0;
+    for (;;) {
+        char *slash;
+        snprintf(p, sizeof p, "%s/.git", cur);
+        if (is_dir(p)) {
+            ri->bare = 0;
+            snprintf(ri->hooks, sizeof ri->hooks, "%s/.git/hooks", cur);
+            return 0;
+        }
+        if (access(p, R_OK) == 0) {
+            char *text = NULL, *gd, common[PATH_MAX + 80], *ctext = NULL;
+            if (farm_read_file(p, &text, NULL) == 0 && !strncmp(text, "gitdir: ", 8)) {
+                gd = text + 8;
+                gd[strcspn(gd, "\n")] = '\0';
+                /* A linked work tree shares the hooks of its common dir. */
+                snprintf(common, sizeof common, "%s/commondir", gd);
+                if (farm_read_file(common, &ctext, NULL) == 0) {
+                    ctext[strcspn(ctext, "\n")] = '\0';
+                    if (ctext[0] == '/')
+                        snprintf(ri->hooks, sizeof ri->hooks, "%s/hooks", ctext);
+                    else
+                        snprintf(ri->hooks, sizeof ri->hooks, "%s/%s/hooks", gd, ctext);
+                    free(ctext);
+                } else if (gd[0] == '/') {
+                    snprintf(ri->hooks, sizeof ri->hooks, "%s/hooks", gd);
+                } else {
+                    snprintf(ri->hooks, sizeof ri->hooks, "%s/%s/hooks", cur, gd);
+                }
+                ri->bare = 0;
+                free(text);
+                return 0;
+            }
+            free(text);
+        }
+        snprintf(p, sizeof p, "%s/objects", cur);
+        if (is_dir(p)) {
+            snprintf(p, sizeof p, "%s/HEAD", cur);
+            if (access(p, R_OK) == 0) {
+                ri->bare = 1;
+                snprintf(ri->hooks, sizeof ri->hooks, "%s/hooks", cur);
+                return 0;
+            }
+        }
+        slash = strrchr(cur, '/');
+        if (!slash || slash == cur)
+            break;
+        *slash = '\0';
+    }
+    fprintf(stderr, "farm hook: %s: not a git repository\n", dir);
+    return -1;
 }
 
 /* The file's content with farm's block cut out; *had says whether there was
@@ -127,7 +178,7 @@ static char *block_for(const struct cli *cli, const char *kind, int new_file)
 static int install_one(const struct cli *cli, const struct repo_info *ri, const char *kind,
                        int install)
 {
-    char path[PATH_MAX + 32], *text = NULL, *rest;
+    char path[PATH_MAX * 2 + 64], *text = NULL, *rest;
     int had, rc;
     snprintf(path, sizeof path, "%s/%s", ri->hooks, kind);
     if (farm_read_file(path, &text, NULL) < 0)
@@ -166,63 +217,26 @@ static int install_one(const struct cli *cli, const struct repo_info *ri, const 
  * commit has none yet) and fails when one did not succeed. */
 static int gate(struct cli *cli, const char *rev, const char *ref)
 {
-    json_t *reply, *tasks, *t, *ids = json_array();
+    json_t *reply, *t, *ids;
     size_t i;
     int rc, failed = 0;
-    char commit[64];
-    {
-        git_repository *repo;
-        git_object *obj;
-        git_libgit2_init();
-        if (git_repository_open_ext(&repo, ".", 0, NULL) < 0 ||
-            git_revparse_single(&obj, repo, rev) < 0) {
-            fprintf(stderr, "farm gate: unknown revision %s\n", rev);
-            return CLI_USAGE;
-        }
-        git_oid_tostr(commit, sizeof commit, git_object_id(obj));
-        git_object_free(obj);
-        git_repository_free(repo);
-    }
-    if ((rc = cli_call(cli, json_pack("{s:s,s:s,s:i}", "op", "list", "commit", commit, "limit", 0),
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+        return CLI_USAGE;
+    if ((rc = cli_call(cli,
+                       json_pack("{s:s,s:{s:s,s:s,s:s?},s:b}", "op", "submit", "git", "repo", cwd,
+                                 "rev", rev, "ref", ref, "reuse", 1),
                        &reply)))
         return rc;
-    tasks = json_object_get(reply, "tasks");
-    json_array_foreach(tasks, i, t)
-    {
-        const char *state = json_string_value(json_object_get(t, "state"));
-        if (strcmp(state, "cancelled") != 0)
-            json_array_append(ids, json_object_get(t, "id"));
-    }
-    json_decref(reply);
-    if (json_array_size(ids) == 0) {
-        json_t *git;
-        struct farm_err err;
-        farm_err_clear(&err);
-        if (farm__git_read(".", commit, ref, &git, &err) < 0) {
-            fprintf(stderr, "farm gate: %s\n", err.msg);
-            return CLI_USAGE;
-        }
-        {
-            char display[96];
-            json_t *spec = json_incref(json_object_get(git, "spec"));
-            snprintf(display, sizeof display, "%.7s:farm.yaml", commit);
-            json_object_del(git, "spec");
-            if ((rc = cli_call(cli,
-                               json_pack("{s:s,s:o,s:o,s:s}", "op", "submit", "git", git, "spec",
-                                         spec, "display", display),
-                               &reply)))
-                return rc;
-        }
-        if (!json_is_true(json_object_get(reply, "ok"))) {
-            rc = cli_reply_error("gate", reply);
-            json_decref(reply);
-            return rc;
-        }
-        json_array_extend(ids, json_object_get(reply, "ids"));
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        rc = cli_reply_error("gate", reply);
         json_decref(reply);
+        return rc;
     }
+    ids = json_incref(json_object_get(reply, "ids"));
+    json_decref(reply);
     fprintf(stderr, "farm: waiting for %zu task(s) of %.12s before the push\n",
-            json_array_size(ids), commit);
+            json_array_size(ids), rev);
     if ((rc = cli_call(cli, json_pack("{s:s,s:o}", "op", "wait", "ids", ids), &reply)))
         return rc;
     json_array_foreach(json_object_get(reply, "tasks"), i, t)
@@ -231,7 +245,7 @@ static int gate(struct cli *cli, const char *rev, const char *ref)
         if (!strcmp(state, "succeeded") || !strcmp(state, "skipped"))
             continue;
         if (!failed)
-            fprintf(stderr, "farm: push refused: tasks of %.12s did not succeed:\n", commit);
+            fprintf(stderr, "farm: push refused: tasks of %.12s did not succeed:\n", rev);
         failed = 1;
         fprintf(stderr, "  %s: %s%s%s  (farm logs %lld)\n",
                 json_string_value(json_object_get(t, "task")), state,

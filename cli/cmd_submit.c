@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "farm/gitintake.h"
 #include "farm/util.h"
 
 static int print_result(struct cli *cli, json_t *reply)
@@ -158,29 +157,25 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select, json_t *
 static int submit_git(struct cli *cli, const char *repo, const char *rev, const char *ref,
                       json_t *select, json_t *override, int hook)
 {
-    json_t *git, *reply, *spec;
-    struct farm_err err;
-    char display[96];
+    json_t *git, *reply;
+    char abs[PATH_MAX];
     int rc;
-    farm_err_clear(&err);
-    if ((rc = farm__git_read(repo, rev, ref, &git, &err)) < 0) {
+    /* farmd reads the commit (libgit2 lives there, not in every farm
+     * command); it needs an absolute path. */
+    if (!realpath(repo, abs)) {
         json_decref(select);
         json_decref(override);
         if (hook) {
-            fprintf(stderr, "farm: warning: tests not submitted: %s\n", err.msg);
+            fprintf(stderr, "farm: warning: tests not submitted: %s: %s\n", repo, strerror(errno));
             return CLI_OK;
         }
-        fprintf(stderr, "farm submit: %s\n", err.msg);
+        fprintf(stderr, "farm submit: %s: not a git repository (%s)\n", repo, strerror(errno));
         return CLI_USAGE;
     }
-    snprintf(display, sizeof display, "%.7s:farm.yaml",
-             json_string_value(json_object_get(git, "commit")));
-    spec = json_incref(json_object_get(git, "spec"));
-    json_object_del(git, "spec");
+    git = json_pack("{s:s,s:s?,s:s?}", "repo", abs, "rev", rev, "ref", ref);
     rc = cli_call(cli,
-                  json_pack("{s:s,s:o,s:o,s:s,s:o,s:o,s:b}", "op", "submit", "git", git, "spec",
-                            spec, "display", display, "select", select, "override", override,
-                            "full", cli->json),
+                  json_pack("{s:s,s:o,s:o,s:o,s:b}", "op", "submit", "git", git, "select", select,
+                            "override", override, "full", cli->json),
                   &reply);
     if (rc) {
         if (hook) {

@@ -464,13 +464,13 @@ static void free_newtasks(struct newtask *nt, size_t n)
 
 static void reply_submitted(struct client *c, struct newtask *nt, size_t n, int full)
 {
-    json_t *ids = json_array(), *tasks = full ? json_array() : NULL;
+    json_t *ids = json_array(), *tasks = full ? json_array() : json_null();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(ids, json_integer(nt[i].id));
         if (full)
             json_array_append_new(tasks, farmd_task_json(nt[i].id, 1));
     }
-    farmd_client_send(c, json_pack("{s:b,s:o,s:o?}", "ok", 1, "ids", ids, "tasks", tasks));
+    farmd_client_send(c, json_pack("{s:b,s:o,s:o}", "ok", 1, "ids", ids, "tasks", tasks));
 }
 
 static int submission_row(const char *kind, const char *source, const char *cwd,
@@ -648,6 +648,28 @@ bad:
 
 /* submit --dir: the CLI has copied the directory to snapshots/incoming-*;
  * farmd parses its farm.yaml, checks every task, and adopts the snapshot. */
+/* For the pre-push gate: when the commit already has tasks that were not
+ * cancelled, reply with their ids instead of submitting again. */
+static int reuse_commit(struct client *c, json_t *git)
+{
+    sqlite3_stmt *st = farm__db_stmt(
+        farmd.db, "SELECT t.id FROM tasks t JOIN submissions s ON s.id=t.submission WHERE "
+                  "s.git_commit=? AND s.git_repo=? AND t.state!='cancelled' ORDER BY t.id");
+    json_t *ids = json_array();
+    sqlite3_bind_text(st, 1, json_string_value(json_object_get(git, "commit")), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, json_string_value(json_object_get(git, "repo")), -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        json_array_append_new(ids, json_integer(sqlite3_column_int64(st, 0)));
+    sqlite3_reset(st);
+    if (json_array_size(ids) == 0) {
+        json_decref(ids);
+        return 0;
+    }
+    farmd_client_send(c, json_pack("{s:b,s:o,s:n,s:s}", "ok", 1, "ids", ids, "tasks", "commit",
+                                   json_string_value(json_object_get(git, "commit"))));
+    return 1;
+}
+
 /* Cancels the queued tasks of older submissions of the same repo and ref
  * that share a name with a task of `sub`: a push of 20 commits runs the
  * newest, not 20. */
@@ -688,7 +710,7 @@ static void coalesce(int64_t sub, json_t *git, struct newtask *nt, size_t n)
 static void op_submit_dir(struct client *c, json_t *req)
 {
     const char *incoming = json_string_value(json_object_get(req, "dir"));
-    json_t *git = json_object_get(req, "git");
+    json_t *git = json_object_get(req, "git"), *readgit = NULL;
     const char *display = json_string_value(json_object_get(req, "display"));
     const char *source = json_string_value(json_object_get(req, "source"));
     json_t *select = json_object_get(req, "select");
@@ -704,17 +726,36 @@ static void op_submit_dir(struct client *c, json_t *req)
     farm_err_clear(&err);
     snprintf(prefix, sizeof prefix, "%s/snapshots/incoming-", farmd.home);
     if (git) {
-        const char *text = json_string_value(json_object_get(req, "spec"));
-        if (!json_is_object(git) || !text || !json_is_string(json_object_get(git, "repo")) ||
-            !json_is_string(json_object_get(git, "commit"))) {
-            send_error(c, FARM_EBADREQ, "submit: git needs repo, commit and the spec text");
+        const char *text;
+        char shown[96];
+        if (!json_is_object(git) || !json_is_string(json_object_get(git, "repo"))) {
+            send_error(c, FARM_EBADREQ, "submit: git needs repo (and rev, ref)");
             return;
         }
+        /* farmd reads the commit itself, through libgit2: the CLI stays
+         * light, and what is tested is what the repository holds now. */
+        if ((rc = farm__git_read(json_string_value(json_object_get(git, "repo")),
+                                 json_string_value(json_object_get(git, "rev")),
+                                 json_string_value(json_object_get(git, "ref")), &readgit,
+                                 &err)) < 0) {
+            send_error(c, err.code, err.msg);
+            return;
+        }
+        git = readgit;
+        if (json_is_true(json_object_get(req, "reuse")) && reuse_commit(c, git)) {
+            json_decref(readgit);
+            return;
+        }
+        text = json_string_value(json_object_get(git, "spec"));
+        snprintf(shown, sizeof shown, "%.7s:farm.yaml",
+                 json_string_value(json_object_get(git, "commit")));
+        display = shown;
         incoming = NULL;
-        rc = farm_spec_parse_string(text, strlen(text), display ? display : "farm.yaml", &spec,
-                                    &err);
+        rc = farm_spec_parse_string(text, strlen(text), shown, &spec, &err);
+        json_object_del(git, "spec");
         if (rc < 0) {
             send_error(c, err.code, err.msg);
+            json_decref(readgit);
             return;
         }
         source = json_string_value(json_object_get(git, "repo"));
@@ -875,6 +916,7 @@ static void op_submit_dir(struct client *c, json_t *req)
     free_newtasks(nt, n);
     free(want);
     farm_spec_release(&spec);
+    json_decref(readgit);
     farmd_schedule();
     return;
 bad:
@@ -884,6 +926,7 @@ bad:
     free_newtasks(nt, n);
     free(want);
     farm_spec_release(&spec);
+    json_decref(readgit);
 }
 
 static void op_show(struct client *c, json_t *req)
