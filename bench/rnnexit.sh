@@ -21,7 +21,10 @@
 #
 # Environment: RNNEXIT_BENCH_REPS (rounds at hidden 256, default 5),
 # RNNEXIT_BENCH_REPS_LARGE (hidden 1024, default 3), RNNEXIT_BENCH_THREADS
-# (BLAS and torch threads on both sides, default 1), FARM_PYTHON.
+# (BLAS and torch threads on both sides, default 1: farm sets OpenBLAS's
+# count, torch gets torch.set_num_threads plus OMP_NUM_THREADS and
+# OPENBLAS_NUM_THREADS, since the Debian torch calls OpenBLAS, whose pool
+# would otherwise use every CPU), FARM_PYTHON.
 set -eu
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -51,7 +54,10 @@ for cell in gru lstm; do
         args="--cell $cell --hidden $H --batch 64 --steps 100 --reps $reps --threads $THREADS"
         echo
         echo "== $cell hidden $H, batch 64, 100 steps, $THREADS thread(s), medians of $reps =="
-        "$PY" "$HERE/rnnexit/torch_rnn.py" $args > "$TMP/torch"
+        # torch's own pool follows --threads; the OpenBLAS it calls keeps its
+        # own pool (nproc threads by default), so pin that too.
+        OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS \
+            "$PY" "$HERE/rnnexit/torch_rnn.py" $args > "$TMP/torch"
         "$BIN" $args > "$TMP/set"
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$BIN" $args > "$TMP/unset"
         echo "-- farm, environment as set:"
