@@ -101,8 +101,15 @@ const struct cli_cmd cli_cmds[] = {
     {"plugins", cmd_plugins, "farm plugins [--json]",
      "Lists the plugins farm finds: name, version, summary, path; and the files it\n"
      "refuses, with the reason.\n"},
-    {"plugin", cmd_plugin, "farm plugin info NAME [--json]",
-     "Shows a plugin's parameter table: name, type, required, default, help.\n"},
+    {"plugin", cmd_plugin, "farm plugin info NAME|FILE.so [--json] | farm plugin new NAME [DIR]",
+     "  info NAME|FILE.so  shows a plugin's name, version, ABI, summary, path and\n"
+     "                     parameter table: name, type, required, default, help\n"
+     "  new NAME [DIR]     creates DIR (default ./NAME, new or empty) holding\n"
+     "                     NAME.c (FARM_PLUGIN_DEFINE, a parameter table and run()),\n"
+     "                     CMakeLists.txt (find_package(farm-plugin)) and README.md;\n"
+     "                     it builds against the installed SDK and runs as made.\n"
+     "                     NAME: 1 to 64 of a-z, 0-9, _ and -, starting with a\n"
+     "                     letter, not the name of a built-in plugin\n"},
     {"hook", cmd_hook, "farm hook install|uninstall [--repo DIR] [--gate pre-push]",
      "Installs (or removes) the git hook that submits every commit's farm.yaml\n"
      "tasks: post-commit in a work tree, post-receive in a bare repo (one\n"
