@@ -103,8 +103,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct farm__fedenc_conn *c = h->data;
     (void)suggested;
-    /* Read straight into the frame buffer, at least 64 KiB at a time. */
+    /* Read straight into the frame buffer, at least 64 KiB at a time; once a
+     * frame's header is in, make room for the whole frame at once rather
+     * than growing (and copying) step by step. */
     size_t want = c->len + 65536;
+    size_t flen = 0;
+    if (c->len >= FARM_FEDENC_HDR &&
+        farm_fedenc_peek(c->buf, c->len, c->max_frame, &flen, NULL) == 0 && flen > want)
+        want = flen;
     if (want > c->cap) {
         size_t cap = c->cap ? c->cap : 65536;
         while (cap < want)
