@@ -14,6 +14,7 @@
 
 struct acc {
     double slr[FARM_GS_NMETHODS], speedup[FARM_GS_NMETHODS];
+    double best_slr; /* SLR of the best method per instance: what the chooser gets */
     long best[FARM_GS_NMETHODS];
     long better[FARM_GS_NMETHODS], equal[FARM_GS_NMETHODS], worse[FARM_GS_NMETHODS];
     long count;
@@ -36,9 +37,12 @@ static uint64_t mix(uint64_t x)
 
 static void add(struct acc *a, const double *span, const double *slr, const double *sp)
 {
-    double min = INFINITY;
-    for (int m = 0; m < FARM_GS_NMETHODS; m++)
+    double min = INFINITY, min_slr = INFINITY;
+    for (int m = 0; m < FARM_GS_NMETHODS; m++) {
         min = fmin(min, span[m]);
+        min_slr = fmin(min_slr, slr[m]);
+    }
+    a->best_slr += min_slr;
     for (int m = 0; m < FARM_GS_NMETHODS; m++) {
         a->slr[m] += slr[m];
         a->speedup[m] += sp[m];
@@ -86,6 +90,9 @@ static void report(const char *title, const struct acc *a)
                farm_gs_method_name(m), a->slr[m] / a->count, a->speedup[m] / a->count,
                100.0 * a->best[m] / a->count, 100.0 * a->better[m] / a->count,
                100.0 * a->equal[m] / a->count, 100.0 * a->worse[m] / a->count);
+    printf("  best of all methods per instance (the plugin's choice): mean SLR %.4f, ratio to HEFT "
+           "%.4f\n",
+           a->best_slr / a->count, a->best_slr / a->slr[FARM_GS_HEFT]);
     printf("  ratio of mean SLR to HEFT's:");
     for (int m = 1; m < FARM_GS_NMETHODS; m++)
         printf(" %s %.4f%s", farm_gs_method_name(m), a->slr[m] / a->slr[FARM_GS_HEFT],
