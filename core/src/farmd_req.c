@@ -31,7 +31,7 @@ struct client {
     int64_t *wait_ids; /* sorted */
     char *wait_done;
     size_t n_wait, wait_left;
-    int waiting, wait_progress, pause_wait, closing, refs;
+    int waiting, wait_progress, wait_full, pause_wait, closing, refs;
 };
 
 static const char *terminal_states[] = {"succeeded", "failed", "timed_out", "cancelled",
@@ -1140,7 +1140,7 @@ static void wait_reply(struct client *c)
 {
     json_t *tasks = json_array();
     for (size_t i = 0; i < c->n_wait; i++) {
-        json_t *t = farmd_task_json(c->wait_ids[i], 1);
+        json_t *t = farmd_task_json(c->wait_ids[i], c->wait_full);
         if (t)
             json_array_append_new(tasks, t);
     }
@@ -1224,6 +1224,9 @@ static void op_wait(struct client *c, json_t *req)
         sqlite3_reset(st);
     }
     c->wait_progress = json_is_true(json_object_get(req, "progress"));
+    /* Metrics, artifacts and attempts cost queries per task: only for
+     * callers that print JSON. */
+    c->wait_full = !json_is_false(json_object_get(req, "full"));
     c->waiting = 1;
     if (c->wait_left == 0)
         wait_reply(c);

@@ -67,11 +67,26 @@ int64_t farm_mono_ms(void)
 
 char *farm_rfc3339(int64_t ms, char *buf, size_t len)
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    /* Civil date from days since the epoch (proleptic Gregorian), without
+     * gmtime_r's locking: farmd formats many of these. */
+    int64_t secs = ms / 1000, days = secs / 86400, rem = secs % 86400;
+    int64_t z, era, doe, yoe, y, doy, mp, d, m;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    z = days + 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    y = yoe + era * 400;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", (int)y, (int)m, (int)d,
+             (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60), (int)(ms % 1000));
     return buf;
 }
 
@@ -79,18 +94,25 @@ int farm_mkdirs(const char *path, unsigned mode)
 {
     char tmp[PATH_MAX];
     size_t n = strlen(path);
+    char *slash;
+    int rc;
+    /* The common case first: the parent exists, one system call. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
     if (n == 0 || n >= sizeof tmp)
         return -ENAMETOOLONG;
     memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-                return -errno;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+    while (n > 1 && tmp[n - 1] == '/')
+        tmp[--n] = '\0';
+    slash = strrchr(tmp, '/');
+    if (!slash || slash == tmp)
+        return -ENOENT;
+    *slash = '\0';
+    if ((rc = farm_mkdirs(tmp, mode)) < 0)
+        return rc;
+    if (mkdir(path, mode) < 0 && errno != EEXIST)
         return -errno;
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -261,6 +262,43 @@ static void test_flipped_byte(void **state)
     free(report);
     free(inputs);
     free(inputs2);
+}
+
+static void test_verify_sweeps_orphans(void **state)
+{
+    struct fx *f = *state;
+    char pkg[1024], key[33], obj[2048], orphan[2048], old_tmp[2048], young_tmp[2048];
+    snprintf(pkg, sizeof pkg, "%s/pkg", f->base);
+    ct_write(ct_path(pkg, "x"), "x\n", (size_t)-1, 0644);
+    char *inputs = ct_inputs("0123456789abcdef0123456789abcdef", "b", "r:deps", key);
+    ct_store_dir(f->c, key, inputs, pkg, "t", ct_path(f->base, "scratch"));
+    snprintf(obj, sizeof obj, "%s/cache/objects/%.2s/%s.tar.zst", f->base, key, key);
+    /* An object nobody indexed, a temp file from a store that died an hour
+     * and more ago, and one being written right now. */
+    snprintf(orphan, sizeof orphan, "%s/cache/objects/ab/abababababababababababababababab.tar.zst",
+             f->base);
+    snprintf(old_tmp, sizeof old_tmp, "%s/cache/objects/ab/.abab.123.0.tmp", f->base);
+    snprintf(young_tmp, sizeof young_tmp, "%s/cache/objects/ab/.abab.124.0.tmp", f->base);
+    size_t n = 0;
+    char *bytes = ct_read(obj, &n);
+    ct_write(orphan, bytes, n, 0644);
+    ct_write(old_tmp, bytes, n, 0644);
+    ct_write(young_tmp, bytes, n, 0644);
+    free(bytes);
+    struct timespec ts[2] = {{.tv_sec = time(NULL) - 7200}, {.tv_sec = time(NULL) - 7200}};
+    assert_int_equal(utimensat(AT_FDCWD, old_tmp, ts, 0), 0);
+    char *report = NULL;
+    assert_int_equal(farm_cache_verify(f->c, &report, NULL), 0);
+    json_t *r = json_loads(report, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(r, "orphans_removed")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r, "ok")), 1);
+    json_decref(r);
+    free(report);
+    assert_false(ct_exists(orphan));
+    assert_false(ct_exists(old_tmp));
+    assert_true(ct_exists(young_tmp));
+    assert_true(ct_exists(obj));
+    free(inputs);
 }
 
 static void test_lru(void **state)
@@ -593,6 +631,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verify_sweeps_orphans, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_poisoning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_store, setup, teardown),
