@@ -59,17 +59,21 @@ for b in pc cm; do
     cmp -s "$art" "$T/want.txt" || fail "$b: farm run artifact differs: $(cat "$art")"
 done
 
-# Queued: by path (both builds) and, installed with cmake --install into
-# $FARM_HOME/plugins, by name.
+# Queued: by path (both builds); then, installed with cmake --install into
+# $FARM_HOME/plugins, by name. (Installed, it would clash with the same name
+# given by path: a path may not pose as a plugin of the search path.)
 start_farmd --jobs 2
-cmake --install "$T/cm" >/dev/null
-[ -f "$FARM_HOME/plugins/hello.so" ] || fail "cmake --install did not put hello.so into \$FARM_HOME/plugins"
 {
     echo "{\"plugin\": \"$T/pc/hello.so\", \"name\": \"pc\", \"params\": {\"name\": \"Ada\", \"count\": 4, \"delay\": 0}}"
     echo "{\"plugin\": \"$T/cm/hello.so\", \"name\": \"cm\", \"params\": {\"name\": \"Ada\", \"count\": 4, \"delay\": 0}}"
-    echo '{"plugin": "hello", "name": "byname", "params": {"name": "Ada", "count": 4, "delay": 0}}'
 } | farm submit --batch - >"$T/ids"
 farm wait $(cat "$T/ids") >/dev/null || fail "queued hello tasks did not succeed"
+cmake --install "$T/cm" >/dev/null
+[ -f "$FARM_HOME/plugins/hello.so" ] || fail "cmake --install did not put hello.so into \$FARM_HOME/plugins"
+echo '{"plugin": "hello", "name": "byname", "params": {"name": "Ada", "count": 4, "delay": 0}}' |
+    farm submit --batch - >>"$T/ids"
+farm wait $(cat "$T/ids") >/dev/null || fail "queued hello by name did not succeed"
+expect_eq "three queued" 3 "$(wc -l <"$T/ids" | tr -d ' ')"
 for id in $(cat "$T/ids"); do
     farm show "$id" --json >"$T/show.json"
     name=$(jget "$T/show.json" 'j["task"]')

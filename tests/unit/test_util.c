@@ -19,7 +19,7 @@ static void test_rfc3339(void **state)
     uint64_t x = 88172645463325252ull;
     (void)state;
     for (int i = 0; i < 200000; i++) {
-        char got[40], want[40];
+        char got[64], want[64];
         struct tm tm;
         time_t s;
         int64_t ms;
