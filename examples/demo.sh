@@ -1,44 +1,68 @@
 #!/bin/sh
-# make demo: starts farm on a home inside the build tree and runs the example
-# model repo end to end, then prints the results.
+# make demo: starts farm on a home inside the build tree, turns the example
+# model repo into a git repository with farm's hook, commits twice and shows
+# what farm did: the tasks, their results, the cache, the notes.
 # Usage: sh examples/demo.sh BUILD_DIR
 set -eu
 build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
-bin="$(cd "$build" && pwd)/bin"
-export FARM_HOME="$(cd "$build" && pwd)/demo-home"
+bdir=$(cd "$build" && pwd)
+bin="$bdir/bin"
+export FARM_HOME="$bdir/demo-home"
 export PATH="$bin:$PATH"
+export NO_COLOR=${NO_COLOR:-}
+repo="$bdir/demo-repo"
+export GIT_AUTHOR_NAME="farm demo" GIT_AUTHOR_EMAIL=demo@example.org
+export GIT_COMMITTER_NAME="farm demo" GIT_COMMITTER_EMAIL=demo@example.org
 
-echo "== farm demo: FARM_HOME=$FARM_HOME"
+step() { printf '\n== %s\n' "$*"; }
+
+step "farm on FARM_HOME=$FARM_HOME"
 farm daemon stop >/dev/null 2>&1 || true
-rm -rf "$FARM_HOME"
-farm daemon start >/dev/null
-farm daemon status
-
-echo
-echo "== plugins"
+rm -rf "$FARM_HOME" "$repo"
+farm daemon start
 farm plugins
 
-echo
-echo "== submitting examples/model-repo (farm submit --dir)"
-ids=$(farm submit --dir "$top/examples/model-repo")
-echo "queued tasks:" $ids
+step "a git repository from examples/model-repo, with farm's hook"
+mkdir -p "$repo"
+cp -R "$top/examples/model-repo/." "$repo/"
+cd "$repo"
+git init -q -b main
+git add -A
+farm hook install
+git commit -qm "model repo: first commit"
+first=$(git rev-parse HEAD)
+echo "commit 1: $(git log --oneline -1)"
+ids=$(farm list --commit "$first" --json | sed -n 's/^    "id": \([0-9]*\),$/\1/p')
 set +e
 farm wait $ids
 status=$?
 set -e
 
-echo
-echo "== results"
+step "a second commit that leaves deps/ alone"
+echo "# tuned" >>scripts/unit.sh
+git commit -qam "unit: a comment"
+second=$(git rev-parse HEAD)
+echo "commit 2: $(git log --oneline -1)"
+ids2=$(farm list --commit "$second" --json | sed -n 's/^    "id": \([0-9]*\),$/\1/p')
+set +e
+farm wait $ids2
+s2=$?
+set -e
+[ $s2 -ne 0 ] && status=$s2
+
+step "results"
 farm list
-for id in $ids; do
+for id in $ids $ids2; do
     arts=$(farm artifacts "$id")
     if [ -n "$arts" ]; then
-        echo
-        echo "== artifacts of task $id ($(farm show "$id" --json | sed -n 's/.*"task": "\([^"]*\)".*/\1/p' | head -n 1))"
-        echo "$arts"
+        printf '\nartifacts of task %s:\n%s\n' "$id" "$arts"
     fi
 done
+
+step "git log --notes=farm"
+git log --notes=farm --format='%h %s%n%N'
+
 echo
 echo "farmd keeps running on $FARM_HOME; stop it with:"
 echo "  FARM_HOME=$FARM_HOME $bin/farm daemon stop"
