@@ -482,28 +482,19 @@ out:
 
 /* ---- validity ---- */
 
-static int cmp_by_start(const void *a, const void *b, const struct farm_gs_sched *s)
-{
-    int x = *(const int *)a, y = *(const int *)b;
-    if (s->start[x] != s->start[y])
-        return s->start[x] < s->start[y] ? -1 : 1;
-    if (s->finish[x] != s->finish[y])
-        return s->finish[x] < s->finish[y] ? -1 : 1;
-    return (x > y) - (x < y);
-}
+struct skey {
+    double start, finish;
+    int task;
+};
 
-/* qsort has no context argument in C11: insertion sort is fine for the
- * checker, whose inputs are test-sized or linear-time already sorted. */
-static void sort_by_start(int *v, int len, const struct farm_gs_sched *s)
+static int cmp_skey(const void *a, const void *b)
 {
-    for (int i = 1; i < len; i++) {
-        int x = v[i], j = i - 1;
-        while (j >= 0 && cmp_by_start(&v[j], &x, s) > 0) {
-            v[j + 1] = v[j];
-            j--;
-        }
-        v[j + 1] = x;
-    }
+    const struct skey *x = a, *y = b;
+    if (x->start != y->start)
+        return x->start < y->start ? -1 : 1;
+    if (x->finish != y->finish)
+        return x->finish < y->finish ? -1 : 1;
+    return (x->task > y->task) - (x->task < y->task);
 }
 
 int farm_gs_check(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
@@ -536,7 +527,7 @@ int farm_gs_check(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
     }
     FARM_RETURN_ERROR_IF(fabs(s->makespan - last) > eps, err, FARM_EBADDATA,
                          "makespan %g differs from the last finish %g", s->makespan, last);
-    int *v = malloc((size_t)n * sizeof *v);
+    struct skey *v = malloc((size_t)n * sizeof *v);
     if (!v)
         return farm_err_set(err, -ENOMEM, "out of memory");
     int rc = 0;
@@ -544,14 +535,14 @@ int farm_gs_check(const struct farm_gs_dag *d, const struct farm_gs_sched *s,
         int len = 0;
         for (int i = 0; i < n; i++)
             if (s->proc[i] == k)
-                v[len++] = i;
-        sort_by_start(v, len, s);
+                v[len++] = (struct skey){s->start[i], s->finish[i], i};
+        qsort(v, (size_t)len, sizeof *v, cmp_skey);
         for (int a = 1; a < len && !rc; a++)
-            if (s->start[v[a]] < s->finish[v[a - 1]] - eps)
+            if (v[a].start < v[a - 1].finish - eps)
                 rc = farm_err_set(err, FARM_EBADDATA,
                                   "tasks %d [%g, %g] and %d [%g, %g] overlap on processor %d",
-                                  v[a - 1], s->start[v[a - 1]], s->finish[v[a - 1]], v[a],
-                                  s->start[v[a]], s->finish[v[a]], k);
+                                  v[a - 1].task, v[a - 1].start, v[a - 1].finish, v[a].task,
+                                  v[a].start, v[a].finish, k);
     }
     free(v);
     return rc;

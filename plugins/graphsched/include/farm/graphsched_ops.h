@@ -233,7 +233,8 @@ struct farm_gs_exec_stats {
 };
 
 /* Executes candidate graph g with schedule s (tasks as in
- * farm_gs_opgraph_dag) on one thread per node of c. Each node runs its
+ * farm_gs_opgraph_dag) on one thread per node of c. Every output and copy
+ * buffer is allocated and touched before the threads start. Each node runs its
  * operators in order of scheduled start once their inputs have arrived; a
  * tensor consumed on another node is copied into that node's buffer.
  * Emulated time: an operator starts at max(node clock, arrival of its
