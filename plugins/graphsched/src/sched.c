@@ -279,17 +279,21 @@ static void lookahead_prepare(const struct farm_gs_dag *d, const struct farm_gs_
  * tentatively in order on its processor of least EFT. Every tentative
  * insertion is undone. NAN when out of memory. */
 static double lookahead_metric(const struct farm_gs_dag *d, struct timeline *tl, struct look *lk,
-                               int k, double fin)
+                               int k, double fin, double bound)
 {
     int p = d->p, undone = 0;
     double worst = 0;
-    for (int q = 0; q < lk->nk; q++) {
+    /* The measure only grows with each child: once it exceeds `bound` (the
+     * best found on another processor) this processor has lost. */
+    for (int q = 0; q < lk->nk && !(worst > bound); q++) {
         int c = lk->kids[q], bk = 0, bpos = 0;
         double beft = INFINITY, bst = 0;
         for (int l = 0; l < p; l++) {
             int pos;
             double dur = d->cost[c * p + l];
             double r = fmax(lk->base[q * p + l], fin + farm_gs_comm(d, lk->kid_edge[q], k, l));
+            if (r + dur >= beft)
+                continue; /* cannot finish earlier than the best so far */
             double st = tl_find(&tl[l], r, dur, &pos);
             if (st + dur < beft) {
                 beft = st + dur;
@@ -347,7 +351,7 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
                 if (tl_reserve(&tl[k]))
                     goto out;
                 tl_insert(&tl[k], pos, st, eft);
-                key = lookahead_metric(d, tl, lk, k, eft);
+                key = lookahead_metric(d, tl, lk, k, eft, best_key);
                 tl_remove(&tl[k], pos);
                 if (isnan(key))
                     goto out;
