@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -561,6 +562,11 @@ static int publish(struct farm_cache *c, const char *key, const char *tmp, const
         rc = farm_err_set(err, -ENOMEM, "out of memory");
         goto out;
     }
+    /* A link tree unpacked from an earlier object of this key goes. */
+    char *tree = farm__cache_asprintf("%s/%s", c->trees, key);
+    if (tree)
+        farm__cache_rm_rf(tree);
+    free(tree);
     if (rename(tmp, obj) != 0) {
         rc = farm_err_set(err, -errno, "%s: %s", obj, strerror(errno));
         goto out;
@@ -930,6 +936,85 @@ int farm_cache_gc(struct farm_cache *c, uint64_t max_bytes, uint64_t *evicted, u
     return 0;
 }
 
+/* 1 when `key` has an index row, 0 when not, <0 on error. */
+static int indexed(struct farm_cache *c, const char *key)
+{
+    struct entry e;
+    int r = entry_get(c, key, &e);
+    if (r == 1)
+        entry_release(&e);
+    return r;
+}
+
+/* The key a store file name starts with ("<32 hex>" + suffix), or NULL. */
+static int key_prefix(const char *name, const char *suffix, char key[FARM_CACHE_HEX_SIZE])
+{
+    size_t n = strlen(name), sl = strlen(suffix);
+    if (n != 32 + sl || strcmp(name + 32, suffix) != 0)
+        return 0;
+    memcpy(key, name, 32);
+    key[32] = '\0';
+    return farm__cache_is_hex(key, 32);
+}
+
+#define STALE_TEMP_S 3600
+
+/* Removes what no index row accounts for: objects, link trees and lock
+ * files of unindexed keys (each under its key's lock, skipped when busy),
+ * and temp files and directories older than an hour (left by a process that
+ * died while storing or unpacking). Returns how many were removed. */
+static uint64_t sweep_dir(struct farm_cache *c, const char *dir, const char *suffix)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t removed = 0;
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+            continue;
+        char *path = farm__cache_asprintf("%s/%s", dir, n);
+        if (!path)
+            break;
+        struct stat st;
+        char key[FARM_CACHE_HEX_SIZE];
+        int fd;
+        if (n[0] == '.') {
+            if (lstat(path, &st) == 0 && now - st.st_mtime > STALE_TEMP_S &&
+                farm__cache_rm_rf(path) == 0)
+                removed++;
+        } else if (key_prefix(n, suffix, key) && indexed(c, key) == 0 &&
+                   lock_key(c, key, LOCK_EX | LOCK_NB, &fd) == 0) {
+            /* Rechecked under the lock: a builder may just have stored it. */
+            if (indexed(c, key) == 0 && farm__cache_rm_rf(path) == 0)
+                removed++;
+            char *lp = lock_path(c, key);
+            if (lp && indexed(c, key) == 0)
+                unlink(lp);
+            free(lp);
+            close(fd);
+        }
+        free(path);
+    }
+    closedir(d);
+    return removed;
+}
+
+static uint64_t sweep(struct farm_cache *c)
+{
+    uint64_t removed = sweep_dir(c, c->trees, "") + sweep_dir(c, c->locks, ".lock");
+    for (int i = 0; i < 256; i++) {
+        char *sub = farm__cache_asprintf("%s/%02x", c->objects, i);
+        if (!sub)
+            break;
+        removed += sweep_dir(c, sub, ".tar.zst");
+        free(sub);
+    }
+    return removed;
+}
+
 int farm_cache_verify(struct farm_cache *c, char **report, struct farm_err *err)
 {
     struct keyrow *rows;
@@ -973,8 +1058,10 @@ int farm_cache_verify(struct farm_cache *c, char **report, struct farm_err *err)
         drop_and_unlock(c, rows[i].key, fd, 1);
     }
     free(rows);
+    uint64_t orphans = sweep(c);
     if (report) {
         json_t *r = json_object();
+        json_object_set_new(r, "orphans_removed", json_integer((json_int_t)orphans));
         json_object_set_new(r, "checked", json_integer((json_int_t)n));
         json_object_set_new(r, "ok", json_integer((json_int_t)ok));
         json_object_set_new(r, "busy", json_integer((json_int_t)busy));

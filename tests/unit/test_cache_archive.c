@@ -188,6 +188,17 @@ static void test_symlink_then_file(void **state)
                              {'d', "lib/up/sub", NULL, NULL},
                              {'f', "lib/up/sub/through.txt", NULL, "pwned"}};
     refused(f, "symlink-rel", e2, 4);
+    /* A directory entry over a symlink to outside: libarchive would stat()
+     * through it and chmod the target. */
+    struct stat before, after;
+    assert_int_equal(stat(f->outside, &before), 0);
+    const struct ent e3[] = {{'l', "evil", f->outside, NULL}, {'d', "evil", NULL, NULL}};
+    refused(f, "dir-over-symlink", e3, 2);
+    assert_int_equal(stat(f->outside, &after), 0);
+    assert_int_equal(before.st_mode, after.st_mode);
+    /* A file entry repeated (would replace the first). */
+    const struct ent e4[] = {{'f', "a", NULL, "one"}, {'f', "a", NULL, "two"}};
+    refused(f, "duplicate", e4, 2);
 }
 
 static void test_hardlink_and_special(void **state)

@@ -336,8 +336,11 @@ int farm_cache_gc(struct farm_cache *c, uint64_t max_bytes, uint64_t *evicted, u
                   struct farm_err *err);
 
 /* Re-hashes every object against its stored checksum and drops damaged or
- * missing ones. report: NULL or receives a JSON object {checked, ok, busy,
- * damaged: [{key, reason}]}. Caller frees. */
+ * missing ones (skipping, and counting as busy, entries in use). Then
+ * removes what no index row accounts for: objects, link trees and lock files
+ * of unindexed keys, and temp files over an hour old left by processes that
+ * died mid-store. report: NULL or receives a JSON object {checked, ok, busy,
+ * orphans_removed, damaged: [{key, reason}]}. Caller frees. */
 int farm_cache_verify(struct farm_cache *c, char **report, struct farm_err *err);
 
 /* Removes one entry (object, link tree, index row). FARM_ENOTFOUND when not
