@@ -194,6 +194,27 @@ static void test_format_errors(void **state)
     expect_error(0, "bad_cluster.yaml",
                  "bad_cluster.yaml:4:42: nodes[2].speed: unknown class \"gpu\"");
     expect_error(0, "bad_link.yaml", "bad_link.yaml:6:3: no link between n0 and n2");
+    /* Input scales: weights of the example block are drawn in [-s, s). */
+    struct farm_gs_opgraph g;
+    struct farm_err err = {0};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/examples/model-repo/graphsched/block.yaml",
+             getenv("FARM_SOURCE_DIR") ? getenv("FARM_SOURCE_DIR") : ".");
+    if (farm_gs_opgraph_load(path, "block.yaml", &g, &err))
+        fail_msg("%s", err.msg);
+    assert_true(g.ops[0].scale == 1.0 && g.ops[1].scale == 0.0625);
+    float **in;
+    assert_int_equal(farm_gs_make_inputs(&g, 5, &in), 0);
+    for (int i = 0; i < 2; i++) {
+        float mx = 0;
+        for (int j = 0; j < g.ops[i].rows * g.ops[i].cols; j++)
+            mx = fmaxf(mx, fabsf(in[i][j]));
+        assert_true(mx <= g.ops[i].scale && mx > 0.99 * g.ops[i].scale);
+    }
+    farm_gs_free_buffers(in, g.ninputs);
+    farm_gs_opgraph_release(&g);
+    expect_error(1, "bad_scale.yaml", "bad_scale.yaml:2:37: inputs[0].scale: expected a number > 0");
+
     struct farm_gs_cluster c;
     load_cluster("cluster3.yaml", &c);
     assert_int_equal(c.p, 3);

@@ -333,6 +333,25 @@ static int has_metric(const struct farm_ctx *ctx, const char *name)
     return 0;
 }
 
+/* The example on two cores with the default budget: the result matches the
+ * single-node run and both nodes get work. */
+static void test_run_two_cores(void **state)
+{
+    (void)state;
+    char params[2048];
+    snprintf(params, sizeof params,
+             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": \"graphsched/cluster.yaml\", "
+             "\"repeats\": 1, \"calibration_cache\": \"%s/cal.json\"}",
+             tmpdir);
+    struct farm_ctx *ctx = new_ctx("two", params);
+    int rc = plugin->run(&host, ctx);
+    if (rc)
+        fail_msg("run failed (%d): %s", rc, ctx->log);
+    assert_true(get_metric(ctx, "result_error") <= 1e-4);
+    assert_true(get_metric(ctx, "speedup") > 1.2);
+    free_ctx(ctx);
+}
+
 /* Planning only: predictions and artifacts, no measured numbers. */
 static void test_plan_only(void **state)
 {
@@ -395,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_descriptor),
         cmocka_unit_test(test_run_example),
         cmocka_unit_test(test_plan_only),
+        cmocka_unit_test(test_run_two_cores),
         cmocka_unit_test(test_run_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

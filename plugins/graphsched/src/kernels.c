@@ -146,7 +146,7 @@ int farm_gs_make_inputs(const struct farm_gs_opgraph *g, uint64_t seed, float **
             z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
             z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
             z ^= z >> 31;
-            b[i][j] = (float)((double)(z >> 40) / 8388608.0 - 1.0);
+            b[i][j] = (float)(g->ops[i].scale * ((double)(z >> 40) / 8388608.0 - 1.0));
         }
     }
     *out = b;

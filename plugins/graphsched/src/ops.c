@@ -196,7 +196,7 @@ static int get_name(struct farm_yaml_doc *doc, json_t *parent, json_t *v, const 
 static int load_graph(struct farm_yaml_doc *doc, struct farm_gs_opgraph *g, struct farm_err *err)
 {
     static const char *const top[] = {"name", "inputs", "ops", "outputs", NULL};
-    static const char *const in_keys[] = {"name", "shape", NULL};
+    static const char *const in_keys[] = {"name", "shape", "scale", NULL};
     static const char *const op_keys[] = {"name", "op",    "in",    "axis",
                                           "parts", "index", "shape", NULL};
     char where[128], why[256];
@@ -217,7 +217,7 @@ static int load_graph(struct farm_yaml_doc *doc, struct farm_gs_opgraph *g, stru
                                "ops: expected a non-empty list of operators");
     for (size_t i = 0; i < json_array_size(inputs); i++) {
         json_t *x = json_array_get(inputs, i), *sh;
-        struct farm_gs_op op = {.kind = FARM_GS_OP_INPUT, .origin = g->n};
+        struct farm_gs_op op = {.kind = FARM_GS_OP_INPUT, .origin = g->n, .scale = 1.0};
         snprintf(where, sizeof where, "inputs[%zu]", i);
         if (!json_is_object(x))
             return farm_yaml_error(doc, x, err, FARM_EBADSPEC, "%s: expected {name, shape}",
@@ -235,6 +235,14 @@ static int load_graph(struct farm_yaml_doc *doc, struct farm_gs_opgraph *g, stru
         if ((rc = get_int(doc, sh, json_array_get(sh, 0), where, 1, 1 << 16, &op.rows, err)) ||
             (rc = get_int(doc, sh, json_array_get(sh, 1), where, 1, 1 << 16, &op.cols, err)))
             return rc;
+        json_t *sc = json_object_get(x, "scale");
+        if (sc) {
+            double v = json_is_number(sc) ? json_number_value(sc) : NAN;
+            if (!(v > 0) || !isfinite(v))
+                return farm_yaml_error(doc, sc, err, FARM_EBADSPEC,
+                                       "%s.scale: expected a number > 0", where);
+            op.scale = v;
+        }
         if ((rc = farm__gs_opgraph_add(g, &op)) < 0)
             return farm_err_set(err, rc, "out of memory");
     }

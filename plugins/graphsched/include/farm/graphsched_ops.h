@@ -63,6 +63,7 @@ struct farm_gs_op {
     int rows, cols;             /* output shape */
     int axis, off;              /* concat: axis; slice: axis and offset */
     int origin;                 /* index of the original operator it derives from */
+    double scale;               /* inputs: values are uniform in [-scale, scale) */
 };
 
 /* Operators 0..ninputs-1 are the inputs; the rest follow in dependency order
@@ -104,7 +105,8 @@ int farm_gs_opkind_class(int kind);
 const char *farm_gs_class_name(int cls);
 
 /* Loads an operator graph from YAML:
- *   inputs: [{name: x, shape: [64, 128]}, ...]
+ *   inputs: [{name: x, shape: [64, 128]}, {name: w, shape: [128, 32],
+ *             scale: 0.088}, ...]     (scale: values in [-scale, scale), default 1)
  *   ops: [{name: h, op: matmul, in: [x, w]}, {name: s, op: split, in: [h],
  *          axis: 1, parts: 2, index: 0}, ...]     (optional shape: checked)
  *   outputs: [y]                 (optional: default, ops nobody consumes)
@@ -214,7 +216,8 @@ json_t *farm_gs_result_json(const struct farm_gs_result *r);
 /* ---- execution ---- */
 
 /* Seeded input tensors for g (one buffer per input operator, 64-byte
- * aligned, values uniform in [-1, 1) from seed and the input's name). The
+ * aligned, values uniform in [-scale, scale) from seed and the input's
+ * position). The
  * caller frees each with free() and the array too. */
 int farm_gs_make_inputs(const struct farm_gs_opgraph *g, uint64_t seed, float ***out);
 
