@@ -155,3 +155,37 @@ int farm_cache_key(const struct farm_cache_inputs *in, char key[FARM_CACHE_HEX_S
     memcpy(key, hex, FARM_CACHE_HEX_SIZE);
     return 0;
 }
+
+int farm_cache_parse_size(const char *text, uint64_t *bytes, struct farm_err *err)
+{
+    const char *p = text ? text : "";
+    uint64_t v = 0;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9') {
+        if (v > (UINT64_MAX - 9) / 10)
+            return farm_err_set(err, -EINVAL, "size \"%s\": too large", text);
+        v = v * 10 + (uint64_t)(*p++ - '0');
+        digits++;
+    }
+    int shift = 0;
+    switch (*p) {
+    case 'k': case 'K': shift = 10; p++; break;
+    case 'm': case 'M': shift = 20; p++; break;
+    case 'g': case 'G': shift = 30; p++; break;
+    case 't': case 'T': shift = 40; p++; break;
+    default: break;
+    }
+    if (shift && (strcmp(p, "iB") == 0 || strcmp(p, "B") == 0 || strcmp(p, "b") == 0))
+        p += strlen(p);
+    else if (!shift && (strcmp(p, "B") == 0 || strcmp(p, "b") == 0))
+        p++;
+    if (!digits || *p)
+        return farm_err_set(err, -EINVAL,
+                            "size \"%s\": expected a number of bytes with an optional K, M, G "
+                            "or T suffix, like 10G",
+                            text ? text : "");
+    if (shift && v > (UINT64_MAX >> shift))
+        return farm_err_set(err, -EINVAL, "size \"%s\": too large", text);
+    *bytes = v << shift;
+    return 0;
+}

@@ -256,7 +256,19 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
     }
     sqlite3_busy_timeout(c->db, 30000);
     int rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
-    if (rc == 0)
+    /* Creating the tables is a write transaction: only when they are not
+     * there yet (every worker opens the cache). */
+    sqlite3_stmt *probe;
+    int have = 0;
+    if (rc == 0 && sqlite3_prepare_v2(c->db,
+                                      "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+                                      " AND name IN ('cache_entries', 'cache_counters')",
+                                      -1, &probe, NULL) == SQLITE_OK) {
+        if (sqlite3_step(probe) == SQLITE_ROW)
+            have = sqlite3_column_int(probe, 0) == 2;
+        sqlite3_finalize(probe);
+    }
+    if (rc == 0 && !have)
         rc = db_exec(c, schema, err);
     if (rc != 0) {
         farm_err_prefix(err, "%s: ", cfg->db_path);

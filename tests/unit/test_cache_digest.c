@@ -363,6 +363,27 @@ static void test_key(void **state)
     assert_int_equal(farm_cache_source_walk("xyz", out), -EINVAL);
 }
 
+static void test_parse_size(void **state)
+{
+    (void)state;
+    uint64_t b = 0;
+    struct farm_err err;
+    assert_int_equal(farm_cache_parse_size("10G", &b, &err), 0);
+    assert_int_equal(b, 10ULL << 30);
+    assert_int_equal(farm_cache_parse_size("512MiB", &b, &err), 0);
+    assert_int_equal(b, 512ULL << 20);
+    assert_int_equal(farm_cache_parse_size("1500", &b, &err), 0);
+    assert_int_equal(b, 1500);
+    assert_int_equal(farm_cache_parse_size("2k", &b, &err), 0);
+    assert_int_equal(b, 2048);
+    assert_int_equal(farm_cache_parse_size("ten", &b, &err), -EINVAL);
+    assert_non_null(strstr(err.msg, "\"ten\""));
+    assert_int_equal(farm_cache_parse_size("10X", &b, &err), -EINVAL);
+    assert_int_equal(farm_cache_parse_size("", &b, &err), -EINVAL);
+    assert_int_equal(farm_cache_parse_size("99999999999999999999", &b, &err), -EINVAL);
+    assert_int_equal(farm_cache_parse_size("20000000T", &b, &err), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -373,6 +394,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refuses_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_git_tree, setup, teardown),
         cmocka_unit_test(test_key),
+        cmocka_unit_test(test_parse_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

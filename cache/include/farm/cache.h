@@ -309,6 +309,11 @@ int farm_cache_pack(struct farm_cache *c, const char *src, const char *path,
 /* Maintenance and statistics                                             */
 /* ---------------------------------------------------------------------- */
 
+/* Parses a size for `gc --max-size`: a number with an optional suffix K, M,
+ * G or T (powers of 1024; "KiB", "MB" and the like are accepted and mean the
+ * same) into bytes. -EINVAL with a message naming the text otherwise. */
+int farm_cache_parse_size(const char *text, uint64_t *bytes, struct farm_err *err);
+
 struct farm_cache_stats {
     uint64_t entries;
     uint64_t bytes;          /* sum of object sizes */
