@@ -335,12 +335,12 @@ static void test_round_timeout(void **state)
     fed_run_init(&r, 3);
     synth_children(&r, 40);
     r.faults[2] = "delay=1500";
-    r.cfg.rounds = 2;
+    r.cfg.rounds = 3;
     r.cfg.round_timeout = 1.0;
     r.cfg.eval_every = 0;
     fed_run_exec(&r);
     assert_int_equal(r.rc, 0);
-    for (size_t round = 1; round <= 2; round++) {
+    for (size_t round = 1; round <= 3; round++) {
         const struct farm_fedenc_child_stats *slow = child(&r, round, 2);
         assert_int_equal(slow->status, FARM_FEDENC_FAILED);
         assert_non_null(strstr(slow->reason, "before the round timeout"));
@@ -348,7 +348,7 @@ static void test_round_timeout(void **state)
         assert_int_equal(r.stats[round - 1].accepted, 2);
     }
     assert_string_equal(child(&r, 1, 2)->reason, "no update before the round timeout");
-    assert_true(fed_log_has(&r, "child 2: stale UPDATE for round 1 ignored (current round 2)"));
+    assert_true(fed_log_has(&r, "child 2: stale UPDATE for round 1 ignored"));
     fed_run_free(&r);
 }
 

@@ -97,10 +97,11 @@ struct farm_fedenc_child_cfg {
     void *log_user;
 };
 
-/* Connects, authenticates and serves the master until BYE (returns 0) or
- * until the connection fails or is refused (FARM_EPERM for a refused
- * handshake, -ECONNREFUSED/-ECONNRESET/FARM_ETIMEOUT, FARM_EBADREQ for a
- * protocol violation by the master). */
+/* Connects (retrying for connect_timeout seconds), authenticates and serves
+ * the master until BYE (returns 0) or until the connection fails or is
+ * refused: FARM_EPERM for a refused handshake or a master without the
+ * secret, -ECONNREFUSED and other -errno for the socket, -ECONNRESET when
+ * the master goes away, FARM_EBADREQ for a protocol violation. */
 int farm_fedenc_child_run(const struct farm_fedenc_child_cfg *cfg, struct farm_err *err);
 
 /* --------------------------------------------------------------- master */
