@@ -3,6 +3,7 @@
 #include "cache-internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,10 @@
 #include <jansson.h>
 
 static char platform[256];
+static pthread_once_t platform_once = PTHREAD_ONCE_INIT;
 
-const char *farm_cache_platform(void)
+static void platform_init(void)
 {
-    if (platform[0])
-        return platform;
     struct utsname u;
     char libc[64] = "unknown";
     if (uname(&u) != 0) {
@@ -35,6 +35,11 @@ const char *farm_cache_platform(void)
     }
 #endif
     snprintf(platform, sizeof platform, "%s %s %s", u.sysname, u.machine, libc);
+}
+
+const char *farm_cache_platform(void)
+{
+    pthread_once(&platform_once, platform_init);
     return platform;
 }
 

@@ -146,7 +146,8 @@ struct farm_cache_inputs {
 };
 
 /* This host's platform as "os arch libc" ("Linux x86_64 glibc-2.36"), from
- * uname() and gnu_get_libc_version(). Static string, valid for the process. */
+ * uname() and confstr(_CS_GNU_LIBC_VERSION). Static string, valid for the
+ * process; any thread. */
 const char *farm_cache_platform(void);
 
 /*
