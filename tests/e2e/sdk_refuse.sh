@@ -79,14 +79,21 @@ for f in noentry abimajor short misnamed writable/ok; do
     echo "{\"plugin\": \"$T/q/$f.so\", \"params\": {}, \"name\": \"$f\"}" >>"$T/batch"
     echo "{\"plugin\": \"$T/q/ok.so\", \"params\": {}, \"name\": \"good-after-$f\"}" >>"$T/batch"
 done
+# probe.so by path, valid when queued; a plugin named probe installed into
+# $FARM_HOME/plugins before it runs makes the path clash with it.
+cp "$FX/probe.so" "$T/q/probe.so"
+chmod 0755 "$T/q/probe.so"
+echo "{\"plugin\": \"$T/q/probe.so\", \"params\": {}, \"name\": \"clash-at-run\"}" >>"$T/batch"
 echo '{"run": "echo still here", "name": "exec-task"}' >>"$T/batch"
 farm submit --batch "$T/batch" >"$T/ids"
-expect_eq "queued" 11 "$(wc -l <"$T/ids" | tr -d ' ')"
+expect_eq "queued" 12 "$(wc -l <"$T/ids" | tr -d ' ')"
 for f in noentry abimajor short misnamed; do
     cp "$T/fx/$f.so" "$T/q/$f.so.new"
     mv "$T/q/$f.so.new" "$T/q/$f.so"
 done
 chmod 0775 "$T/q/writable/ok.so"
+cp "$FX/probe.so" "$FARM_HOME/plugins/probe.so"
+chmod 0755 "$FARM_HOME/plugins/probe.so"
 farm resume >/dev/null
 expect_status "wait all" 1 farm wait $(cat "$T/ids")
 farm list --json >"$T/list.json"
@@ -98,6 +105,9 @@ for f in noentry abimajor short misnamed writable/ok; do
     expect_contains "$f: reason" "$(reason_for "$T/q/$f.so")" "$reason"
     expect_eq "good-after-$f" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'good-after-$f'][0]")"
 done
+expect_eq "clash at run: state" failed "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'clash-at-run'][0]")"
+expect_eq "clash at run: reason" "$T/q/probe.so: refused: name \"probe\" clashes with the plugin $(cd "$FARM_HOME/plugins" && pwd -P)/probe.so" \
+    "$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == 'clash-at-run'][0]")"
 expect_eq "exec task" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'exec-task'][0]")"
 expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
 kill -0 "$pid" || fail "farmd died"
