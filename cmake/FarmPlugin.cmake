@@ -10,6 +10,9 @@ function(farm_add_plugin name)
     C_VISIBILITY_PRESET hidden
     LIBRARY_OUTPUT_DIRECTORY ${FARM_PLUGIN_BUILD_DIR})
   target_link_libraries(${name} PRIVATE farm::plugin_sdk farm_options ${P_LIBS})
+  # A plugin exports farm_plugin_v1 and nothing else: the static libraries it
+  # links (plugins/nn, its own core) stay private to it.
+  target_link_options(${name} PRIVATE -Wl,--exclude-libs,ALL)
   if(NOT FARM_SANITIZE)
     target_link_options(${name} PRIVATE -Wl,-z,defs)
   endif()
