@@ -93,6 +93,9 @@ expect_contains "plugin new output" "created mytool/mytool.c" "$(cat "$T/new.out
 for f in mytool.c CMakeLists.txt README.md; do [ -f "$T/mytool/$f" ] || fail "plugin new made no $f"; done
 expect_status "plugin new into a non-empty dir" 2 farm plugin new other "$T/mytool"
 expect_contains "non-empty dir message" "exists and is not empty" "$(cat "$T/err")"
+expect_status "plugin new with a bad name" 2 farm plugin new My.Tool "$T/x"
+expect_contains "bad name message" '"My.Tool" is not a plugin name: 1 to 64 of a-z, 0-9, _ and -, starting with a letter' "$(cat "$T/err")"
+[ ! -e "$T/x" ] || fail "plugin new with a bad name made $T/x"
 expect_status "plugin new with a built-in's name" 2 farm plugin new exec "$T/x"
 expect_contains "built-in name message" "is taken by the built-in plugin" "$(cat "$T/err")"
 cmake -S "$T/mytool" -B "$T/mytool/build" -DCMAKE_PREFIX_PATH="$P" >"$T/cmake.log" 2>&1 ||
