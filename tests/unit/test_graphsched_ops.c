@@ -384,6 +384,25 @@ static void test_chooser_brute_force(void **state)
     assert_string_not_equal(r.cands[r.best].text, "baseline");
     json_t *j = farm_gs_result_json(&r);
     assert_int_equal(json_array_size(j), (size_t)space);
+    /* Same input, same calibration: the same candidates and schedule, byte
+     * for byte. */
+    struct farm_gs_result r2;
+    assert_int_equal(farm_gs_choose(&g, &c, &cal, &so, &r2, &err), 0);
+    json_t *j2 = farm_gs_result_json(&r2);
+    json_t *s1 = farm_gs_sched_json(&r.dag, &r.sched, "x");
+    json_t *s2 = farm_gs_sched_json(&r2.dag, &r2.sched, "x");
+    char *t1 = json_dumps(j, JSON_REAL_PRECISION(17)), *t2 = json_dumps(j2, JSON_REAL_PRECISION(17));
+    char *u1 = json_dumps(s1, JSON_REAL_PRECISION(17)), *u2 = json_dumps(s2, JSON_REAL_PRECISION(17));
+    assert_string_equal(t1, t2);
+    assert_string_equal(u1, u2);
+    free(t1);
+    free(t2);
+    free(u1);
+    free(u2);
+    json_decref(j2);
+    json_decref(s1);
+    json_decref(s2);
+    farm_gs_result_release(&r2);
     json_decref(j);
     farm_gs_result_release(&r);
 
