@@ -1,6 +1,6 @@
 /*
  * graphsched scheduling core: task DAGs with a cost matrix, list schedulers
- * (HEFT, CPOP, PEFT), a validity checker, a brute-force optimum for tiny
+ * (HEFT, CPOP, PEFT, HEFT with lookahead), a validity checker, a brute-force optimum for tiny
  * graphs, schedule metrics, and seeded graph generators.
  *
  * Model. A DAG has n tasks and p processors. cost[i*p+k] is the execution
@@ -13,7 +13,7 @@
  * ordered pairs k != l (0 when p == 1).
  *
  * Schedulers (Topcuoglu, Hariri, Wu, IEEE TPDS 13(3) 2002; Arabnejad,
- * Barbosa, IEEE TPDS 25(3) 2014). All three use the insertion-based policy:
+ * Barbosa, IEEE TPDS 25(3) 2014). All of them use the insertion-based policy:
  * a task goes into the earliest idle gap of a processor, at or after its
  * data-ready time, that is long enough to hold it.
  *   HEFT  priority = upward rank with mean costs; processor = min EFT.
