@@ -1,7 +1,8 @@
 /*
  * graphsched scheduling core: task DAGs with a cost matrix, list schedulers
- * (HEFT, CPOP, PEFT, HEFT with lookahead), a validity checker, a brute-force optimum for tiny
- * graphs, schedule metrics, and seeded graph generators.
+ * (HEFT, CPOP, PEFT, HEFT with lookahead), a validity checker, a
+ * brute-force optimum for tiny graphs, schedule metrics, and seeded graph
+ * generators.
  *
  * Model. A DAG has n tasks and p processors. cost[i*p+k] is the execution
  * time of task i on processor k. An edge e = (src, dst, data) costs
