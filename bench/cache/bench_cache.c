@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -184,6 +185,39 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Runs argv (NULL-terminated) once; wall and CPU (user + sys of it and
+ * the children it waited for, such as tar's zstd) in seconds. */
+static void run_once(char **argv, double *wall, double *cpu)
+{
+    double t0 = now_s();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int st = 0;
+    struct rusage ru;
+    if (wait4(pid, &st, 0, &ru) != pid)
+        die("wait4", strerror(errno));
+    *wall = now_s() - t0;
+    *cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("command failed", argv[0]);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* time REPS [--before CMD] -- A ARG... [:: B ARG...]
+ * Runs A and B alternately (so both see the same machine load), REPS times
+ * each, CMD (via sh, untimed) before every run; prints "wallA cpuA [wallB
+ * cpuB]", medians in seconds. */
 static int time_cmd(int argc, char **argv)
 {
     int reps = atoi(argv[0]);
@@ -196,27 +230,30 @@ static int time_cmd(int argc, char **argv)
     if (i < argc && strcmp(argv[i], "--") == 0)
         i++;
     if (reps < 1 || reps > 100 || i >= argc)
-        die("time", "usage: time REPS [--before CMD] -- CMD ARG...");
-    double t[100];
-    for (int r = 0; r < reps; r++) {
-        if (before && system(before) != 0)
-            die("time --before", before);
-        double t0 = now_s();
-        pid_t pid = fork();
-        if (pid == 0) {
-            int null = open("/dev/null", O_WRONLY);
-            dup2(null, 1);
-            execvp(argv[i], argv + i);
-            _exit(127);
+        die("time", "usage: time REPS [--before CMD] -- A ARG... [:: B ARG...]");
+    char **cmds[2] = {argv + i, NULL};
+    int ncmd = 1;
+    for (int k = i; k < argc; k++) {
+        if (strcmp(argv[k], "::") == 0) {
+            argv[k] = NULL;
+            cmds[1] = argv + k + 1;
+            ncmd = 2;
+            break;
         }
-        int st = 0;
-        waitpid(pid, &st, 0);
-        t[r] = now_s() - t0;
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-            die("time", argv[i]);
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
-    printf("%.4f\n", t[reps / 2]);
+    double wall[2][100], cpu[2][100];
+    for (int r = 0; r < reps; r++) {
+        for (int c = 0; c < ncmd; c++) {
+            /* Alternate which goes first, too. */
+            int which = (r % 2) ? ncmd - 1 - c : c;
+            if (before && system(before) != 0)
+                die("time --before", before);
+            run_once(cmds[which], &wall[which][r], &cpu[which][r]);
+        }
+    }
+    for (int c = 0; c < ncmd; c++)
+        printf("%s%.4f %.4f", c ? " " : "", median(wall[c], reps), median(cpu[c], reps));
+    printf("\n");
     return 0;
 }
 
@@ -268,6 +305,7 @@ int main(int argc, char **argv)
         if (!mkdtemp(tmp))
             die("mkdtemp", strerror(errno));
         struct farm_cache *c = open_cache(tmp);
+        unlink(argv[3]); /* like tar -cf, overwrite */
         if (farm_cache_pack(c, argv[2], argv[3], NULL, NULL, &err) != 0)
             die("pack", err.msg);
         farm_cache_close(c);
