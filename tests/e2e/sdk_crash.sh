@@ -24,7 +24,8 @@ done
 cap=1048576
 start_farmd --jobs 2 --grace 1 --log-cap $cap
 pid=$(farmd_pid)
-: >"$T/batch"
+# A long task shares the farm with the crashing ones from start to end.
+echo '{"run": "sleep 2; echo long-ok", "name": "long", "priority": 10}' >"$T/batch"
 for f in segv abort exit; do
     echo "{\"plugin\": \"$T/fx/$f.so\", \"params\": {}, \"name\": \"$f\"}" >>"$T/batch"
     echo "{\"plugin\": \"$T/fx/ok.so\", \"params\": {}, \"name\": \"ok-after-$f\"}" >>"$T/batch"
@@ -50,6 +51,8 @@ expect_eq "flood state" timed_out "$(field flood state)"
 for f in segv abort exit hang flood; do
     expect_eq "ok-after-$f" succeeded "$(field "ok-after-$f" state)"
 done
+expect_eq "long task" succeeded "$(field long state)"
+expect_contains "long task log" "long-ok" "$(farm logs "$(field long id)")"
 # The crashing plugins' own log lines made it into their logs.
 expect_contains "segv log" "[info] segv: about to crash" "$(farm logs "$(field segv id)")"
 expect_contains "exit log" "[info] exit: about to exit(7)" "$(farm logs "$(field exit id)")"
