@@ -14,8 +14,8 @@
  *   farm_cache_key(&inputs, key, &inputs_json, &err);
  *   farm_cache_acquire(cache, key, &lease, &err);   -> HIT or BUILD
  *   HIT:   farm_cache_restore(cache, lease, "runs/7/deps", mode, &info, &err)
- *          (FARM_ECHECKSUM or FARM_EBADARCHIVE: the entry was dropped; call
- *           farm_cache_acquire again, which now says BUILD)
+ *          (FARM_ECHECKSUM or FARM_EBADARCHIVE: the entry was dropped;
+ *           release the lease, then acquire again: now it says BUILD)
  *   BUILD: farm_cache_build_begin(cache, lease, "src/deps", "runs/7/deps", &err)
  *          run the build with FARM_DEPS_OUT=runs/7/deps
  *          farm_cache_build_commit(cache, lease, &commit, &err)
@@ -26,7 +26,9 @@
  * time; open one per process (or per thread). Any number of processes may
  * share one cache directory and database: single flight, eviction and
  * restore coordinate through flock() on <cache_dir>/locks/<key>.lock, which
- * the kernel releases when its holder dies, so no stale lock survives.
+ * the kernel releases when its holder dies, so no stale lock survives. A
+ * process must not hold two leases on the same key at once (the second
+ * acquire would wait for the first forever).
  *
  * Errors: every function returns 0 or a negative code (-errno, or FARM_E*
  * from farm/error.h) and, where an `err` is passed, a message naming the
