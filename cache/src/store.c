@@ -54,6 +54,9 @@ static void entry_release(struct entry *e)
     free(e->manifest);
 }
 
+/* Temp files older than this were left by a process that died. */
+#define STALE_TEMP_S 3600
+
 static const char *const counter_names[] = {"hits",      "misses",  "bytes_restored",
                                             "build_ms_saved", "evictions", "damaged"};
 
@@ -310,6 +313,10 @@ int farm_cache_digest_dir(struct farm_cache *c, const char *dir, char hex[FARM_C
     if (!sc)
         return farm_err_set(err, -ENOMEM, "out of memory");
     int rc = farm_digest_dir(dir, sc, hex, manifest_json, stats, err);
+    /* Marks it used, for farm_cache_gc's sweep of stat caches of
+     * directories nobody digests any more (run directories come and go). */
+    if (rc == 0)
+        utimensat(AT_FDCWD, sc, NULL, 0);
     free(sc);
     return rc;
 }
@@ -916,6 +923,29 @@ static int all_rows(struct farm_cache *c, const char *order, struct keyrow **out
     return 0;
 }
 
+#define STAT_CACHE_UNUSED_S (7 * 24 * 3600)
+
+/* Stat caches unused for a week (and temp files of ones being saved by a
+ * process that died) go: they only save time, and run directories that
+ * were digested once would otherwise accumulate them. */
+static void sweep_stat_caches(struct farm_cache *c)
+{
+    DIR *d = opendir(c->stat);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+            continue;
+        int temp = strstr(de->d_name, ".tmp.") != NULL;
+        if (S_ISREG(st.st_mode) && now - st.st_mtime > (temp ? STALE_TEMP_S : STAT_CACHE_UNUSED_S))
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 int farm_cache_gc(struct farm_cache *c, uint64_t max_bytes, uint64_t *evicted, uint64_t *freed,
                   struct farm_err *err)
 {
@@ -939,6 +969,7 @@ int farm_cache_gc(struct farm_cache *c, uint64_t max_bytes, uint64_t *evicted, u
         fr += rows[i].size;
     }
     free(rows);
+    sweep_stat_caches(c);
     if (ev)
         counter_add(c, "evictions", (int64_t)ev);
     if (evicted)
@@ -968,8 +999,6 @@ static int key_prefix(const char *name, const char *suffix, char key[FARM_CACHE_
     key[32] = '\0';
     return farm__cache_is_hex(key, 32);
 }
-
-#define STALE_TEMP_S 3600
 
 /* Removes what no index row accounts for: objects, link trees and lock
  * files of unindexed keys (each under its key's lock, skipped when busy),

@@ -301,6 +301,39 @@ static void test_verify_sweeps_orphans(void **state)
     free(inputs);
 }
 
+static void test_gc_sweeps_stat_caches(void **state)
+{
+    struct fx *f = *state;
+    char a[1024], b[1024], hex[33];
+    snprintf(a, sizeof a, "%s/old-run/deps", f->base);
+    snprintf(b, sizeof b, "%s/new-run/deps", f->base);
+    ct_write(ct_path(a, "x"), "x", (size_t)-1, 0644);
+    ct_write(ct_path(b, "y"), "y", (size_t)-1, 0644);
+    assert_int_equal(farm_cache_digest_dir(f->c, a, hex, NULL, NULL, NULL), 0);
+    char stat_dir[1024];
+    snprintf(stat_dir, sizeof stat_dir, "%s/cache/stat", f->base);
+    uint64_t n = 0;
+    assert_int_equal(farm__cache_count_files(stat_dir, 100, &n), 0);
+    assert_int_equal(n, 1);
+    /* The first one was last used 8 days ago. */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "touch -d '8 days ago' '%s'/*.sc", stat_dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(farm_cache_digest_dir(f->c, b, hex, NULL, NULL, NULL), 0);
+    assert_int_equal(farm__cache_count_files(stat_dir, 100, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(farm_cache_gc(f->c, 0, NULL, NULL, NULL), 0);
+    assert_int_equal(farm__cache_count_files(stat_dir, 100, &n), 0);
+    assert_int_equal(n, 1);
+    /* The old run's cache was the one removed: digesting it makes a new
+     * one, reading its file again. */
+    struct farm_digest_stats st;
+    assert_int_equal(farm_cache_digest_dir(f->c, a, hex, NULL, &st, NULL), 0);
+    assert_int_equal(st.files_read, 1);
+    assert_int_equal(farm__cache_count_files(stat_dir, 100, &n), 0);
+    assert_int_equal(n, 2);
+}
+
 static void test_lru(void **state)
 {
     struct fx *f = *state;
@@ -632,6 +665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flipped_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verify_sweeps_orphans, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc_sweeps_stat_caches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_poisoning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_store, setup, teardown),

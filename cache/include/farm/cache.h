@@ -339,7 +339,9 @@ int farm_cache_ls(struct farm_cache *c, char **json, struct farm_err *err);
 
 /* Evicts least recently used entries until the store holds at most
  * max_bytes (0: the configured cap), skipping entries being restored or
- * built. evicted/freed: NULL or receive the count and bytes removed. */
+ * built. Also removes stat caches (<cache_dir>/stat) of directories not
+ * digested for a week. evicted/freed: NULL or receive the count and bytes
+ * removed. */
 int farm_cache_gc(struct farm_cache *c, uint64_t max_bytes, uint64_t *evicted, uint64_t *freed,
                   struct farm_err *err);
 
