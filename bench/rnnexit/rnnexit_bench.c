@@ -42,8 +42,8 @@ static struct timing now(void)
 }
 
 /* Times one forward into wall[i] and cpu[i]. */
-static int timed(struct farm_rx_exec *ex, const float *x, size_t T, size_t B,
-                 const int32_t *len, int mode, double *wall, double *cpu, struct farm_err *err)
+static int timed(struct farm_rx_exec *ex, const float *x, size_t T, size_t B, const int32_t *len,
+                 int mode, double *wall, double *cpu, struct farm_err *err)
 {
     struct timing a = now();
     int rc = farm_rx_exec_forward(ex, x, T, B, len, mode, err);
@@ -119,8 +119,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if ((strcmp(cell, "gru") && strcmp(cell, "lstm")) || H == 0 || B == 0 || T == 0 ||
-        reps < 1 || reps > 1000 || threads < 1) {
+    if ((strcmp(cell, "gru") && strcmp(cell, "lstm")) || H == 0 || B == 0 || T == 0 || reps < 1 ||
+        reps > 1000 || threads < 1) {
         fprintf(stderr, "usage: rnnexit_bench --cell gru|lstm --hidden H [--batch B] "
                         "[--steps T] [--reps R] [--threads N]\n");
         return 2;
@@ -184,10 +184,9 @@ int main(int argc, char **argv)
     }
     double plain = median(tw, reps), never = median(tw + reps, reps);
     double plain_c = median(tc, reps), never_c = median(tc + reps, reps);
-    printf("rnnexit %s hidden=%zu batch=%zu steps=%zu threads=%d reps=%d\n", cell, H, B, T,
-           threads, reps);
-    printf("plain_ms %.3f cpu %.3f\nnever_skip_ms %.3f cpu %.3f\n", plain, plain_c, never,
-           never_c);
+    printf("rnnexit %s hidden=%zu batch=%zu steps=%zu threads=%d reps=%d\n", cell, H, B, T, threads,
+           reps);
+    printf("plain_ms %.3f cpu %.3f\nnever_skip_ms %.3f cpu %.3f\n", plain, plain_c, never, never_c);
     printf("%-7s %-5s %-8s %-10s %-9s %-9s %-10s %-9s %-9s\n", "pattern", "fire", "skipped",
            "wall_ms", "vs_never", "vs_plain", "cpu_ms", "vs_never", "vs_plain");
     for (int p = 0; p < 2; p++)

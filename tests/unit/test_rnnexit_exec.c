@@ -101,9 +101,8 @@ static const char big[] =
 
 /* Every compute node's value (and LSTM c) of two executors: bitwise when
  * tol is 0, else |a - b| <= tol (1 + |b|). */
-static void assert_close_values(const struct farm_rx_model *m, struct farm_rx_exec *a,
-                                size_t ra, struct farm_rx_exec *b, size_t rb, size_t rows,
-                                double tol)
+static void assert_close_values(const struct farm_rx_model *m, struct farm_rx_exec *a, size_t ra,
+                                struct farm_rx_exec *b, size_t rb, size_t rows, double tol)
 {
     for (int u = 0; u < m->n_units; u++)
         for (int i = 0; i < m->units[u].n_nodes; i++)
@@ -127,14 +126,14 @@ static void assert_close_values(const struct farm_rx_model *m, struct farm_rx_ex
                         continue;
                     fail_msg("unit %s node %s (%s): values differ (rows %zu vs %zu), max |diff| "
                              "%g",
-                             m->units[u].name, m->units[u].nodes[i].name, which ? "c" : "y",
-                             ra, rb, md);
+                             m->units[u].name, m->units[u].nodes[i].name, which ? "c" : "y", ra, rb,
+                             md);
                 }
             }
 }
 
-static void assert_same_values(const struct farm_rx_model *m, struct farm_rx_exec *a,
-                               size_t ra, struct farm_rx_exec *b, size_t rb, size_t rows)
+static void assert_same_values(const struct farm_rx_model *m, struct farm_rx_exec *a, size_t ra,
+                               struct farm_rx_exec *b, size_t rb, size_t rows)
 {
     assert_close_values(m, a, ra, b, rb, rows, 0);
 }
@@ -207,22 +206,21 @@ static void test_conditions_that_never_fire(void **state)
 static void test_always_skip(void **state)
 {
     (void)state;
-    static const char yaml[] =
-        "input: 4\n"
-        "layers:\n"
-        "  - units:\n"
-        "      - name: u\n"
-        "        nodes:\n"
-        "          - {name: pre, type: dense, out: 6}\n"
-        "          - {name: s, type: start, condition: {kind: length}}\n"
-        "          - {name: a, type: act, fn: tanh, skip: input}\n"
-        "          - {name: g, type: gru, hidden: 6, skip: state}\n"
-        "          - {name: l, type: lstm, hidden: 6, skip: input}\n"
-        "          - {name: h, type: head, classes: 3}\n"
-        "          - {name: z, type: dense, out: 6, skip: zeros}\n"
-        "          - {name: e, type: end}\n"
-        "          - {name: post, type: dense, out: 2}\n"
-        "output: {unit: u, node: post}\n";
+    static const char yaml[] = "input: 4\n"
+                               "layers:\n"
+                               "  - units:\n"
+                               "      - name: u\n"
+                               "        nodes:\n"
+                               "          - {name: pre, type: dense, out: 6}\n"
+                               "          - {name: s, type: start, condition: {kind: length}}\n"
+                               "          - {name: a, type: act, fn: tanh, skip: input}\n"
+                               "          - {name: g, type: gru, hidden: 6, skip: state}\n"
+                               "          - {name: l, type: lstm, hidden: 6, skip: input}\n"
+                               "          - {name: h, type: head, classes: 3}\n"
+                               "          - {name: z, type: dense, out: 6, skip: zeros}\n"
+                               "          - {name: e, type: end}\n"
+                               "          - {name: post, type: dense, out: 2}\n"
+                               "output: {unit: u, node: post}\n";
     struct fix f;
     load(&f, yaml, 3);
     size_t B = 5, T = 7;
@@ -248,11 +246,13 @@ static void test_always_skip(void **state)
     for (size_t j = 0; j < B * 6; j++)
         assert_true(g[j] == 0.0f);
     /* l passes its input (g's zeros) as h, keeps c at zero */
-    const float *lh = farm_rx_exec_value(ex, 0, 4, 0, NULL), *lc = farm_rx_exec_value(ex, 0, 4, 1, NULL);
+    const float *lh = farm_rx_exec_value(ex, 0, 4, 0, NULL),
+                *lc = farm_rx_exec_value(ex, 0, 4, 1, NULL);
     for (size_t j = 0; j < B * 6; j++)
         assert_true(lh[j] == 0.0f && lc[j] == 0.0f);
     /* the head keeps its (zero) probabilities; z gives zeros */
-    const float *h = farm_rx_exec_value(ex, 0, 5, 0, NULL), *z = farm_rx_exec_value(ex, 0, 6, 0, NULL);
+    const float *h = farm_rx_exec_value(ex, 0, 5, 0, NULL),
+                *z = farm_rx_exec_value(ex, 0, 6, 0, NULL);
     for (size_t j = 0; j < B * 3; j++)
         assert_true(h[j] == 0.0f);
     for (size_t j = 0; j < B * 6; j++)
@@ -346,23 +346,22 @@ static void test_isolation(void **state)
 static void test_isolation_precomputed(void **state)
 {
     (void)state;
-    static const char yaml[] =
-        "input: 3\n"
-        "layers:\n"
-        "  - units:\n"
-        "      - name: g\n"
-        "        nodes:\n"
-        "          - {name: s, type: start, condition: {kind: length}}\n"
-        "          - {name: cell, type: gru, hidden: 6}\n"
-        "          - {name: e, type: end}\n"
-        "      - name: l\n"
-        "        nodes:\n"
-        "          - {name: s, type: start, condition: {kind: length}}\n"
-        "          - {name: s2, type: start, condition: {kind: length}}\n"
-        "          - {name: cell, type: lstm, hidden: 5}\n"
-        "          - {name: e2, type: end}\n"
-        "          - {name: out, type: dense, out: 2}\n"
-        "output: {unit: l, node: out}\n";
+    static const char yaml[] = "input: 3\n"
+                               "layers:\n"
+                               "  - units:\n"
+                               "      - name: g\n"
+                               "        nodes:\n"
+                               "          - {name: s, type: start, condition: {kind: length}}\n"
+                               "          - {name: cell, type: gru, hidden: 6}\n"
+                               "          - {name: e, type: end}\n"
+                               "      - name: l\n"
+                               "        nodes:\n"
+                               "          - {name: s, type: start, condition: {kind: length}}\n"
+                               "          - {name: s2, type: start, condition: {kind: length}}\n"
+                               "          - {name: cell, type: lstm, hidden: 5}\n"
+                               "          - {name: e2, type: end}\n"
+                               "          - {name: out, type: dense, out: 2}\n"
+                               "output: {unit: l, node: out}\n";
     struct fix f;
     load(&f, yaml, 8);
     size_t B = 6, T = 7, D = 3;
@@ -506,11 +505,21 @@ static void test_accounting(void **state)
             nodes++;
             double in = n->in, out = n->out, H = n->out, K = n->classes, fl = 0;
             switch (n->type) {
-            case FARM_RX_DENSE: fl = 2 * in * out + out; break;
-            case FARM_RX_ACT: fl = n->fn == FARM_RX_FN_RELU ? out : 4 * out; break;
-            case FARM_RX_HEAD: fl = 2 * in * K + K + 4 * K; break;
-            case FARM_RX_GRU: fl = 2 * (in + H) * 3 * H + 6 * H + 20 * H; break;
-            case FARM_RX_LSTM: fl = 2 * (in + H) * 4 * H + 4 * H + 24 * H; break;
+            case FARM_RX_DENSE:
+                fl = 2 * in * out + out;
+                break;
+            case FARM_RX_ACT:
+                fl = n->fn == FARM_RX_FN_RELU ? out : 4 * out;
+                break;
+            case FARM_RX_HEAD:
+                fl = 2 * in * K + K + 4 * K;
+                break;
+            case FARM_RX_GRU:
+                fl = 2 * (in + H) * 3 * H + 6 * H + 20 * H;
+                break;
+            case FARM_RX_LSTM:
+                fl = 2 * (in + H) * 4 * H + 4 * H + 24 * H;
+                break;
             }
             assert_true(farm_rx_node_flops(f.m, u, i) == fl);
             struct farm_rx_stats st;

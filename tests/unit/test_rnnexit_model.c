@@ -11,32 +11,32 @@
 #include "farm/rnnexit_model.h"
 
 static const char good[] =
-    "input: 3\n"                                                                  /* 1 */
-    "layers:\n"                                                                   /* 2 */
-    "  - units:\n"                                                                /* 3 */
-    "      - name: enc\n"                                                         /* 4 */
-    "        nodes:\n"                                                            /* 5 */
-    "          - {name: proj, type: dense, out: 8, skip: zeros}\n"                /* 6 */
-    "          - {name: pad, type: start, condition: {kind: length}}\n"           /* 7 */
-    "          - {name: cell, type: gru, hidden: 8}\n"                            /* 8 */
+    "input: 3\n"                                                        /* 1 */
+    "layers:\n"                                                         /* 2 */
+    "  - units:\n"                                                      /* 3 */
+    "      - name: enc\n"                                               /* 4 */
+    "        nodes:\n"                                                  /* 5 */
+    "          - {name: proj, type: dense, out: 8, skip: zeros}\n"      /* 6 */
+    "          - {name: pad, type: start, condition: {kind: length}}\n" /* 7 */
+    "          - {name: cell, type: gru, hidden: 8}\n"                  /* 8 */
     "          - {name: conv, type: start, condition: {kind: converged, node: cell, eps: 0.001}}\n"
-    "          - {name: fc, type: dense, out: 8, skip: input}\n"                  /* 10 */
-    "          - {name: relu, type: act, fn: relu}\n"                             /* 11 */
-    "          - {name: convend, type: end}\n"                                    /* 12 */
-    "          - {name: padend, type: end}\n"                                     /* 13 */
-    "          - {name: after, type: act, fn: tanh}\n"                            /* 14 */
-    "      - name: side\n"                                                        /* 15 */
-    "        nodes:\n"                                                            /* 16 */
-    "          - {name: c, type: lstm, hidden: 4}\n"                              /* 17 */
-    "  - units:\n"                                                                /* 18 */
-    "      - name: top\n"                                                         /* 19 */
-    "        nodes:\n"                                                            /* 20 */
+    "          - {name: fc, type: dense, out: 8, skip: input}\n" /* 10 */
+    "          - {name: relu, type: act, fn: relu}\n"            /* 11 */
+    "          - {name: convend, type: end}\n"                   /* 12 */
+    "          - {name: padend, type: end}\n"                    /* 13 */
+    "          - {name: after, type: act, fn: tanh}\n"           /* 14 */
+    "      - name: side\n"                                       /* 15 */
+    "        nodes:\n"                                           /* 16 */
+    "          - {name: c, type: lstm, hidden: 4}\n"             /* 17 */
+    "  - units:\n"                                               /* 18 */
+    "      - name: top\n"                                        /* 19 */
+    "        nodes:\n"                                           /* 20 */
     "          - {name: exit, type: start, condition: {kind: confidence, head: clf, "
-    "threshold: 0.9}}\n"                                                          /* 21 */
-    "          - {name: cell, type: lstm, hidden: 6}\n"                           /* 22 */
+    "threshold: 0.9}}\n"                                /* 21 */
+    "          - {name: cell, type: lstm, hidden: 6}\n" /* 22 */
     "          - {name: g, type: start, condition: {kind: gate, node: cell, threshold: 0.5}}\n"
-    "          - {name: clf, type: head, classes: 5}\n"                           /* 24 */
-    "          - {name: gend, type: end}\n"                                       /* 25 */
+    "          - {name: clf, type: head, classes: 5}\n" /* 24 */
+    "          - {name: gend, type: end}\n"             /* 25 */
     "output: {unit: top, node: clf}\n";
 
 static void test_good_model(void **state)
@@ -163,10 +163,10 @@ static void test_bad_references_and_widths(void **state)
     expect_bad(HEAD "          - {name: c, type: gru, hidden: 4}\n"
                     "          - {name: c, type: dense, out: 4}\n" OUT,
                "m.yaml:7:", "node name 'c' is already used at line 6");
-    expect_bad(HEAD "          - {name: c, type: gru, hiden: 4}\n" OUT, "m.yaml:6:",
-               "unknown key 'hiden'");
-    expect_bad(HEAD "          - {name: c, type: dense, hidden: 4}\n" OUT, "m.yaml:6:",
-               "'hidden' does not apply to a dense node");
+    expect_bad(HEAD "          - {name: c, type: gru, hiden: 4}\n" OUT,
+               "m.yaml:6:", "unknown key 'hiden'");
+    expect_bad(HEAD "          - {name: c, type: dense, hidden: 4}\n" OUT,
+               "m.yaml:6:", "'hidden' does not apply to a dense node");
     expect_bad(HEAD "          - {name: c, type: gru, hidden: 4}\n"
                     "output: {unit: u, node: c, loss: ce}\n",
                "m.yaml:7:", "loss ce needs a head node");

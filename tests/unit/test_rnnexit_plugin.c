@@ -245,13 +245,15 @@ static void test_run_example(void **state)
 {
     (void)state;
     struct farm_ctx c;
-    ctx_init(&c, "{\"model\": \"rnnexit/early-exit.yaml\", \"task\": \"varying\", \"n\": 1200, "
-                 "\"steps\": 20, \"epochs\": 4, \"seed\": 3}",
+    ctx_init(&c,
+             "{\"model\": \"rnnexit/early-exit.yaml\", \"task\": \"varying\", \"n\": 1200, "
+             "\"steps\": 20, \"epochs\": 4, \"seed\": 3}",
              "run");
     int rc = plugin->run(&host, &c);
     if (rc)
         fail_msg("run: %d; log:\n%s", rc, c.log);
-    double done = metric(&c, "node_executions_done"), skipped = metric(&c, "node_executions_skipped");
+    double done = metric(&c, "node_executions_done"),
+           skipped = metric(&c, "node_executions_skipped");
     /* 300 held-out objects x 20 steps x 4 compute nodes */
     if (done + skipped != 300.0 * 20 * 4)
         fail_msg("done %g + skipped %g != 300 x 20 x 4", done, skipped);
@@ -277,8 +279,9 @@ static void test_run_adding(void **state)
 {
     (void)state;
     struct farm_ctx c;
-    ctx_init(&c, "{\"model\": \"rnnexit/adding.yaml\", \"task\": \"adding\", \"n\": 600, "
-                 "\"steps\": 10, \"min_len\": 4, \"epochs\": 2}",
+    ctx_init(&c,
+             "{\"model\": \"rnnexit/adding.yaml\", \"task\": \"adding\", \"n\": 600, "
+             "\"steps\": 10, \"min_len\": 4, \"epochs\": 2}",
              "adding");
     int rc = plugin->run(&host, &c);
     if (rc)
@@ -325,8 +328,9 @@ static void test_bad_params(void **state)
     fclose(f);
     char params[800];
     snprintf(params, sizeof params, "{\"model\": \"%s\"}", bad);
-    snprintf(bad + strlen(bad), sizeof bad - strlen(bad), ":6:13: unit 'u': end node 'e' comes "
-                                                          "before any start node");
+    snprintf(bad + strlen(bad), sizeof bad - strlen(bad),
+             ":6:13: unit 'u': end node 'e' comes "
+             "before any start node");
     expect_fail(params, FARM_EBADMODEL, bad);
 }
 

@@ -227,8 +227,8 @@ static void test_skipped_nodes_get_no_gradient(void **state)
     assert_int_equal(farm_rx_exec_forward(ex, x, 4, 2, NULL, FARM_RX_ALWAYS_SKIP, &err), 0);
     farm_rx_net_zero_grad(net);
     assert_int_equal(farm_rx_exec_backward(ex, NULL, tg, 0, NULL, &err), 0);
-    const char *zero[] = {"u.cell.wx", "u.cell.wh", "u.cell.bx", "u.cell.bh", "u.pre.weight",
-                          "u.pre.bias"};
+    const char *zero[] = {"u.cell.wx", "u.cell.wh",    "u.cell.bx",
+                          "u.cell.bh", "u.pre.weight", "u.pre.bias"};
     for (size_t i = 0; i < sizeof zero / sizeof zero[0]; i++) {
         float *g;
         size_t n;
@@ -284,16 +284,15 @@ static void test_early_exit_classifier(void **state)
     struct farm_rx_eval never, early;
     assert_int_equal(farm_rx_evaluate(ex, &test, FARM_RX_NEVER_SKIP, &never, &err), 0);
     assert_int_equal(farm_rx_evaluate(ex, &test, FARM_RX_CONDITIONS, &early, &err), 0);
-    double skipped = (double)early.stats.skipped /
-                     (double)(early.stats.skipped + early.stats.executed);
+    double skipped =
+        (double)early.stats.skipped / (double)(early.stats.skipped + early.stats.executed);
     print_message("loss %.4f; accuracy never-skip %.4f, early exit %.4f; skipped %.1f%%\n", loss,
                   never.accuracy, early.accuracy, 100 * skipped);
     assert_true(never.accuracy > 0.9);
     assert_true(fabs(never.accuracy - early.accuracy) <= 0.01);
     assert_true(skipped >= 0.30);
     assert_int_equal(never.stats.skipped, 0);
-    assert_int_equal(early.stats.executed + early.stats.skipped,
-                     (uint64_t)2 * test.n * test.steps);
+    assert_int_equal(early.stats.executed + early.stats.skipped, (uint64_t)2 * test.n * test.steps);
     /* skips.svg: one line per unit, from this evaluation's activity */
     char path[512];
     snprintf(path, sizeof path, "%s/skips.svg", tmpdir);

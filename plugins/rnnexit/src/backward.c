@@ -18,7 +18,7 @@
 
 static enum farm_act act_of(int fn)
 {
-    return fn == FARM_RX_FN_RELU ? FARM_ACT_RELU
+    return fn == FARM_RX_FN_RELU   ? FARM_ACT_RELU
            : fn == FARM_RX_FN_TANH ? FARM_ACT_TANH
                                    : FARM_ACT_SIGMOID;
 }
@@ -39,7 +39,7 @@ struct bctx {
     struct farm_rx_exec *ex;
     const int32_t *labels;
     const float *targets;
-    double step_w;   /* step_weight / executed head rows */
+    double step_w; /* step_weight / executed head rows */
     double loss;
     size_t B, T;
 };
@@ -60,8 +60,8 @@ static void mark_ran(struct farm_rx_exec *ex, const size_t *idx, size_t k, size_
 }
 
 /* dense and act: gc (B x width) -> new chain gradient in *gcn (B x in). */
-static void back_plain(struct bctx *c, struct rx_node_rt *r, size_t t, const float *gc,
-                       float *gcn, int is_out)
+static void back_plain(struct bctx *c, struct rx_node_rt *r, size_t t, const float *gc, float *gcn,
+                       int is_out)
 {
     struct farm_rx_exec *ex = c->ex;
     size_t B = c->B, w = r->width, iw = r->in, k;
@@ -177,8 +177,8 @@ static void back_head(struct bctx *c, struct rx_node_rt *r, size_t t, float *gc,
 }
 
 /* gru and lstm. */
-static void back_cell(struct bctx *c, struct rx_node_rt *r, size_t t, const float *gc,
-                      float *gcn, int is_out)
+static void back_cell(struct bctx *c, struct rx_node_rt *r, size_t t, const float *gc, float *gcn,
+                      int is_out)
 {
     struct farm_rx_exec *ex = c->ex;
     size_t B = c->B, H = r->width, iw = r->in, k;
@@ -268,8 +268,8 @@ static void back_cell(struct bctx *c, struct rx_node_rt *r, size_t t, const floa
 /* A gate start at step t: straight-through gradient into the gate's dense
  * (see farm_rx_exec_set_gate_cost). `cell` is the named cell when it lies
  * inside the gate's region (its gdot holds step t), else NULL. */
-static void back_gate(struct bctx *c, struct rx_node_rt *s, const struct rx_node_rt *cell,
-                      size_t t, double cost_w)
+static void back_gate(struct bctx *c, struct rx_node_rt *s, const struct rx_node_rt *cell, size_t t,
+                      double cost_w)
 {
     struct farm_rx_exec *ex = c->ex;
     size_t n = (size_t)s->gh_n[t], B = ex->max_batch, hw = s->p->dense.in;
@@ -298,8 +298,9 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
 {
     const struct farm_rx_model *m = ex->model;
     if (!ex->train || ex->batch == 0 || ex->mode == FARM_RX_PLAIN)
-        return farm_err_set(err, -EINVAL, "rnnexit: backward needs a forward on a training "
-                                          "executor first");
+        return farm_err_set(err, -EINVAL,
+                            "rnnexit: backward needs a forward on a training "
+                            "executor first");
     if (m->loss == FARM_RX_LOSS_CE && !labels)
         return farm_err_set(err, -EINVAL, "rnnexit: loss ce needs labels");
     if (m->loss == FARM_RX_LOSS_MSE && !targets)
@@ -321,8 +322,9 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
                                   : (size_t)m->units[u].nodes[i].classes;
         for (size_t b = 0; b < B; b++)
             if (labels[b] < 0 || (size_t)labels[b] >= classes)
-                return farm_err_set(err, -EINVAL, "rnnexit: label %d of object %zu is outside "
-                                                  "0..%zu",
+                return farm_err_set(err, -EINVAL,
+                                    "rnnexit: label %d of object %zu is outside "
+                                    "0..%zu",
                                     (int)labels[b], b, classes ? classes - 1 : 0);
     }
     /* The final-step loss, from the output node's value after the last
@@ -387,17 +389,24 @@ int farm_rx_exec_backward(struct farm_rx_exec *ex, const int32_t *labels, const 
                     int is_out = u == m->out_unit && i == m->out_node;
                     switch (r->d->type) {
                     case FARM_RX_DENSE:
-                    case FARM_RX_ACT: back_plain(&c, r, t, gc, gcn, is_out); break;
+                    case FARM_RX_ACT:
+                        back_plain(&c, r, t, gc, gcn, is_out);
+                        break;
                     case FARM_RX_GRU:
-                    case FARM_RX_LSTM: back_cell(&c, r, t, gc, gcn, is_out); break;
-                    case FARM_RX_HEAD: back_head(&c, r, t, gc, is_out); continue;
+                    case FARM_RX_LSTM:
+                        back_cell(&c, r, t, gc, gcn, is_out);
+                        break;
+                    case FARM_RX_HEAD:
+                        back_head(&c, r, t, gc, is_out);
+                        continue;
                     case FARM_RX_START:
                         if (r->gh_n) {
                             int k = r->d->ref, inside = k > i && k < r->d->match;
                             back_gate(&c, r, inside ? &ex->u[u].n[k] : NULL, t, gate_w);
                         }
                         continue;
-                    default: continue;
+                    default:
+                        continue;
                     }
                     float *s = gc;
                     gc = gcn;

@@ -72,8 +72,8 @@ static inline float ftanh(float x)
 #endif
 
 RX_CLONES static void gru_gates(size_t H, const float *restrict ax, const float *restrict ah,
-                      const float *restrict hp, float *restrict r, float *restrict z,
-                      float *restrict n, float *restrict hh, float *restrict y)
+                                const float *restrict hp, float *restrict r, float *restrict z,
+                                float *restrict n, float *restrict hh, float *restrict y)
 {
     for (size_t j = 0; j < H; j++) {
         r[j] = fsig(ax[j] + ah[j]);
@@ -85,9 +85,9 @@ RX_CLONES static void gru_gates(size_t H, const float *restrict ax, const float 
 }
 
 RX_CLONES static void lstm_gates(size_t H, const float *restrict a, const float *restrict cp,
-                       float *restrict i, float *restrict f, float *restrict g,
-                       float *restrict o, float *restrict tc, float *restrict y,
-                       float *restrict cc)
+                                 float *restrict i, float *restrict f, float *restrict g,
+                                 float *restrict o, float *restrict tc, float *restrict y,
+                                 float *restrict cc)
 {
     for (size_t j = 0; j < H; j++) {
         i[j] = fsig(a[j]);
@@ -172,13 +172,13 @@ int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const
         add_bias(a, l->b.data, rows, h4);
     }
     for (size_t r = 0; r < rows; r++)
-        lstm_gates(H, a + r * h4, c + r * H, I + r * H, F + r * H, G + r * H, O + r * H,
-                   TC + r * H, hn + r * H, cn + r * H);
+        lstm_gates(H, a + r * h4, c + r * H, I + r * H, F + r * H, G + r * H, O + r * H, TC + r * H,
+                   hn + r * H, cn + r * H);
     return 0;
 }
 
-int farm__rx_precompute(struct rx_node_rt *r, const float *x,
-                        size_t steps, size_t batch, const unsigned char *active)
+int farm__rx_precompute(struct rx_node_rt *r, const float *x, size_t steps, size_t batch,
+                        const unsigned char *active)
 {
     int lstm = r->d->type == FARM_RX_LSTM;
     size_t in = r->in, G = (lstm ? 4 : 3) * r->width, total = 0;

@@ -111,8 +111,7 @@ int farm_rx_data_varying(struct farm_rx_data *d, size_t n, size_t steps, size_t 
 }
 
 int farm_rx_data_load_npy(struct farm_rx_data *d, const char *x_path, const char *labels_path,
-                          const char *targets_path, const char *lengths_path,
-                          struct farm_err *err)
+                          const char *targets_path, const char *lengths_path, struct farm_err *err)
 {
     struct farm_tensor x = {0}, y = {0};
     int32_t *labels = NULL, *lengths = NULL;
@@ -131,8 +130,8 @@ int farm_rx_data_load_npy(struct farm_rx_data *d, const char *x_path, const char
     if (labels_path && (rc = farm_npy_read_i32(labels_path, &labels, &nl, err)))
         goto out;
     if (labels_path && nl != n) {
-        rc = farm_err_set(err, FARM_EBADDATA, "%s: %zu labels for %zu objects in %s",
-                          labels_path, nl, n, x_path);
+        rc = farm_err_set(err, FARM_EBADDATA, "%s: %zu labels for %zu objects in %s", labels_path,
+                          nl, n, x_path);
         goto out;
     }
     if (!labels_path && targets_path) {
@@ -145,15 +144,14 @@ int farm_rx_data_load_npy(struct farm_rx_data *d, const char *x_path, const char
         }
     }
     if (!labels_path && !targets_path) {
-        rc = farm_err_set(err, FARM_EBADPARAM, "npy data: give labels or targets with %s",
-                          x_path);
+        rc = farm_err_set(err, FARM_EBADPARAM, "npy data: give labels or targets with %s", x_path);
         goto out;
     }
     if (lengths_path && (rc = farm_npy_read_i32(lengths_path, &lengths, &nlen, err)))
         goto out;
     if (lengths_path && nlen != n) {
-        rc = farm_err_set(err, FARM_EBADDATA, "%s: %zu lengths for %zu objects in %s",
-                          lengths_path, nlen, n, x_path);
+        rc = farm_err_set(err, FARM_EBADDATA, "%s: %zu lengths for %zu objects in %s", lengths_path,
+                          nlen, n, x_path);
         goto out;
     }
     for (size_t i = 0; lengths && i < n; i++)
@@ -210,8 +208,7 @@ static int copy_subset(const struct farm_rx_data *d, const size_t *idx, size_t n
         if (d->labels)
             out->labels[i] = d->labels[j];
         if (d->targets)
-            memcpy(out->targets + i * d->tdim, d->targets + j * d->tdim,
-                   d->tdim * sizeof(float));
+            memcpy(out->targets + i * d->tdim, d->targets + j * d->tdim, d->tdim * sizeof(float));
         if (d->difficulty)
             out->difficulty[i] = d->difficulty[j];
     }
@@ -219,12 +216,10 @@ static int copy_subset(const struct farm_rx_data *d, const size_t *idx, size_t n
 }
 
 int farm_rx_data_split(const struct farm_rx_data *d, double test_fraction, uint64_t seed,
-                       struct farm_rx_data *train, struct farm_rx_data *test,
-                       struct farm_err *err)
+                       struct farm_rx_data *train, struct farm_rx_data *test, struct farm_err *err)
 {
     if (!(test_fraction > 0 && test_fraction < 1))
-        return farm_err_set(err, FARM_EBADPARAM, "test fraction %g outside (0, 1)",
-                            test_fraction);
+        return farm_err_set(err, FARM_EBADPARAM, "test fraction %g outside (0, 1)", test_fraction);
     size_t nt = (size_t)llround((double)d->n * test_fraction);
     if (nt == 0 || nt >= d->n)
         return farm_err_set(err, FARM_EBADPARAM,
@@ -246,8 +241,7 @@ int farm_rx_data_split(const struct farm_rx_data *d, double test_fraction, uint6
 }
 
 void farm_rx_data_batch(const struct farm_rx_data *d, const size_t *order, size_t first,
-                        size_t count, float *x, int32_t *lengths, int32_t *labels,
-                        float *targets)
+                        size_t count, float *x, int32_t *lengths, int32_t *labels, float *targets)
 {
     size_t T = d->steps, D = d->dim;
     for (size_t i = 0; i < count; i++) {

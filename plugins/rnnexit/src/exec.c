@@ -13,7 +13,7 @@ static float *falloc(size_t n)
 
 static enum farm_act act_of(int fn)
 {
-    return fn == FARM_RX_FN_RELU ? FARM_ACT_RELU
+    return fn == FARM_RX_FN_RELU   ? FARM_ACT_RELU
            : fn == FARM_RX_FN_TANH ? FARM_ACT_TANH
                                    : FARM_ACT_SIGMOID;
 }
@@ -139,7 +139,8 @@ static int init_node(struct farm_rx_exec *ex, const struct farm_rx_unit *unit, i
         return -ENOMEM;
     if ((n->type == FARM_RX_GRU || n->type == FARM_RX_LSTM) && !(r->y2 = falloc(B * r->width)))
         return -ENOMEM;
-    if (n->type == FARM_RX_LSTM && (!(r->c = falloc(B * r->width)) || !(r->c2 = falloc(B * r->width))))
+    if (n->type == FARM_RX_LSTM &&
+        (!(r->c = falloc(B * r->width)) || !(r->c2 = falloc(B * r->width))))
         return -ENOMEM;
     if (!ex->train)
         return 0;
@@ -172,7 +173,8 @@ static int init_node(struct farm_rx_exec *ex, const struct farm_rx_unit *unit, i
         for (size_t t = 0; t < T && !rc; t++)
             rc = farm_lstm_cache_init(&r->lc[t], &r->p->lstm, B);
         break;
-    default: break;
+    default:
+        break;
     }
     return rc;
 }
@@ -182,8 +184,8 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
 {
     const struct farm_rx_model *m = net->model;
     if (max_batch == 0 || max_batch > (1u << 20))
-        return farm_err_set(err, -EINVAL, "rnnexit: batch size %zu out of range 1..%u",
-                            max_batch, 1u << 20);
+        return farm_err_set(err, -EINVAL, "rnnexit: batch size %zu out of range 1..%u", max_batch,
+                            1u << 20);
     if (train && (max_steps == 0 || max_steps > 100000))
         return farm_err_set(err, -EINVAL, "rnnexit: max steps %zu out of range 1..100000",
                             max_steps);
@@ -258,8 +260,7 @@ int farm_rx_exec_new(struct farm_rx_net *net, size_t max_batch, size_t max_steps
         const struct farm_rx_unit *unit = &m->units[u];
         for (int i = 0; i < unit->n_nodes; i++) {
             const struct farm_rx_node *n = &unit->nodes[i];
-            if (farm_rx_node_computes(n->type) && n->type != FARM_RX_GRU &&
-                n->type != FARM_RX_LSTM)
+            if (farm_rx_node_computes(n->type) && n->type != FARM_RX_GRU && n->type != FARM_RX_LSTM)
                 break;
             if (n->type != FARM_RX_GRU && n->type != FARM_RX_LSTM)
                 continue;
@@ -291,15 +292,19 @@ static const float *pre_rows(const struct rx_node_rt *r, size_t t, size_t k)
 
 /* Runs compute node r on all `batch` rows of `in` (the fast path, and the
  * plain executor's only path). cache: the step's cache or NULL. */
-static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float *in,
-                     size_t batch, size_t t, int record)
+static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float *in, size_t batch,
+                     size_t t, int record)
 {
     struct farm_tensor x, y, z;
     farm__rx_wrap(&x, in, batch, r->in);
     farm__rx_wrap(&y, r->y, batch, r->width);
     switch (r->d->type) {
-    case FARM_RX_DENSE: RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &y)); break;
-    case FARM_RX_ACT: RX_CHECK(ex, farm_act_forward(act_of(r->d->fn), &x, &y)); break;
+    case FARM_RX_DENSE:
+        RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &y));
+        break;
+    case FARM_RX_ACT:
+        RX_CHECK(ex, farm_act_forward(act_of(r->d->fn), &x, &y));
+        break;
     case FARM_RX_HEAD:
         farm__rx_wrap(&z, ex->co, batch, r->width);
         RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &z));
@@ -324,7 +329,8 @@ static void run_full(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
         r->c2 = s;
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -385,8 +391,12 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
         if (rec && r->h_in)
             memcpy(r->h_in + t * ex->max_batch * iw, ex->cx, k * iw * sizeof(float));
         switch (type) {
-        case FARM_RX_DENSE: RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &o)); break;
-        case FARM_RX_ACT: RX_CHECK(ex, farm_act_forward(act_of(r->d->fn), &x, &o)); break;
+        case FARM_RX_DENSE:
+            RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &o));
+            break;
+        case FARM_RX_ACT:
+            RX_CHECK(ex, farm_act_forward(act_of(r->d->fn), &x, &o));
+            break;
         case FARM_RX_HEAD:
             RX_CHECK(ex, farm_dense_forward(&r->p->dense, &x, &o));
             RX_CHECK(ex, farm_nn_softmax_rows(&o, &o));
@@ -400,11 +410,11 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
             gather(ex->ch, r->y, s->idx, k, w);
             gather(ex->cc, r->c, s->idx, k, w);
             RX_CHECK(ex, farm__rx_lstm_step(ex, &r->p->lstm, ex->cx, pre_rows(r, t, k), ex->ch,
-                                            ex->cc, ex->co, ex->co2, k,
-                                            rec ? &r->lc[t] : NULL));
+                                            ex->cc, ex->co, ex->co2, k, rec ? &r->lc[t] : NULL));
             scatter(r->c, ex->co2, s->idx, k, w);
             break;
-        default: break;
+        default:
+            break;
         }
         if (r->need_delta)
             for (size_t i = 0; i < k; i++)
@@ -432,7 +442,8 @@ static void run_node(struct farm_rx_exec *ex, struct rx_node_rt *r, const float 
             if (r->c)
                 memset(r->c + b * w, 0, w * sizeof(float));
             break;
-        default: break;
+        default:
+            break;
         }
     }
 }
@@ -478,7 +489,9 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
             size_t b = parent->all ? i : parent->idx[i];
             int keep = 1;
             switch (d->cond) {
-            case FARM_RX_COND_LENGTH: keep = (int32_t)t < ex->lengths[b]; break;
+            case FARM_RX_COND_LENGTH:
+                keep = (int32_t)t < ex->lengths[b];
+                break;
             case FARM_RX_COND_CONFIDENCE: {
                 const float *p = ref->y + b * ref->width;
                 float mx = 0;
@@ -487,7 +500,9 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
                 keep = mx < (float)d->threshold;
                 break;
             }
-            case FARM_RX_COND_CONVERGED: keep = ref->delta[b] >= (float)d->threshold; break;
+            case FARM_RX_COND_CONVERGED:
+                keep = ref->delta[b] >= (float)d->threshold;
+                break;
             case FARM_RX_COND_GATE: {
                 /* Skip RNN's update rule: after a step that ran, U is the
                  * gate's value; after a skipped step U grows by it (capped
@@ -506,7 +521,8 @@ static void eval_cond(struct farm_rx_exec *ex, struct rx_unit_rt *ur, struct rx_
                     s->gh_u[t * ex->max_batch + i] = U;
                 break;
             }
-            default: break;
+            default:
+                break;
             }
             if (keep)
                 s->idx[k++] = b;
@@ -534,7 +550,9 @@ static void step_unit(struct farm_rx_exec *ex, int u, const float *in, size_t t)
             eval_cond(ex, ur, r, &stack[depth], t, &stack[depth + 1]);
             depth++;
             break;
-        case FARM_RX_END: depth--; break;
+        case FARM_RX_END:
+            depth--;
+            break;
         default:
             run_node(ex, r, chain, &stack[depth], t);
             if (r->d->type != FARM_RX_HEAD)
@@ -571,8 +589,7 @@ static void plain_unit(struct farm_rx_exec *ex, int u, const float *in, size_t t
 #define PRE_MAX_FLOATS ((size_t)64 << 20)
 
 /* Makes the input projections of the eligible cells for this forward. */
-static int precompute(struct farm_rx_exec *ex, const float *x, size_t steps, size_t batch,
-                      int mode)
+static int precompute(struct farm_rx_exec *ex, const float *x, size_t steps, size_t batch, int mode)
 {
     const struct farm_rx_model *m = ex->model;
     unsigned char *active = NULL;
@@ -648,13 +665,15 @@ int farm_rx_exec_forward(struct farm_rx_exec *ex, const float *x, size_t steps, 
     if (mode < FARM_RX_CONDITIONS || mode > FARM_RX_PLAIN)
         return farm_err_set(err, -EINVAL, "rnnexit: unknown executor mode %d", mode);
     if (ex->train && mode == FARM_RX_PLAIN)
-        return farm_err_set(err, -EINVAL, "rnnexit: the plain executor keeps no history for "
-                                          "training");
+        return farm_err_set(err, -EINVAL,
+                            "rnnexit: the plain executor keeps no history for "
+                            "training");
     for (size_t b = 0; b < batch; b++) {
         int32_t len = lengths ? lengths[b] : (int32_t)steps;
         if (len < 0 || (size_t)len > steps)
-            return farm_err_set(err, -EINVAL, "rnnexit: object %zu has length %d, outside "
-                                              "0..%zu",
+            return farm_err_set(err, -EINVAL,
+                                "rnnexit: object %zu has length %d, outside "
+                                "0..%zu",
                                 b, (int)len, steps);
         ex->lengths[b] = len;
     }

@@ -19,8 +19,8 @@ struct parser {
 };
 
 static const char *const type_names[] = {
-    [FARM_RX_DENSE] = "dense", [FARM_RX_ACT] = "act",     [FARM_RX_GRU] = "gru",
-    [FARM_RX_LSTM] = "lstm",   [FARM_RX_HEAD] = "head",   [FARM_RX_START] = "start",
+    [FARM_RX_DENSE] = "dense", [FARM_RX_ACT] = "act",   [FARM_RX_GRU] = "gru",
+    [FARM_RX_LSTM] = "lstm",   [FARM_RX_HEAD] = "head", [FARM_RX_START] = "start",
     [FARM_RX_END] = "end",
 };
 static const char *const pass_names[] = {
@@ -86,14 +86,21 @@ static int bad(struct parser *p, const json_t *node, const char *fmt, ...)
 static const char *kind_of(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "a mapping";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "a mapping";
+    case JSON_ARRAY:
+        return "a list";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -103,7 +110,8 @@ static int only_keys(struct parser *p, const json_t *obj, const char *what,
 {
     const char *key;
     json_t *val;
-    json_object_foreach((json_t *)obj, key, val) {
+    json_object_foreach((json_t *)obj, key, val)
+    {
         int ok = 0;
         for (int i = 0; allowed[i]; i++)
             ok |= strcmp(key, allowed[i]) == 0;
@@ -197,26 +205,23 @@ static int get_name(struct parser *p, const json_t *obj, const char *what, char 
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-'))
-            return bad(p, v, "%s.name: '%s' may hold only letters, digits, '_' and '-'", what,
-                       s);
+            return bad(p, v, "%s.name: '%s' may hold only letters, digits, '_' and '-'", what, s);
     }
     memcpy(out, s, n + 1);
     return 0;
 }
 
-static const char *const node_keys[] = {"name", "type",  "out",       "hidden", "fn",
+static const char *const node_keys[] = {"name",    "type", "out",       "hidden", "fn",
                                         "classes", "skip", "condition", NULL};
 static const char *const cond_keys[] = {"kind", "head", "node", "threshold", "eps", NULL};
 
 /* Parses one node; widths are filled in later, once the chain is known. */
-static int parse_node(struct parser *p, const json_t *jn, const char *where,
-                      struct farm_rx_node *n)
+static int parse_node(struct parser *p, const json_t *jn, const char *where, struct farm_rx_node *n)
 {
     int rc;
     char what[256];
     if (!json_is_object(jn))
-        return bad(p, jn, "%s: expected a mapping with name and type, got %s", where,
-                   kind_of(jn));
+        return bad(p, jn, "%s: expected a mapping with name and type, got %s", where, kind_of(jn));
     if ((rc = get_name(p, jn, where, n->name)))
         return rc;
     snprintf(what, sizeof what, "%s '%s'", where, n->name);
@@ -237,9 +242,8 @@ static int parse_node(struct parser *p, const json_t *jn, const char *where,
         const char *key;
         int type, type2;
     } owner[] = {
-        {"out", FARM_RX_DENSE, 0},         {"hidden", FARM_RX_GRU, FARM_RX_LSTM},
-        {"fn", FARM_RX_ACT, 0},            {"classes", FARM_RX_HEAD, 0},
-        {"condition", FARM_RX_START, 0},
+        {"out", FARM_RX_DENSE, 0},    {"hidden", FARM_RX_GRU, FARM_RX_LSTM}, {"fn", FARM_RX_ACT, 0},
+        {"classes", FARM_RX_HEAD, 0}, {"condition", FARM_RX_START, 0},
     };
     for (int i = 0; i < COUNT(owner); i++) {
         json_t *v = json_object_get(jn, owner[i].key);
@@ -253,13 +257,19 @@ static int parse_node(struct parser *p, const json_t *jn, const char *where,
                    farm_rx_node_type_name(n->type));
 
     switch (n->type) {
-    case FARM_RX_DENSE: rc = get_int(p, jn, "out", what, 1, 1, MAX_WIDTH, &n->out); break;
+    case FARM_RX_DENSE:
+        rc = get_int(p, jn, "out", what, 1, 1, MAX_WIDTH, &n->out);
+        break;
     case FARM_RX_GRU:
-    case FARM_RX_LSTM: rc = get_int(p, jn, "hidden", what, 1, 1, MAX_WIDTH, &n->out); break;
+    case FARM_RX_LSTM:
+        rc = get_int(p, jn, "hidden", what, 1, 1, MAX_WIDTH, &n->out);
+        break;
     case FARM_RX_ACT:
         rc = get_enum(p, jn, "fn", what, 1, fn_names, COUNT(fn_names), &n->fn);
         break;
-    case FARM_RX_HEAD: rc = get_int(p, jn, "classes", what, 1, 2, MAX_WIDTH, &n->classes); break;
+    case FARM_RX_HEAD:
+        rc = get_int(p, jn, "classes", what, 1, 2, MAX_WIDTH, &n->classes);
+        break;
     case FARM_RX_START: {
         json_t *c = json_object_get(jn, "condition");
         char cw[320];
@@ -309,15 +319,17 @@ static int parse_node(struct parser *p, const json_t *jn, const char *where,
         }
         break;
     }
-    default: break;
+    default:
+        break;
     }
     if (rc)
         return rc;
     if (skip && (rc = get_enum(p, jn, "skip", what, 0, pass_names, COUNT(pass_names), &n->pass)))
         return rc;
     if (n->type == FARM_RX_HEAD && n->pass == FARM_RX_PASS_INPUT)
-        return bad(p, skip, "%s: a head passes its input on anyway; 'skip' decides its "
-                            "probabilities: state or zeros",
+        return bad(p, skip,
+                   "%s: a head passes its input on anyway; 'skip' decides its "
+                   "probabilities: state or zeros",
                    what);
     return 0;
 }
@@ -334,8 +346,8 @@ static int check_unit(struct parser *p, const json_t *junit, const json_t *jnode
         for (int j = 0; j < i; j++)
             if (strcmp(u->nodes[j].name, n->name) == 0)
                 return bad(p, json_object_get(jn, "name"),
-                           "unit '%s': node name '%s' is already used at line %d", u->name,
-                           n->name, u->nodes[j].line);
+                           "unit '%s': node name '%s' is already used at line %d", u->name, n->name,
+                           u->nodes[j].line);
         n->parent = depth ? stack[depth - 1] : -1;
         n->in = w;
         switch (n->type) {
@@ -358,8 +370,11 @@ static int check_unit(struct parser *p, const json_t *junit, const json_t *jnode
             break;
         case FARM_RX_DENSE:
         case FARM_RX_GRU:
-        case FARM_RX_LSTM: break;
-        default: n->out = w; break;
+        case FARM_RX_LSTM:
+            break;
+        default:
+            n->out = w;
+            break;
         }
         if (farm_rx_node_computes(n->type)) {
             n->slot = slot++;
@@ -387,8 +402,7 @@ static int check_unit(struct parser *p, const json_t *junit, const json_t *jnode
     if (depth == 1)
         u->nodes[stack[0]].match = u->n_nodes;
     if (u->n_compute == 0)
-        return bad(p, junit, "unit '%s': no compute node (dense, act, gru, lstm or head)",
-                   u->name);
+        return bad(p, junit, "unit '%s': no compute node (dense, act, gru, lstm or head)", u->name);
     for (int i = 0; i < u->n_nodes; i++) {
         struct farm_rx_node *n = &u->nodes[i];
         if (n->type != FARM_RX_START || n->cond == FARM_RX_COND_LENGTH)
@@ -398,17 +412,20 @@ static int check_unit(struct parser *p, const json_t *junit, const json_t *jnode
         const json_t *r = json_object_get(c, key);
         int k = farm_rx_unit_node(u, json_string_value(r));
         if (k < 0)
-            return bad(p, r, "unit '%s' start '%s': condition %s names node '%s', which is not "
-                             "in this unit",
+            return bad(p, r,
+                       "unit '%s' start '%s': condition %s names node '%s', which is not "
+                       "in this unit",
                        u->name, n->name, farm_rx_cond_name(n->cond), json_string_value(r));
         int t = u->nodes[k].type;
         if (n->cond == FARM_RX_COND_CONFIDENCE && t != FARM_RX_HEAD)
-            return bad(p, r, "unit '%s' start '%s': condition confidence needs a head node, "
-                             "'%s' is a %s",
+            return bad(p, r,
+                       "unit '%s' start '%s': condition confidence needs a head node, "
+                       "'%s' is a %s",
                        u->name, n->name, u->nodes[k].name, farm_rx_node_type_name(t));
         if (n->cond != FARM_RX_COND_CONFIDENCE && t != FARM_RX_GRU && t != FARM_RX_LSTM)
-            return bad(p, r, "unit '%s' start '%s': condition %s needs a gru or lstm node, "
-                             "'%s' is a %s",
+            return bad(p, r,
+                       "unit '%s' start '%s': condition %s needs a gru or lstm node, "
+                       "'%s' is a %s",
                        u->name, n->name, farm_rx_cond_name(n->cond), u->nodes[k].name,
                        farm_rx_node_type_name(t));
         n->ref = k;
@@ -436,8 +453,7 @@ static int parse(struct parser *p)
     if (!layers)
         return bad(p, root, "model: missing 'layers' (a list of {units: [...]})");
     if (!json_is_array(layers) || json_array_size(layers) == 0)
-        return bad(p, layers, "model.layers: expected a non-empty list, got %s",
-                   kind_of(layers));
+        return bad(p, layers, "model.layers: expected a non-empty list, got %s", kind_of(layers));
     m->n_layers = (int)json_array_size(layers);
     m->layer_width = calloc((size_t)m->n_layers, sizeof *m->layer_width);
     m->layer_first = calloc((size_t)m->n_layers + 1, sizeof *m->layer_first);
@@ -527,12 +543,11 @@ static int parse(struct parser *p)
     const struct farm_rx_unit *ou = &m->units[m->out_unit];
     m->out_node = farm_rx_unit_node(ou, json_string_value(jn));
     if (m->out_node < 0 || !farm_rx_node_computes(ou->nodes[m->out_node].type))
-        return bad(p, jn, "model.output.node: unit '%s' has no compute node named '%s'",
-                   ou->name, json_string_value(jn));
+        return bad(p, jn, "model.output.node: unit '%s' has no compute node named '%s'", ou->name,
+                   json_string_value(jn));
     const struct farm_rx_node *on = &ou->nodes[m->out_node];
     m->loss = on->type == FARM_RX_HEAD ? FARM_RX_LOSS_CE : FARM_RX_LOSS_MSE;
-    if ((rc = get_enum(p, jo, "loss", "model.output", 0, loss_names, COUNT(loss_names),
-                       &m->loss)))
+    if ((rc = get_enum(p, jo, "loss", "model.output", 0, loss_names, COUNT(loss_names), &m->loss)))
         return rc;
     if (m->loss == FARM_RX_LOSS_CE && on->type != FARM_RX_HEAD)
         return bad(p, json_object_get(jo, "loss"),

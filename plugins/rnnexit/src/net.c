@@ -133,7 +133,8 @@ int farm_rx_net_new(const struct farm_rx_model *model, uint64_t seed, struct far
                     }
                 }
                 break;
-            default: break;
+            default:
+                break;
             }
             if (!rc)
                 rc = add_named(net, unit->name, n->name, tmp, k);
@@ -141,8 +142,7 @@ int farm_rx_net_new(const struct farm_rx_model *model, uint64_t seed, struct far
     }
     if (rc) {
         farm_rx_net_free(net);
-        return farm_err_set(err, rc, "rnnexit: cannot build the parameters: %s",
-                            farm_strerror(rc));
+        return farm_err_set(err, rc, "rnnexit: cannot build the parameters: %s", farm_strerror(rc));
     }
     *out = net;
     return 0;
@@ -223,17 +223,21 @@ double farm_rx_node_flops(const struct farm_rx_model *model, int unit, int node)
     const struct farm_rx_node *n = &model->units[unit].nodes[node];
     size_t in = (size_t)n->in, out = (size_t)n->out;
     switch (n->type) {
-    case FARM_RX_DENSE: return farm_flops_dense_forward(1, in, out, FARM_ACT_NONE);
+    case FARM_RX_DENSE:
+        return farm_flops_dense_forward(1, in, out, FARM_ACT_NONE);
     case FARM_RX_ACT:
         return farm_flops_act(n->fn == FARM_RX_FN_RELU   ? FARM_ACT_RELU
                               : n->fn == FARM_RX_FN_TANH ? FARM_ACT_TANH
                                                          : FARM_ACT_SIGMOID,
                               out);
-    case FARM_RX_GRU: return farm_flops_gru_forward(1, in, out);
-    case FARM_RX_LSTM: return farm_flops_lstm_forward(1, in, out);
+    case FARM_RX_GRU:
+        return farm_flops_gru_forward(1, in, out);
+    case FARM_RX_LSTM:
+        return farm_flops_lstm_forward(1, in, out);
     case FARM_RX_HEAD:
         return farm_flops_dense_forward(1, in, (size_t)n->classes, FARM_ACT_NONE) +
                4.0 * n->classes;
-    default: return 0;
+    default:
+        return 0;
     }
 }

@@ -11,45 +11,78 @@
 #include "farm/rnnexit.h"
 
 static const struct farm_param params[] = {
-    {.name = "model", .type = FARM_PARAM_STRING, .required = 1,
+    {.name = "model",
+     .type = FARM_PARAM_STRING,
+     .required = 1,
      .help = "model description (YAML), relative to the task's source dir or deps dir"},
-    {.name = "task", .type = FARM_PARAM_STRING, .default_json = "\"varying\"",
+    {.name = "task",
+     .type = FARM_PARAM_STRING,
+     .default_json = "\"varying\"",
      .help = "data: varying (classification, difficulty varies per sample), adding, or npy"},
-    {.name = "n", .type = FARM_PARAM_INT, .default_json = "3000",
+    {.name = "n",
+     .type = FARM_PARAM_INT,
+     .default_json = "3000",
      .help = "synthetic tasks: number of sequences"},
-    {.name = "steps", .type = FARM_PARAM_INT, .default_json = "24",
+    {.name = "steps",
+     .type = FARM_PARAM_INT,
+     .default_json = "24",
      .help = "synthetic tasks: time steps per sequence"},
-    {.name = "classes", .type = FARM_PARAM_INT, .default_json = "4",
+    {.name = "classes",
+     .type = FARM_PARAM_INT,
+     .default_json = "4",
      .help = "varying: classes (the model's input is classes + 1 features)"},
-    {.name = "signal", .type = FARM_PARAM_NUMBER, .default_json = "1.0",
+    {.name = "signal",
+     .type = FARM_PARAM_NUMBER,
+     .default_json = "1.0",
      .help = "varying: strength of the class signal once it starts"},
-    {.name = "noise", .type = FARM_PARAM_NUMBER, .default_json = "0.5",
+    {.name = "noise",
+     .type = FARM_PARAM_NUMBER,
+     .default_json = "0.5",
      .help = "varying: standard deviation of the noise"},
-    {.name = "min_len", .type = FARM_PARAM_INT, .default_json = "0",
+    {.name = "min_len",
+     .type = FARM_PARAM_INT,
+     .default_json = "0",
      .help = "adding: shortest sequence, the rest is padding (0: steps / 2)"},
-    {.name = "x", .type = FARM_PARAM_STRING,
+    {.name = "x",
+     .type = FARM_PARAM_STRING,
      .help = "npy: inputs, shape (objects, steps, features)"},
     {.name = "labels", .type = FARM_PARAM_STRING, .help = "npy: integer class labels (objects,)"},
-    {.name = "targets", .type = FARM_PARAM_STRING,
+    {.name = "targets",
+     .type = FARM_PARAM_STRING,
      .help = "npy: regression targets (objects, k), when there are no labels"},
-    {.name = "lengths", .type = FARM_PARAM_STRING,
+    {.name = "lengths",
+     .type = FARM_PARAM_STRING,
      .help = "npy: sequence lengths (objects,); default: all full length"},
-    {.name = "test_fraction", .type = FARM_PARAM_NUMBER, .default_json = "0.25",
+    {.name = "test_fraction",
+     .type = FARM_PARAM_NUMBER,
+     .default_json = "0.25",
      .help = "share of the sequences held out for evaluation"},
     {.name = "epochs", .type = FARM_PARAM_INT, .default_json = "6", .help = "training epochs"},
     {.name = "batch", .type = FARM_PARAM_INT, .default_json = "32", .help = "training batch"},
     {.name = "lr", .type = FARM_PARAM_NUMBER, .default_json = "0.01", .help = "learning rate"},
-    {.name = "optimizer", .type = FARM_PARAM_STRING, .default_json = "\"adam\"",
+    {.name = "optimizer",
+     .type = FARM_PARAM_STRING,
+     .default_json = "\"adam\"",
      .help = "adam or sgd"},
-    {.name = "step_weight", .type = FARM_PARAM_NUMBER, .default_json = "1.0",
+    {.name = "step_weight",
+     .type = FARM_PARAM_NUMBER,
+     .default_json = "1.0",
      .help = "weight of the per-step loss of every head (deep supervision; 0: off)"},
-    {.name = "gate_cost", .type = FARM_PARAM_NUMBER, .default_json = "0",
+    {.name = "gate_cost",
+     .type = FARM_PARAM_NUMBER,
+     .default_json = "0",
      .help = "budget on gate conditions: cost x mean gate value added to the loss"},
-    {.name = "train_mode", .type = FARM_PARAM_STRING, .default_json = "\"conditions\"",
+    {.name = "train_mode",
+     .type = FARM_PARAM_STRING,
+     .default_json = "\"conditions\"",
      .help = "conditions (skip while training, as at inference) or never_skip"},
-    {.name = "eval_batch", .type = FARM_PARAM_INT, .default_json = "64",
+    {.name = "eval_batch",
+     .type = FARM_PARAM_INT,
+     .default_json = "64",
      .help = "objects per batch when evaluating (latency is per batch)"},
-    {.name = "seed", .type = FARM_PARAM_INT, .default_json = "1",
+    {.name = "seed",
+     .type = FARM_PARAM_INT,
+     .default_json = "1",
      .help = "seed for parameters, data, split and batch order"},
     {.name = NULL},
 };
@@ -90,8 +123,8 @@ static int fail(const struct farm_host *host, struct farm_ctx *ctx, int code, co
 }
 
 /* A task file: absolute as given, else under work_dir, else deps_dir. */
-static int resolve(const struct farm_host *host, struct farm_ctx *ctx, const char *name,
-                   char *out, size_t cap)
+static int resolve(const struct farm_host *host, struct farm_ctx *ctx, const char *name, char *out,
+                   size_t cap)
 {
     struct stat st;
     if (name[0] == '/') {
@@ -118,8 +151,9 @@ static int get_file(const struct farm_host *host, struct farm_ctx *ctx, const ch
         return 0;
     if (resolve(host, ctx, name, out, cap) != 0) {
         char msg[1400];
-        snprintf(msg, sizeof msg, "%s: %s: no such file in the task's source dir (%s) or deps "
-                                  "dir (%s)",
+        snprintf(msg, sizeof msg,
+                 "%s: %s: no such file in the task's source dir (%s) or deps "
+                 "dir (%s)",
                  param, name, host->work_dir(ctx) ? host->work_dir(ctx) : "none",
                  host->deps_dir(ctx) ? host->deps_dir(ctx) : "none");
         return fail(host, ctx, -ENOENT, msg);
@@ -200,8 +234,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     else
         return fail(host, ctx, FARM_EBADPARAM, "train_mode: expected conditions or never_skip");
     if (!(c.train.lr > 0) || !(c.train.step_weight >= 0) || !(c.train.gate_cost >= 0))
-        return fail(host, ctx, FARM_EBADPARAM,
-                    "lr must be > 0, step_weight and gate_cost >= 0");
+        return fail(host, ctx, FARM_EBADPARAM, "lr must be > 0, step_weight and gate_cost >= 0");
     if ((rc = get_file(host, ctx, "x", x, sizeof x, &c.x_path)) ||
         (rc = get_file(host, ctx, "labels", labels, sizeof labels, &c.labels_path)) ||
         (rc = get_file(host, ctx, "targets", targets, sizeof targets, &c.targets_path)) ||
@@ -226,8 +259,7 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
     for (int i = 0; i < 2; i++)
         if ((rc = host->artifact(ctx, paths[i], names[i]))) {
             char msg[4400];
-            snprintf(msg, sizeof msg, "cannot store artifact %s: %s", names[i],
-                     farm_strerror(rc));
+            snprintf(msg, sizeof msg, "cannot store artifact %s: %s", names[i], farm_strerror(rc));
             return fail(host, ctx, rc, msg);
         }
     return 0;

@@ -30,10 +30,10 @@ struct rx_set {
 struct rx_node_rt {
     const struct farm_rx_node *d;
     struct rx_nparams *p;
-    size_t in, width;    /* input width; value width (classes for a head) */
-    float *y, *y2;       /* batch x width: current value; spare for swaps */
-    float *c, *c2;       /* lstm cell state */
-    float *delta;        /* batch: last state change (converged) */
+    size_t in, width; /* input width; value width (classes for a head) */
+    float *y, *y2;    /* batch x width: current value; spare for swaps */
+    float *c, *c2;    /* lstm cell state */
+    float *delta;     /* batch: last state change (converged) */
     int need_delta;
     uint64_t executed, skipped;
     double flops;
@@ -42,21 +42,21 @@ struct rx_node_rt {
     float *acc;          /* gate: per object, the accumulated update value U */
     unsigned char *ranp; /* gate: per object, did it run the region last step */
     /* training history, per step */
-    int32_t *h_n;        /* rows that ran at step t */
-    size_t *h_idx;       /* steps x batch: which (when h_n[t] < batch) */
-    float *h_in;         /* steps x batch x in: input rows (dense, act, head) */
-    float *h_out;        /* steps x batch x width: act output, head probs */
+    int32_t *h_n;  /* rows that ran at step t */
+    size_t *h_idx; /* steps x batch: which (when h_n[t] < batch) */
+    float *h_in;   /* steps x batch x in: input rows (dense, act, head) */
+    float *h_out;  /* steps x batch x width: act output, head probs */
     struct farm_gru_cache *gc;
     struct farm_lstm_cache *lc;
-    float *G, *Gc;       /* backward carries, batch x width */
+    float *G, *Gc; /* backward carries, batch x width */
     /* cells fed by the model input under length conditions only: x Wx + b of
      * every step's active rows, made in one product before the steps */
-    int can_pre;         /* eligible (see exec.c) */
-    int use_pre;         /* made for the current forward */
+    int can_pre; /* eligible (see exec.c) */
+    int use_pre; /* made for the current forward */
     float *pre;
     size_t pre_cap, pre_rows, pre_steps;
-    size_t *pre_off;     /* per step: first row of its block */
-    float *gdot;         /* cells: per row, dL/dh' . (h' - h) at the step in backward */
+    size_t *pre_off; /* per step: first row of its block */
+    float *gdot;     /* cells: per row, dL/dh' . (h' - h) at the step in backward */
     /* gate starts, training history per step: rows evaluated, which, the
      * gate's input rows and its values */
     int32_t *gh_n;
@@ -75,11 +75,11 @@ struct farm_rx_exec {
     size_t max_batch, max_steps, maxw;
     int train;
     struct rx_unit_rt *u;
-    float **layer_buf;        /* per layer: concatenation when it has >1 unit */
-    const float **layer_out;  /* per layer: its output at the current step */
+    float **layer_buf;                    /* per layer: concatenation when it has >1 unit */
+    const float **layer_out;              /* per layer: its output at the current step */
     float *cx, *ch, *cc, *co, *co2, *tmp; /* batch x maxw compact buffers */
-    unsigned char *mark;      /* batch */
-    int32_t *skipcnt;         /* batch */
+    unsigned char *mark;                  /* batch */
+    int32_t *skipcnt;                     /* batch */
     /* last forward */
     size_t batch, steps;
     int mode;
@@ -87,9 +87,9 @@ struct farm_rx_exec {
     /* activity: per step, objects seen; per step and unit, fully active */
     uint64_t *seen, *active;
     size_t act_cap, act_steps;
-    float *gate;              /* batch x 6 maxw: gate pre-activations */
+    float *gate;                     /* batch x 6 maxw: gate pre-activations */
     float *gr, *gz, *gn, *ghn, *gtc; /* batch x maxw: gates without a cache */
-    int fail; /* the first error an nn call returned during a pass */
+    int fail;                        /* the first error an nn call returned during a pass */
     double gate_cost;
     /* backward scratch */
     float **gl; /* per layer: batch x width */
@@ -98,11 +98,11 @@ struct farm_rx_exec {
 
 /* Records the first failure of an nn call made during a pass; the pass
  * checks ex->fail when it ends. */
-#define RX_CHECK(ex, call)                                                                \
-    do {                                                                                  \
-        int rc_ = (call);                                                                 \
-        if (rc_ && !(ex)->fail)                                                           \
-            (ex)->fail = rc_;                                                             \
+#define RX_CHECK(ex, call)                                                                         \
+    do {                                                                                           \
+        int rc_ = (call);                                                                          \
+        if (rc_ && !(ex)->fail)                                                                    \
+            (ex)->fail = rc_;                                                                      \
     } while (0)
 
 /* Helpers shared by exec.c and backward.c. */
@@ -122,7 +122,7 @@ int farm__rx_lstm_step(struct farm_rx_exec *ex, const struct farm_lstm *l, const
  * step makes them from x). farm__rx_precompute makes them for every step at
  * once: active[t * batch + b] says whether row b runs at step t; x is the
  * model input (steps x batch x in). Fills r->pre, r->pre_off, r->pre_rows. */
-int farm__rx_precompute(struct rx_node_rt *r, const float *x,
-                        size_t steps, size_t batch, const unsigned char *active);
+int farm__rx_precompute(struct rx_node_rt *r, const float *x, size_t steps, size_t batch,
+                        const unsigned char *active);
 
 #endif

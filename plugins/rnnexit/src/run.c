@@ -47,15 +47,16 @@ static int make_data(const struct farm_rx_run_config *c, struct farm_rx_data *d,
         return farm_rx_data_varying(d, c->n, c->steps, c->classes, c->signal, c->noise, c->seed,
                                     err);
     if (strcmp(task, "adding") == 0)
-        return farm_rx_data_adding(d, c->n, c->steps, c->min_len ? c->min_len : c->steps,
-                                   c->seed, err);
+        return farm_rx_data_adding(d, c->n, c->steps, c->min_len ? c->min_len : c->steps, c->seed,
+                                   err);
     if (strcmp(task, "npy") == 0) {
         if (!c->x_path)
-            return farm_err_set(err, FARM_EBADPARAM, "task npy: the x parameter (an .npy file "
-                                                     "of shape (objects, steps, features)) is "
-                                                     "required");
-        return farm_rx_data_load_npy(d, c->x_path, c->labels_path, c->targets_path,
-                                     c->lengths_path, err);
+            return farm_err_set(err, FARM_EBADPARAM,
+                                "task npy: the x parameter (an .npy file "
+                                "of shape (objects, steps, features)) is "
+                                "required");
+        return farm_rx_data_load_npy(d, c->x_path, c->labels_path, c->targets_path, c->lengths_path,
+                                     err);
     }
     return farm_err_set(err, FARM_EBADPARAM,
                         "task: unknown task '%s' (expected varying, adding or npy)", task);
@@ -80,14 +81,14 @@ int farm_rx_run(const struct farm_rx_run_config *c, struct farm_rx_run_result *r
         goto out;
     if ((size_t)m->input != all.dim) {
         rc = farm_err_set(err, FARM_EBADDATA,
-                          "%s: the model reads %d features per step, the %s data has %zu",
-                          m->file, m->input, c->task ? c->task : "varying", all.dim);
+                          "%s: the model reads %d features per step, the %s data has %zu", m->file,
+                          m->input, c->task ? c->task : "varying", all.dim);
         goto out;
     }
     if ((rc = farm_rx_data_split(&all, c->test_fraction, c->seed + 1, &train, &test, err)))
         goto out;
-    say(c, "%s: %d layers, %d units; data: %zu train, %zu held-out objects of %zu steps",
-        m->file, m->n_layers, m->n_units, train.n, test.n, all.steps);
+    say(c, "%s: %d layers, %d units; data: %zu train, %zu held-out objects of %zu steps", m->file,
+        m->n_layers, m->n_units, train.n, test.n, all.steps);
     if ((rc = farm_rx_net_new(m, c->seed, &net, err)))
         goto out;
     if ((rc = farm_rx_train(net, &train, &c->train, on_epoch, (void *)c, &r.final_loss, err)))
@@ -130,11 +131,11 @@ int farm_rx_run(const struct farm_rx_run_config *c, struct farm_rx_run_result *r
     } else {
         metric(c, "mse_early_exit", r.early.mse, 0);
         metric(c, "mse_never_skip", r.never.mse, 0);
-        say(c, "held-out MSE: %.5f never-skip, %.5f with the conditions", r.never.mse,
-            r.early.mse);
+        say(c, "held-out MSE: %.5f never-skip, %.5f with the conditions", r.never.mse, r.early.mse);
     }
-    say(c, "node executions: %llu done, %llu skipped (%.1f%%); FLOPs saved %.3g of %.3g; "
-           "speedup vs never-skip %.2fx",
+    say(c,
+        "node executions: %llu done, %llu skipped (%.1f%%); FLOPs saved %.3g of %.3g; "
+        "speedup vs never-skip %.2fx",
         (unsigned long long)s->executed, (unsigned long long)s->skipped,
         nodes > 0 ? 100.0 * (double)s->skipped / nodes : 0.0, s->flops_saved, flops, speedup);
     snprintf(r.svg_path, sizeof r.svg_path, "%s/skips.svg", c->out_dir ? c->out_dir : ".");

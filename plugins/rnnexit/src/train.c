@@ -44,17 +44,18 @@ int farm_rx_train(struct farm_rx_net *net, const struct farm_rx_data *d,
     const struct farm_rx_model *m = net->model;
     if ((size_t)m->input != d->dim)
         return farm_err_set(err, FARM_EBADDATA,
-                            "%s: the model reads %d features per step, the data has %zu",
-                            m->file, m->input, d->dim);
+                            "%s: the model reads %d features per step, the data has %zu", m->file,
+                            m->input, d->dim);
     if (m->loss == FARM_RX_LOSS_CE && !d->labels)
         return farm_err_set(err, FARM_EBADDATA, "%s: loss ce needs labelled data", m->file);
     if (m->loss == FARM_RX_LOSS_MSE && (!d->targets || d->tdim != (size_t)m->out_width))
         return farm_err_set(err, FARM_EBADDATA,
-                            "%s: loss mse needs %d targets per object, the data has %zu",
-                            m->file, m->out_width, d->targets ? d->tdim : 0);
+                            "%s: loss mse needs %d targets per object, the data has %zu", m->file,
+                            m->out_width, d->targets ? d->tdim : 0);
     if (o->epochs < 0 || o->batch == 0 || !(o->lr > 0))
-        return farm_err_set(err, FARM_EBADPARAM, "rnnexit: bad training options (epochs %d, "
-                                                 "batch %zu, lr %g)",
+        return farm_err_set(err, FARM_EBADPARAM,
+                            "rnnexit: bad training options (epochs %d, "
+                            "batch %zu, lr %g)",
                             o->epochs, o->batch, o->lr);
     size_t bs = o->batch < d->n ? o->batch : d->n;
     struct farm_rx_exec *ex = NULL;
@@ -150,8 +151,8 @@ int farm_rx_evaluate(struct farm_rx_exec *ex, const struct farm_rx_data *d, int 
     const struct farm_rx_model *m = ex->model;
     if ((size_t)m->input != d->dim)
         return farm_err_set(err, FARM_EBADDATA,
-                            "%s: the model reads %d features per step, the data has %zu",
-                            m->file, m->input, d->dim);
+                            "%s: the model reads %d features per step, the data has %zu", m->file,
+                            m->input, d->dim);
     if (m->loss == FARM_RX_LOSS_CE && !d->labels)
         return farm_err_set(err, FARM_EBADDATA, "%s: evaluation needs labels", m->file);
     if (m->loss == FARM_RX_LOSS_MSE && (!d->targets || d->tdim != (size_t)m->out_width))

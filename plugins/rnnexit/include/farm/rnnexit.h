@@ -176,7 +176,7 @@ void farm_rx_exec_set_gate_cost(struct farm_rx_exec *ex, double cost);
  * labels (classification) or targets[n][tdim] (regression). */
 struct farm_rx_data {
     size_t n, steps, dim;
-    float *x;        /* n x steps x dim */
+    float *x;         /* n x steps x dim */
     int32_t *lengths; /* n */
     int32_t *labels;  /* n, or NULL */
     float *targets;   /* n x tdim, or NULL */
@@ -207,21 +207,19 @@ int farm_rx_data_varying(struct farm_rx_data *d, size_t n, size_t steps, size_t 
  * (labels_path, or NULL with targets_path: an (n, k) or (n,) float .npy);
  * lengths_path NULL means full length. Errors name the file. */
 int farm_rx_data_load_npy(struct farm_rx_data *d, const char *x_path, const char *labels_path,
-                          const char *targets_path, const char *lengths_path,
-                          struct farm_err *err);
+                          const char *targets_path, const char *lengths_path, struct farm_err *err);
 
 /* Splits off the last round(n * test_fraction) objects (after a seeded
  * shuffle) into `test`. */
 int farm_rx_data_split(const struct farm_rx_data *d, double test_fraction, uint64_t seed,
-                       struct farm_rx_data *train, struct farm_rx_data *test,
-                       struct farm_err *err);
+                       struct farm_rx_data *train, struct farm_rx_data *test, struct farm_err *err);
 
 /* ------------------------------------------------------ train / evaluate -- */
 
 struct farm_rx_train_opts {
-    int epochs;         /* passes over the training set */
-    size_t batch;       /* objects per batch */
-    int optimizer;      /* 0 sgd, 1 adam */
+    int epochs;    /* passes over the training set */
+    size_t batch;  /* objects per batch */
+    int optimizer; /* 0 sgd, 1 adam */
     double lr;
     double step_weight; /* deep supervision weight, see backward */
     int mode;           /* enum farm_rx_mode used while training */
@@ -242,8 +240,8 @@ int farm_rx_train(struct farm_rx_net *net, const struct farm_rx_data *d,
                   double *final_loss, struct farm_err *err);
 
 struct farm_rx_eval {
-    double accuracy;    /* classification: share correct (0 for regression) */
-    double mse;         /* regression: mean squared error (0 for classification) */
+    double accuracy; /* classification: share correct (0 for regression) */
+    double mse;      /* regression: mean squared error (0 for classification) */
     struct farm_rx_stats stats;
     double lat_p50_ms, lat_p99_ms; /* wall time per batch forward */
     double total_ms;               /* sum of batch forwards */
@@ -260,8 +258,7 @@ int farm_rx_evaluate(struct farm_rx_exec *ex, const struct farm_rx_data *d, int 
  * dim layout), lengths, labels and targets (any of the last three NULL to
  * skip). order NULL = identity. */
 void farm_rx_data_batch(const struct farm_rx_data *d, const size_t *order, size_t first,
-                        size_t count, float *x, int32_t *lengths, int32_t *labels,
-                        float *targets);
+                        size_t count, float *x, int32_t *lengths, int32_t *labels, float *targets);
 
 /* ------------------------------------------------------------ reports -- */
 
@@ -288,9 +285,9 @@ struct farm_rx_run_config {
     double test_fraction;
     struct farm_rx_train_opts train;
     size_t eval_batch;
-    uint64_t seed;          /* parameters, data and split */
-    const char *out_dir;    /* where skips.svg and weights.safetensors go */
-    void *ud;               /* passed to the callbacks, each may be NULL */
+    uint64_t seed;       /* parameters, data and split */
+    const char *out_dir; /* where skips.svg and weights.safetensors go */
+    void *ud;            /* passed to the callbacks, each may be NULL */
     void (*log)(void *ud, const char *line);
     void (*metric)(void *ud, const char *name, double value, int64_t step);
     void (*progress)(void *ud, double fraction, const char *what);

@@ -115,10 +115,10 @@ struct farm_rx_node {
 struct farm_rx_unit {
     char name[FARM_RX_NAME_MAX];
     int layer;
-    int in, out;  /* widths of the unit's input and output */
-    int offset;   /* column of this unit's output in its layer's output */
-    int n_nodes;  /* all nodes, markers included */
-    int n_compute; /* nodes that do work (not start/end) */
+    int in, out;                /* widths of the unit's input and output */
+    int offset;                 /* column of this unit's output in its layer's output */
+    int n_nodes;                /* all nodes, markers included */
+    int n_compute;              /* nodes that do work (not start/end) */
     struct farm_rx_node *nodes; /* n_nodes, owned */
 };
 
@@ -126,8 +126,8 @@ struct farm_rx_model {
     char file[256]; /* the display name given at load time */
     int input;      /* features per step */
     int n_layers;
-    int *layer_width;      /* n_layers: width of each layer's output, owned */
-    int *layer_first;      /* n_layers + 1: index of each layer's first unit, owned */
+    int *layer_width; /* n_layers: width of each layer's output, owned */
+    int *layer_first; /* n_layers + 1: index of each layer's first unit, owned */
     int n_units;
     struct farm_rx_unit *units; /* n_units in layer order, owned */
     int out_unit, out_node;     /* the node whose output is the prediction */
