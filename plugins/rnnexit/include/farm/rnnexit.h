@@ -21,7 +21,11 @@
  * buffers, runs through CBLAS on those rows alone and scatters the results
  * back, so skipped rows cost no FLOPs; skipped rows get the node's pass-on
  * value. Scopes are rebuilt from scratch at every step of every unit, so a
- * tag never reaches another step, unit or object.
+ * tag never reaches another step, unit or object. A gru/lstm of layer 0 that
+ * reads the model input under `length` starts only gets its x Wx + b for
+ * all steps' active rows from one product made before the first step (the
+ * rows are known up front); the plain executor does the same for all rows,
+ * so never-skip stays bitwise equal to it.
  *
  * Thread-safety: a net and its executors are used from one thread at a time.
  * OpenBLAS may use several threads inside one product; with one BLAS thread
