@@ -291,6 +291,75 @@ static void test_run_adding(void **state)
     ctx_release(&c);
 }
 
+/* A minimal .npy writer (format 1.0, little endian) for the test's data. */
+static void write_npy(const char *path, const char *descr, const char *shape, const void *data,
+                      size_t bytes)
+{
+    char header[256];
+    int n = snprintf(header, sizeof header,
+                     "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    size_t total = 10 + (size_t)n + 1, pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    unsigned short hl = (unsigned short)((size_t)n + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(hl & 0xff, f);
+    fputc(hl >> 8, f);
+    fwrite(header, 1, (size_t)n, f);
+    for (size_t i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    fwrite(data, 1, bytes, f);
+    fclose(f);
+}
+
+static void test_run_npy(void **state)
+{
+    (void)state;
+    enum { N = 200, T = 8, D = 5 };
+    static float x[N * T * D];
+    int32_t labels[N], lengths[N];
+    unsigned s = 7;
+    for (size_t i = 0; i < N * T * D; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 16) % 1000) / 1000.0f - 0.5f;
+    }
+    for (int i = 0; i < N; i++) {
+        labels[i] = i % 4;
+        lengths[i] = i % (T + 1);
+        x[(size_t)i * T * D + (size_t)(i % 4)] += 2.0f; /* the label, at step 0 */
+    }
+    char xp[600], lp[600], np[600], params[2400];
+    snprintf(xp, sizeof xp, "%s/x.npy", base);
+    snprintf(lp, sizeof lp, "%s/y.npy", base);
+    snprintf(np, sizeof np, "%s/len.npy", base);
+    write_npy(xp, "<f4", "(200, 8, 5)", x, sizeof x);
+    write_npy(lp, "<i4", "(200,)", labels, sizeof labels);
+    write_npy(np, "<i4", "(200,)", lengths, sizeof lengths);
+    snprintf(params, sizeof params,
+             "{\"model\": \"rnnexit/early-exit.yaml\", \"task\": \"npy\", \"x\": \"%s\", "
+             "\"labels\": \"%s\", \"lengths\": \"%s\", \"epochs\": 2}",
+             xp, lp, np);
+    struct farm_ctx c;
+    ctx_init(&c, params, "npy");
+    int rc = plugin->run(&host, &c);
+    if (rc)
+        fail_msg("run: %d; log:\n%s", rc, c.log);
+    double done = metric(&c, "node_executions_done");
+    double skipped = metric(&c, "node_executions_skipped");
+    /* 50 held-out objects x 8 steps x 4 compute nodes; padding is skipped */
+    assert_true(done + skipped == 50.0 * T * 4);
+    assert_true(skipped > 0);
+    ctx_release(&c);
+    snprintf(params, sizeof params,
+             "{\"model\": \"rnnexit/early-exit.yaml\", \"task\": \"npy\", \"x\": "
+             "\"nope.npy\"}");
+    ctx_init(&c, params, "npy2");
+    assert_int_equal(plugin->run(&host, &c), -ENOENT);
+    assert_non_null(strstr(c.log, "x: nope.npy: no such file"));
+    ctx_release(&c);
+}
+
 static void expect_fail(const char *params, int code, const char *what)
 {
     struct farm_ctx c;
@@ -337,9 +406,8 @@ static void test_bad_params(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_descriptor),
-        cmocka_unit_test(test_run_example),
-        cmocka_unit_test(test_run_adding),
+        cmocka_unit_test(test_descriptor), cmocka_unit_test(test_run_example),
+        cmocka_unit_test(test_run_adding), cmocka_unit_test(test_run_npy),
         cmocka_unit_test(test_bad_params),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

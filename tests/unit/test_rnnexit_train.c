@@ -435,6 +435,67 @@ static void test_adding_problem(void **state)
     farm_rx_model_free(m);
 }
 
+/* .npy data: (objects, steps, features) inputs with labels and lengths, or
+ * with regression targets. */
+static void test_npy_data(void **state)
+{
+    (void)state;
+    struct farm_err err = {0};
+    struct farm_tensor x = {0}, y = {0};
+    size_t shape[3] = {4, 3, 2}, tshape[2] = {4, 1};
+    assert_int_equal(farm_tensor_init_shape(&x, 3, shape), 0);
+    for (size_t i = 0; i < 24; i++)
+        x.data[i] = (float)i * 0.5f;
+    assert_int_equal(farm_tensor_init_shape(&y, 2, tshape), 0);
+    for (size_t i = 0; i < 4; i++)
+        y.data[i] = (float)i - 1.5f;
+    char xp[512], lp[512], np[512], tp[512];
+    snprintf(xp, sizeof xp, "%s/seq_x.npy", tmpdir);
+    snprintf(lp, sizeof lp, "%s/seq_y.npy", tmpdir);
+    snprintf(np, sizeof np, "%s/seq_len.npy", tmpdir);
+    snprintf(tp, sizeof tp, "%s/seq_t.npy", tmpdir);
+    int32_t labels[4] = {2, 0, 1, 2}, lengths[4] = {3, 1, 0, 2};
+    assert_int_equal(farm_npy_write(xp, &x, &err), 0);
+    assert_int_equal(farm_npy_write_i32(lp, labels, 4, &err), 0);
+    assert_int_equal(farm_npy_write_i32(np, lengths, 4, &err), 0);
+    assert_int_equal(farm_npy_write(tp, &y, &err), 0);
+    struct farm_rx_data d = {0};
+    if (farm_rx_data_load_npy(&d, xp, lp, NULL, np, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(d.n, 4);
+    assert_int_equal(d.steps, 3);
+    assert_int_equal(d.dim, 2);
+    assert_int_equal(d.classes, 3);
+    assert_memory_equal(d.x, x.data, 24 * sizeof(float));
+    assert_memory_equal(d.labels, labels, sizeof labels);
+    assert_memory_equal(d.lengths, lengths, sizeof lengths);
+    assert_null(d.targets);
+    /* a batch puts object i of step t at x[t][i] */
+    float xb[3 * 2 * 2];
+    int32_t lb[2], yb[2];
+    size_t order[4] = {3, 1, 0, 2};
+    farm_rx_data_batch(&d, order, 0, 2, xb, lb, yb, NULL);
+    assert_true(xb[0] == x.data[3 * 6] && xb[2] == x.data[1 * 6]); /* step 0 */
+    assert_true(xb[2 * 2 * 2 + 2] == x.data[1 * 6 + 2 * 2]);       /* step 2, object 1 */
+    assert_int_equal(lb[0], 2);
+    assert_int_equal(yb[1], 0);
+    farm_rx_data_release(&d);
+    if (farm_rx_data_load_npy(&d, xp, NULL, tp, NULL, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(d.tdim, 1);
+    assert_null(d.labels);
+    assert_true(d.targets[3] == 1.5f);
+    assert_int_equal(d.lengths[2], 3); /* no lengths file: full length */
+    farm_rx_data_release(&d);
+    /* lengths beyond the steps are refused, naming the file */
+    int32_t bad[4] = {3, 4, 0, 1};
+    assert_int_equal(farm_npy_write_i32(np, bad, 4, &err), 0);
+    assert_int_equal(farm_rx_data_load_npy(&d, xp, lp, NULL, np, &err), FARM_EBADDATA);
+    assert_non_null(strstr(err.msg, "seq_len.npy: length 4 of object 1 outside 0..3"));
+    farm_tensor_release(&x);
+    farm_tensor_release(&y);
+}
+
 static void test_bad_input(void **state)
 {
     (void)state;
@@ -498,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_early_exit_classifier),
         cmocka_unit_test(test_gate_learns),
         cmocka_unit_test(test_adding_problem),
+        cmocka_unit_test(test_npy_data),
         cmocka_unit_test(test_bad_input),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
