@@ -478,6 +478,48 @@ static void test_tag_scope(void **state)
     unload(&f);
 }
 
+/* converged: an object stops once its cell's state changed by less than
+ * eps at its last run, and stays stopped (its state no longer moves). */
+static void test_converged(void **state)
+{
+    (void)state;
+    static const char tmpl[] =
+        "input: 2\n"
+        "layers:\n"
+        "  - units:\n"
+        "      - name: u\n"
+        "        nodes:\n"
+        "          - {name: s, type: start, condition: {kind: converged, node: cell, eps: %s}}\n"
+        "          - {name: cell, type: gru, hidden: 4}\n"
+        "          - {name: e, type: end}\n"
+        "output: {unit: u, node: cell}\n";
+    const char *eps[3] = {"10", "0", "0.02"};
+    uint64_t executed[3];
+    size_t B = 5, T = 30;
+    float *x = malloc(T * B * 2 * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < T * B * 2; i++)
+        x[i] = 0.5f; /* a constant input: the state settles */
+    for (int k = 0; k < 3; k++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, tmpl, eps[k]);
+        struct fix f;
+        load(&f, yaml, 2);
+        struct farm_rx_exec *ex = new_exec(&f, B, T, 0);
+        forward(ex, x, T, B, NULL, FARM_RX_CONDITIONS);
+        struct farm_rx_stats st;
+        farm_rx_exec_stats(ex, 0, 1, &st);
+        executed[k] = st.executed;
+        farm_rx_exec_free(ex);
+        unload(&f);
+    }
+    assert_int_equal(executed[0], B);     /* runs at step 0 only */
+    assert_int_equal(executed[1], T * B); /* a change is never below 0 */
+    assert_true(executed[2] > B && executed[2] < T * B);
+    assert_int_equal(executed[2] % B, 0); /* identical objects stop together */
+    free(x);
+}
+
 /* executed + skipped = nodes x steps x objects; FLOPs saved = skipped x the
  * analytic table, written out here from the conventions. */
 static void test_accounting(void **state)
@@ -577,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_isolation),
         cmocka_unit_test(test_isolation_precomputed),
         cmocka_unit_test(test_tag_scope),
+        cmocka_unit_test(test_converged),
         cmocka_unit_test(test_accounting),
         cmocka_unit_test(test_bad_calls),
     };
