@@ -54,12 +54,14 @@ static void progress_bar(double f, const char *what)
 int cmd_run(struct cli *cli, int argc, char **argv)
 {
     const char *plugin = NULL, *dir = NULL, *v;
-    json_t *params = json_object(), *desc, *task, *metrics = json_object(), *artifacts = json_array();
+    json_t *params = json_object(), *desc = NULL, *task, *metrics = json_object(),
+           *artifacts = json_array();
+    double grace = 10;
     json_t *result = NULL;
     char run_dir[2400], path[2600], cwd[PATH_MAX], worker[PATH_MAX];
     struct farm_err err;
     double timeout = 0;
-    int rc, sv[2], tty = isatty(STDERR_FILENO) && !cli->json, bar_shown = 0;
+    int rc = CLI_USAGE, sv[2], tty = isatty(STDERR_FILENO) && !cli->json, bar_shown = 0;
     pid_t pid;
     FILE *mfile;
     int timed_out = 0;
@@ -70,22 +72,22 @@ int cmd_run(struct cli *cli, int argc, char **argv)
             continue;
         if ((r = cli_opt("run", argc, argv, &i, "--param", &v)) != 0) {
             if (r < 0)
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             if (add_param(params, v) < 0)
-                return cli_usage("run", "--param: expected KEY=VALUE, got \"%s\"", v);
+                { rc = cli_usage("run", "--param: expected KEY=VALUE, got \"%s\"", v); goto out; }
         } else if ((r = cli_opt("run", argc, argv, &i, "--params", &v)) != 0) {
             struct farm_yaml_doc *doc;
             if (r < 0)
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             farm_err_clear(&err);
             if (farm_yaml_load_file(v, v, &doc, &err) < 0) {
                 fprintf(stderr, "farm run: %s\n", err.msg);
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             }
             if (!json_is_object(farm_yaml_root(doc))) {
                 fprintf(stderr, "farm run: %s:1:1: expected a mapping of parameters\n", v);
                 farm_yaml_free(doc);
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             }
             /* --param given on the command line wins over the file. */
             json_t *merged = json_deep_copy(farm_yaml_root(doc));
@@ -95,48 +97,55 @@ int cmd_run(struct cli *cli, int argc, char **argv)
             farm_yaml_free(doc);
         } else if ((r = cli_opt("run", argc, argv, &i, "--dir", &v)) != 0) {
             if (r < 0)
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             dir = v;
+        } else if ((r = cli_opt("run", argc, argv, &i, "--grace", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                { rc = CLI_USAGE; goto out; }
+            grace = strtod(v, &end);
+            if (*end || grace < 0)
+                { rc = cli_usage("run", "--grace: expected seconds, got \"%s\"", v); goto out; }
         } else if ((r = cli_opt("run", argc, argv, &i, "--timeout", &v)) != 0) {
             char *end;
             if (r < 0)
-                return CLI_USAGE;
+                { rc = CLI_USAGE; goto out; }
             timeout = strtod(v, &end);
             if (*end || timeout < 0)
-                return cli_usage("run", "--timeout: expected seconds, got \"%s\"", v);
+                { rc = cli_usage("run", "--timeout: expected seconds, got \"%s\"", v); goto out; }
         } else if (argv[i][0] == '-') {
-            return cli_usage("run", "unknown option \"%s\"", argv[i]);
+            { rc = cli_usage("run", "unknown option \"%s\"", argv[i]); goto out; }
         } else if (!plugin) {
             plugin = argv[i];
         } else {
-            return cli_usage("run", "unexpected argument \"%s\"", argv[i]);
+            { rc = cli_usage("run", "unexpected argument \"%s\"", argv[i]); goto out; }
         }
     }
     if (!plugin)
-        return cli_usage("run", "expected a plugin name or a .so file");
+        { rc = cli_usage("run", "expected a plugin name or a .so file"); goto out; }
     {
         const char *args[] = {"--describe", plugin, NULL};
         if (cli_worker_json(cli, args, &desc) < 0)
-            return CLI_USAGE;
+            { rc = CLI_USAGE; goto out; }
     }
     if (json_object_get(desc, "error")) {
         fprintf(stderr, "farm run: %s\n",
                 json_string_value(json_object_get(json_object_get(desc, "error"), "message")));
-        return CLI_USAGE;
+        { rc = CLI_USAGE; goto out; }
     }
     farm_err_clear(&err);
     if (farm__params_check(desc, params, &err) < 0) {
         fprintf(stderr, "farm run: %s\n", err.msg);
-        return CLI_USAGE;
+        { rc = CLI_USAGE; goto out; }
     }
     if (dir) {
         if (!realpath(dir, cwd)) {
             fprintf(stderr, "farm run: --dir %s: %s\n", dir, strerror(errno));
-            return CLI_USAGE;
+            { rc = CLI_USAGE; goto out; }
         }
     } else if (!getcwd(cwd, sizeof cwd)) {
         fprintf(stderr, "farm run: cannot tell the current directory\n");
-        return CLI_USAGE;
+        { rc = CLI_USAGE; goto out; }
     }
     {
         time_t now = time(NULL);
@@ -149,11 +158,11 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     }
     if ((rc = farm_mkdirs(run_dir, 0755)) < 0) {
         fprintf(stderr, "farm run: %s: %s\n", run_dir, farm_strerror(rc));
-        return CLI_USAGE;
+        { rc = CLI_USAGE; goto out; }
     }
     task = json_pack("{s:i,s:s,s:i,s:s,s:O,s:s,s:i,s:i,s:s,s:s}", "id", 0, "id_text", "local",
                      "attempt", 1, "plugin", json_string_value(json_object_get(desc, "path")),
-                     "params", params, "home", cli->home, "grace_ms", 10000, "log_cap", 0, "log",
+                     "params", params, "home", cli->home, "grace_ms", (int)(grace * 1000), "log_cap", 0, "log",
                      "-", "work_dir", cwd);
     json_object_set_new(task, "run_dir", json_string(run_dir));
     snprintf(path, sizeof path, "%s/artifacts", run_dir);
@@ -168,7 +177,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         json_decref(task);
         if (rc < 0) {
             fprintf(stderr, "farm run: %s: %s\n", path, farm_strerror(rc));
-            return CLI_USAGE;
+            { rc = CLI_USAGE; goto out; }
         }
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
@@ -176,7 +185,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         perror("farm run: socketpair");
-        return CLI_USAGE;
+        { rc = CLI_USAGE; goto out; }
     }
     cli_sibling(cli, "farm-worker", worker, sizeof worker);
     {
@@ -268,7 +277,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     }
     {
         const char *state = json_string_value(json_object_get(result, "state"));
-        json_t *out = json_pack("{s:s,s:O,s:o,s:o,s:s}", "state", state, "exit_code",
+        json_t *out = json_pack("{s:s,s:O,s:O,s:O,s:s}", "state", state, "exit_code",
                                 json_object_get(result, "exit_code"), "metrics", metrics,
                                 "artifacts", artifacts, "run_dir", run_dir);
         if (json_is_string(json_object_get(result, "reason")))
@@ -294,7 +303,10 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         json_decref(out);
     }
     json_decref(result);
+out:
     json_decref(params);
     json_decref(desc);
+    json_decref(metrics);
+    json_decref(artifacts);
     return rc;
 }

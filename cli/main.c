@@ -94,7 +94,9 @@ const struct cli_cmd cli_cmds[] = {
      "  --param K=V     a parameter; V is read as JSON when it parses, else as text\n"
      "  --params FILE   parameters from a YAML or JSON mapping\n"
      "  --dir DIR       the work directory (default: the current one)\n"
-     "  --timeout SEC   cancel the run after SEC seconds\n"
+     "  --timeout SEC   cancel the run after SEC seconds (it ends timed_out)\n"
+     "  --grace SEC     after a cancel, how long the plugin may take to return\n"
+     "                  before its process tree is killed (10)\n"
      "  --json          print one result object: state, exit_code, metrics,\n"
      "                  artifacts, run_dir\n"
      "Exit status: 0 success, 1 the plugin failed, 2 bad params or plugin.\n"},

@@ -536,8 +536,20 @@ static void op_submit_tasks(struct client *c, json_t *req)
                          (json_int_t)jint(t, "priority", 0), "timeout", (json_int_t)jint(t, "timeout", 0),
                          "retries", (json_int_t)jint(t, "retries", 0));
         nt[i].t = norm;
-        if (!json_object_get(norm, "params"))
+        if (!json_is_object(json_object_get(norm, "params")))
             json_object_set_new(norm, "params", json_object());
+        /* A plugin named by a relative path is the submitter's, not
+         * farmd's: resolve it against the request's cwd. */
+        {
+            const char *pl = json_string_value(json_object_get(norm, "plugin"));
+            size_t pn = pl ? strlen(pl) : 0;
+            if (pl && pl[0] != '/' && (strchr(pl, '/') || (pn > 3 && !strcmp(pl + pn - 3, ".so"))) &&
+                cwd) {
+                char abs[PATH_MAX * 2];
+                snprintf(abs, sizeof abs, "%s/%s", cwd, pl);
+                json_object_set_new(norm, "plugin", json_string(abs));
+            }
+        }
         if ((v = json_object_get(t, "priority")) && !json_is_integer(v)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].priority: expected an integer", i);
             goto bad;

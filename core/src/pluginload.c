@@ -113,22 +113,23 @@ int farm__plugin_load(const char *path, const char *home, const struct farm_plug
                             "%s: refused: plugin calls itself \"%s\" but the file is named "
                             "%.*s.so (they must match)",
                             path, p->name, (int)(blen - 3), base);
-    /* A plugin dropped into a later directory must not shadow or pose as a
-     * plugin of an earlier one. */
+    /* A plugin must not pose as a built-in one: a file named like a
+     * built-in plugin, anywhere but in the built-in directory, is refused.
+     * ($FARM_HOME/plugins is searched after the built-ins, so a name there
+     * that a built-in already has could never be reached by name either.) */
     {
         char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], real[PATH_MAX];
-        int n = farm__plugin_dirs(home, dirs, FARM_PLUGIN_MAX_DIRS);
+        int n = farm__plugin_dirs(NULL, dirs, FARM_PLUGIN_MAX_DIRS);
+        (void)home;
         if (realpath(path, real)) {
             for (int i = 0; i < n; i++) {
                 char other[PATH_MAX + 80], oreal[PATH_MAX];
                 snprintf(other, sizeof other, "%.4000s/%.64s.so", dirs[i], p->name);
-                if (realpath(other, oreal)) {
-                    if (strcmp(oreal, real) != 0)
-                        return farm_err_set(err, FARM_EBADPLUGIN,
-                                            "%s: refused: name \"%s\" clashes with the plugin %s",
-                                            path, p->name, oreal);
-                    break;
-                }
+                if (realpath(other, oreal) && strcmp(oreal, real) != 0)
+                    return farm_err_set(err, FARM_EBADPLUGIN,
+                                        "%s: refused: name \"%s\" clashes with the built-in "
+                                        "plugin %s",
+                                        path, p->name, oreal);
             }
         }
     }
@@ -210,6 +211,8 @@ int farm__params_check(const json_t *desc, const json_t *params, struct farm_err
     json_t *table = json_object_get(desc, "params"), *row, *v;
     const char *k;
     size_t i;
+    if (json_is_null(params))
+        params = NULL; /* no params at all: the same as an empty mapping */
     if (params && !json_is_object(params))
         return farm_err_set(err, FARM_EBADPARAM, "plugin %s: params: expected a mapping, got %s",
                             plugin, jtype(params));
@@ -262,7 +265,7 @@ int farm__params_check(const json_t *desc, const json_t *params, struct farm_err
 
 json_t *farm__params_with_defaults(const json_t *desc, const json_t *params)
 {
-    json_t *out = params ? json_deep_copy(params) : json_object(), *row;
+    json_t *out = json_is_object(params) ? json_deep_copy(params) : json_object(), *row;
     size_t i;
     json_array_foreach(json_object_get(desc, "params"), i, row)
     {

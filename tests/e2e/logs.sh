@@ -20,11 +20,11 @@ expect_eq "followed log" "tick-1
 tick-2" "$(cat "$T/follow")"
 farm wait "$blocker" >/dev/null
 
-# A flood is capped with a visible marker, and the task still ends normally.
+# A flood is capped with a visible marker, and the task fails, saying why.
 f=$(farm submit -- sh -c 'yes flood | head -c 100000; echo')
-farm wait "$f" >/dev/null
+expect_status "a flooding task fails" 1 farm wait "$f"
 size=$(wc -c <"$FARM_HOME/runs/$f/log")
 [ "$size" -lt 4400 ] || fail "log not capped: $size bytes"
 expect_contains "truncation marker" "log truncated at 4096 bytes" "$(farm logs "$f")"
-expect_contains "reason says truncated" "log truncated" "$(farm show "$f" --json | jget - 'j["reason"]')"
+expect_contains "reason says truncated" "output exceeded the log size cap (4096 bytes)" "$(farm show "$f" --json | jget - 'j["reason"]')"
 echo "logs: ok"

@@ -398,7 +398,7 @@ static void test_refuse_writable_and_clash(void **state)
         snprintf(builtin, sizeof builtin, "%s/plugins/exec.so", getenv("FARM_BUILD_DIR"));
         if (!realpath(builtin, real))
             skip(); /* a build without plugins/exec has nothing to clash with */
-        snprintf(want, sizeof want, "refused: name \"exec\" clashes with the plugin %s", real);
+        snprintf(want, sizeof want, "refused: name \"exec\" clashes with the built-in plugin %s", real);
         expect_refused(dst, home, want);
     }
     farm_rmtree(home);
