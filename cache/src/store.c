@@ -845,6 +845,27 @@ int farm_cache_stats(struct farm_cache *c, struct farm_cache_stats *out, struct 
     return 0;
 }
 
+int farm_cache_stats_json(struct farm_cache *c, char **json, struct farm_err *err)
+{
+    struct farm_cache_stats st;
+    int rc = farm_cache_stats(c, &st, err);
+    if (rc != 0)
+        return rc;
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "entries",
+                          (json_int_t)st.entries, "bytes", (json_int_t)st.bytes, "max_bytes",
+                          (json_int_t)st.max_bytes, "hits", (json_int_t)st.hits, "misses",
+                          (json_int_t)st.misses, "hit_rate", st.hit_rate, "bytes_restored",
+                          (json_int_t)st.bytes_restored, "build_ms_saved",
+                          (json_int_t)st.build_ms_saved, "evictions", (json_int_t)st.evictions,
+                          "damaged", (json_int_t)st.damaged);
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!txt)
+        return farm_err_set(err, -ENOMEM, "out of memory");
+    *json = txt;
+    return 0;
+}
+
 int farm_cache_ls(struct farm_cache *c, char **json, struct farm_err *err)
 {
     sqlite3_stmt *s;

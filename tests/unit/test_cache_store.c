@@ -161,6 +161,16 @@ static void test_round_trip(void **state)
     assert_true(st.bytes > 1000000); /* 1 MiB of random bytes do not compress */
     assert_true(st.hit_rate > 0.66 && st.hit_rate < 0.67);
     assert_int_equal(st.max_bytes, FARM_CACHE_DEFAULT_MAX_BYTES);
+    char *sj = NULL;
+    assert_int_equal(farm_cache_stats_json(f->c, &sj, &err), 0);
+    json_t *js = json_loads(sj, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(js, "hits")), 2);
+    assert_int_equal(json_integer_value(json_object_get(js, "misses")), 1);
+    assert_int_equal(json_integer_value(json_object_get(js, "build_ms_saved")), 3000);
+    assert_int_equal(json_integer_value(json_object_get(js, "max_bytes")), 10LL << 30);
+    assert_true(json_real_value(json_object_get(js, "hit_rate")) > 0.66);
+    json_decref(js);
+    free(sj);
 
     char *ls = NULL;
     assert_int_equal(farm_cache_ls(f->c, &ls, &err), 0);

@@ -332,6 +332,10 @@ struct farm_cache_stats {
 
 int farm_cache_stats(struct farm_cache *c, struct farm_cache_stats *out, struct farm_err *err);
 
+/* The same as a JSON object with the member names of struct
+ * farm_cache_stats, for `farm cache stats --json`. Caller frees. */
+int farm_cache_stats_json(struct farm_cache *c, char **json, struct farm_err *err);
+
 /* Every entry as a JSON array, most recently used first: {key, size,
  * checksum, created, last_used (ms since the epoch), hits, build_ms,
  * builder, label}. Caller frees. */
