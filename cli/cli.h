@@ -40,7 +40,7 @@ extern const struct cli_cmd cli_cmds[];
 CLI_VERB(daemon) CLI_VERB(submit) CLI_VERB(list) CLI_VERB(show) CLI_VERB(logs) CLI_VERB(wait)
 CLI_VERB(cancel) CLI_VERB(retry) CLI_VERB(pause) CLI_VERB(resume) CLI_VERB(parallel)
 CLI_VERB(metrics) CLI_VERB(artifacts) CLI_VERB(artifact) CLI_VERB(run) CLI_VERB(plugins)
-CLI_VERB(plugin) CLI_VERB(hook)
+CLI_VERB(plugin) CLI_VERB(hook) CLI_VERB(cache)
 #undef CLI_VERB
 
 /* Connects to farmd, starting it when `autostart` and it is not running.

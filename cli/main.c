@@ -124,6 +124,19 @@ const struct cli_cmd cli_cmds[] = {
      "                     commit's tasks and refuses the push when one failed\n"
      "farm hook gate REV [REF] is what that pre-push hook runs.\n"
      "Results come back as notes: git log --notes=farm.\n"},
+    {"cache", cmd_cache, "farm cache stats | ls | gc [--max-size SIZE] | verify | why ID | rm KEY",
+     "The dependency cache (docs/cache.md).\n"
+     "  stats             entries, size and cap, hits, misses, hit rate, bytes\n"
+     "                    restored, build time saved\n"
+     "  ls                every stored package, most recently used first\n"
+     "  gc                evict least recently used packages down to the cap, or\n"
+     "                    to --max-size SIZE (K, M, G, T suffixes)\n"
+     "  verify            re-check every package's checksum; drop damaged ones\n"
+     "  why ID            the key's inputs for task ID; on a hit, which task built\n"
+     "                    the package; on a miss, the nearest earlier key of the\n"
+     "                    same directory and exactly which input (which files)\n"
+     "                    differed\n"
+     "  rm KEY            remove one package (it is rebuilt on next use)\n"},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -684,7 +684,7 @@ static json_t *load_task_for_run(int64_t id)
 {
     sqlite3_stmt *st = farm__db_stmt(
         farmd.db, "SELECT t.state, t.plugin, t.params, t.timeout, t.attempts, t.deps, "
-                  "s.snapshot, s.work_dir, t.name, s.git_repo, s.git_commit "
+                  "s.snapshot, s.work_dir, t.name, s.git_repo, s.git_commit, s.source "
                   "FROM tasks t LEFT JOIN submissions s ON s.id=t.submission WHERE t.id=?");
     json_t *t = NULL;
     if (farm__db_run(st, "i", id) == SQLITE_ROW &&
@@ -704,6 +704,9 @@ static json_t *load_task_for_run(int64_t id)
         if (sqlite3_column_type(st, 7) != SQLITE_NULL)
             json_object_set_new(t, "cwd", json_string((const char *)sqlite3_column_text(st, 7)));
         json_object_set_new(t, "name", json_string((const char *)sqlite3_column_text(st, 8)));
+        if (sqlite3_column_type(st, 11) != SQLITE_NULL)
+            json_object_set_new(t, "source_label",
+                                json_string((const char *)sqlite3_column_text(st, 11)));
         if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
             json_object_set_new(t, "git_repo",
                                 json_string((const char *)sqlite3_column_text(st, 9)));
@@ -914,6 +917,8 @@ static int start_run(int64_t id)
         farm_mkdirs(path, 0755);
         json_object_set_new(spec, "work_dir", json_string(path));
     }
+    if (json_object_get(t, "source_label"))
+        json_object_set(spec, "source_label", json_object_get(t, "source_label"));
     if (json_object_get(t, "deps")) {
         json_object_set(spec, "deps", json_object_get(t, "deps"));
         snprintf(path, sizeof path, "%s/deps", run_dir);

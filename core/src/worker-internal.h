@@ -14,6 +14,15 @@
 int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_fd,
                          struct farm_err *err);
 
+/* Restores or builds the task's dependency package (task["deps"]) into
+ * task["deps_target"] through the cache; sets task["deps_dir"]. Emits one
+ * "deps" event with the key, hit, timings and inputs. */
+int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
+                      struct farm_err *err);
+
+/* `farm-worker --cache VERB ...` (argv starts at VERB). */
+int farm__worker_cache_cmd(int argc, char **argv);
+
 /* The host table handed to plugins. */
 const struct farm_host *farm__worker_host(void);
 

@@ -1026,6 +1026,8 @@ int main(int argc, char **argv)
         return describe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--describe-all"))
         return describe_all();
+    if (argc >= 3 && !strcmp(argv[1], "--cache"))
+        return farm__worker_cache_cmd(argc - 2, argv + 2);
     fprintf(stderr, "usage: farm-worker --run RUN_DIR | --describe PLUGIN | --describe-all\n"
                     "farm-worker is started by farmd and `farm run`; see `farm --help`.\n");
     return 2;

@@ -17,9 +17,6 @@ int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_f
 {
     const char *src = jstr(task, "src"), *work = jstr(task, "work_dir");
     int rc;
-    (void)home;
-    (void)log_fd;
-    (void)event_fd;
     if (jstr(task, "git_repo") && jstr(task, "git_commit") && work) {
         /* The commit's tree, never the repository's work tree: what was
          * committed is what is tested. */
@@ -43,8 +40,7 @@ int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_f
         if (stat(work, &st) < 0 || !S_ISDIR(st.st_mode))
             return farm_err_set(err, -ENOENT, "work directory %s is gone", work);
     }
-    if (json_object_get(task, "deps") && !json_is_null(json_object_get(task, "deps")))
-        return farm_err_set(err, FARM_EBUILD,
-                            "deps: this build of farm has no dependency cache yet");
+    if (json_is_object(json_object_get(task, "deps")))
+        return farm__worker_deps(task, home, log_fd, event_fd, err);
     return 0;
 }

@@ -1,0 +1,247 @@
+/*
+ * The dependency package of a task (farm.yaml's deps): key it, restore it
+ * from the cache on a hit, build it once on a miss. Runs in the worker's
+ * supervisor before the plugin starts; see docs/cache.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "farm/cache.h"
+#include "farm/util.h"
+#include "worker-internal.h"
+
+static const char *jstr(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(int fd, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof line - 2)
+        n = (int)sizeof line - 2;
+    line[n++] = '\n';
+    farm_write_all(fd, line, (size_t)n);
+}
+
+/* Runs the build command with sh -c in `cwd`, FARM_DEPS_OUT=out, output to
+ * log_fd. Returns its exit status (128 + signal when killed). */
+static int run_build(const char *cmd, const char *cwd, const char *out, int log_fd)
+{
+    pid_t pid = fork();
+    int st;
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDONLY);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        if (nul >= 0)
+            dup2(nul, STDIN_FILENO);
+        dup2(log_fd, STDOUT_FILENO);
+        dup2(log_fd, STDERR_FILENO);
+        if (chdir(cwd) < 0)
+            _exit(126);
+        setenv("FARM_DEPS_OUT", out, 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
+                      struct farm_err *err)
+{
+    json_t *deps = json_object_get(task, "deps"), *envnames, *ev;
+    const char *work = jstr(task, "work_dir"), *target = jstr(task, "deps_target");
+    const char *dir = jstr(deps, "dir"), *build = jstr(deps, "build");
+    int link = jstr(deps, "restore") && !strcmp(jstr(deps, "restore"), "link");
+    struct farm_cache *cache = NULL;
+    struct farm_cache_lease *lease = NULL;
+    struct farm_cache_config cfg = {0};
+    struct farm_cache_env *env = NULL;
+    struct farm_digest_stats stats = {0};
+    char cache_dir[PATH_MAX], db[PATH_MAX], src[PATH_MAX * 2], hex[FARM_CACHE_SOURCE_SIZE];
+    char source[FARM_CACHE_SOURCE_SIZE], key[FARM_CACHE_HEX_SIZE], label[PATH_MAX + 64];
+    char *inputs = NULL, *manifest = NULL;
+    size_t n_env = 0;
+    int rc, hit = 0, attempts = 0;
+    int64_t t0 = farm_mono_ms(), restore_ms = 0, build_ms = 0;
+    long long source_task = -1;
+
+    if (!dir || !build || !target || !work)
+        return farm_err_set(err, FARM_EBADSPEC, "deps: dir and build are required");
+    snprintf(cache_dir, sizeof cache_dir, "%.4000s/cache", home);
+    /* The index has a database of its own: workers write it, and farmd
+     * must never wait on a worker's lock to write the queue. */
+    snprintf(db, sizeof db, "%.4000s/cache/index.db", home);
+    cfg.cache_dir = cache_dir;
+    cfg.db_path = db;
+    if ((rc = farm_cache_open(&cache, &cfg, err)) < 0) {
+        farm_err_prefix(err, "deps: ");
+        return rc;
+    }
+
+    /* The source digest: the git tree OID of deps.dir for a commit (no file
+     * is read), else a walk of the submission's snapshot, which every task
+     * of the submission shares (its stat cache makes the others cheap). */
+    if (jstr(task, "git_repo")) {
+        if ((rc = farm_digest_git_tree(jstr(task, "git_repo"), jstr(task, "git_commit"), dir, hex,
+                                       err)) < 0) {
+            farm_err_prefix(err, "deps.dir %s: ", dir);
+            goto out;
+        }
+        farm_cache_source_git(hex, source);
+    } else {
+        snprintf(src, sizeof src, "%s/%s", jstr(task, "src") ? jstr(task, "src") : work, dir);
+        if ((rc = farm_cache_digest_dir(cache, src, hex, &manifest, &stats, err)) < 0) {
+            farm_err_prefix(err, "deps.dir %s: ", dir);
+            goto out;
+        }
+        farm_cache_source_walk(hex, source);
+    }
+    snprintf(src, sizeof src, "%s/%s", work, dir);
+
+    /* The named environment values, as the build will see them. */
+    envnames = json_object_get(deps, "env");
+    env = calloc(json_array_size(envnames) + 1, sizeof *env);
+    for (size_t i = 0; i < json_array_size(envnames); i++) {
+        const char *name = json_string_value(json_array_get(envnames, i));
+        env[n_env].name = name;
+        env[n_env].value = getenv(name);
+        n_env++;
+    }
+    snprintf(label, sizeof label, "%s:%s",
+             jstr(task, "source_label") ? jstr(task, "source_label") : "", dir);
+    {
+        struct farm_cache_inputs in = {.source = source, .build = build, .env = env,
+                                       .n_env = n_env, .label = label};
+        if ((rc = farm_cache_key(&in, key, &inputs, err)) < 0)
+            goto out;
+    }
+    if (manifest) {
+        char mpath[PATH_MAX + 64];
+        snprintf(mpath, sizeof mpath, "%s/deps-manifest.json", jstr(task, "run_dir"));
+        farm_write_file(mpath, manifest, strlen(manifest), 0);
+    }
+
+    for (;;) {
+        if ((rc = farm_cache_acquire(cache, key, &lease, err)) < 0)
+            goto out;
+        if (farm_cache_lease_outcome(lease) == FARM_CACHE_HIT) {
+            struct farm_cache_restore_info info;
+            int64_t r0 = farm_mono_ms();
+            farm_rmtree(target);
+            rc = farm_cache_restore(cache, lease, target,
+                                    link ? FARM_CACHE_RESTORE_LINK : FARM_CACHE_RESTORE_COPY, &info,
+                                    err);
+            if (rc == FARM_ECHECKSUM || rc == FARM_EBADARCHIVE) {
+                /* Never restore a damaged package: the entry is gone now;
+                 * build it again. */
+                say(log_fd, "farm: deps: the cached package %s is damaged (%s); building it again",
+                    key, err->msg);
+                farm_cache_release(cache, lease);
+                lease = NULL;
+                farm_err_clear(err);
+                if (++attempts > 2)
+                    goto out;
+                continue;
+            }
+            if (rc < 0)
+                goto out;
+            restore_ms = farm_mono_ms() - r0;
+            build_ms = info.build_ms;
+            hit = 1;
+            source_task = info.builder[0] ? atoll(info.builder) : -1;
+            say(log_fd, "farm: deps: %s restored from the cache in %lld ms (%s; built by task %s in %lld ms)",
+                key, (long long)restore_ms, link ? "hard links" : "copy", info.builder[0] ? info.builder : "?",
+                (long long)info.build_ms);
+            break;
+        }
+        /* A miss: we build, the others wait for us. */
+        {
+            struct farm_cache_commit commit = {0};
+            int64_t b0 = farm_mono_ms();
+            int status;
+            char builder[32];
+            farm_rmtree(target);
+            if ((rc = farm_cache_build_begin(cache, lease, jstr(task, "git_repo") ? NULL : src,
+                                             target, err)) < 0)
+                goto out;
+            say(log_fd, "farm: deps: %s not in the cache; building it: %s", key, build);
+            status = run_build(build, work, target, log_fd);
+            build_ms = farm_mono_ms() - b0;
+            snprintf(builder, sizeof builder, "%s", jstr(task, "id_text") ? jstr(task, "id_text") : "0");
+            commit.exit_status = status;
+            commit.build_ms = build_ms;
+            commit.builder = builder;
+            commit.inputs_json = inputs;
+            commit.manifest_json = manifest;
+            rc = farm_cache_build_commit(cache, lease, &commit, err);
+            if (rc == FARM_EBUILD) {
+                say(log_fd, "farm: deps: %s", err->msg);
+                farm_err_prefix(err, "deps build failed (see the log): ");
+                goto out;
+            }
+            if (rc < 0) {
+                /* The package is in place; only storing it failed. */
+                say(log_fd, "farm: deps: built, but not stored in the cache: %s", err->msg);
+                farm_err_clear(err);
+                rc = 0;
+            } else {
+                say(log_fd, "farm: deps: built in %lld ms and stored as %s", (long long)build_ms, key);
+            }
+            source_task = -1;
+            break;
+        }
+    }
+    json_object_set_new(task, "deps_dir", json_string(target));
+    rc = 0;
+out:
+    ev = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:I,s:I}", "ev", "deps", "key", rc == 0 ? key : "",
+                   "hit", hit, "source", source, "restore_ms", (json_int_t)restore_ms, "build_ms",
+                   (json_int_t)build_ms, "files_read", (json_int_t)stats.files_read, "total_ms",
+                   (json_int_t)(farm_mono_ms() - t0));
+    json_object_set_new(ev, "source_task", source_task > 0 ? json_integer(source_task) : json_null());
+    json_object_set_new(ev, "restore", json_string(link ? "link" : "copy"));
+    if (inputs)
+        json_object_set_new(ev, "inputs", json_loads(inputs, 0, NULL));
+    if (rc < 0)
+        json_object_set_new(ev, "error", json_string(err->msg));
+    if (event_fd >= 0 && fcntl(event_fd, F_GETFD) >= 0)
+        farm_json_write_line(event_fd, ev);
+    json_decref(ev);
+    if (lease)
+        farm_cache_release(cache, lease);
+    farm_cache_close(cache);
+    free(env);
+    free(inputs);
+    free(manifest);
+    return rc;
+}
