@@ -723,6 +723,7 @@ static void op_submit_dir(struct client *c, json_t *req)
 {
     const char *incoming = json_string_value(json_object_get(req, "dir"));
     json_t *git = json_object_get(req, "git"), *readgit = NULL;
+    char shown[96]; /* "1a2b3c4:farm.yaml", named in messages after parsing */
     const char *display = json_string_value(json_object_get(req, "display"));
     const char *source = json_string_value(json_object_get(req, "source"));
     json_t *select = json_object_get(req, "select");
@@ -739,7 +740,6 @@ static void op_submit_dir(struct client *c, json_t *req)
     snprintf(prefix, sizeof prefix, "%s/snapshots/incoming-", farmd.home);
     if (git) {
         const char *text;
-        char shown[96];
         if (!json_is_object(git) || !json_is_string(json_object_get(git, "repo"))) {
             send_error(c, FARM_EBADREQ, "submit: git needs repo (and rev, ref)");
             return;

@@ -470,7 +470,14 @@ static void test_cost_model(void **state)
     double pred = r.sched.makespan, ratio = ms[2] / pred;
     print_message("predicted %.6f s, measured median %.6f s (ratio %.3f), %s\n", pred, ms[2],
                   ratio, r.cands[r.best].text);
+#if defined(__SANITIZE_ADDRESS__)
+    /* Under AddressSanitizer every memory access is instrumented, the
+     * calibrated kernels are not what runs here, and the prediction is not
+     * meant to hold: the ratio is checked in the normal build only. */
+    (void)ratio;
+#else
     assert_true(ratio > 0.75 && ratio < 1.25);
+#endif
     /* Both nodes work: the two chains run side by side. */
     int used[2] = {0, 0};
     for (int t = 0; t < r.sched.n; t++)
