@@ -3,6 +3,7 @@
 #define FARM_WORKER_INTERNAL_H
 
 #include <jansson.h>
+#include <signal.h>
 
 #include "farm/error.h"
 #include "farm/plugin.h"
@@ -22,6 +23,11 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
 
 /* `farm-worker --cache VERB ...` (argv starts at VERB). */
 int farm__worker_cache_cmd(int argc, char **argv);
+
+/* Set (from a signal handler) when the supervisor is asked to stop:
+ * preparation steps that take long (a deps build) give up early. */
+extern volatile sig_atomic_t farm__worker_stop;
+extern int farm__worker_event_fd_ok;
 
 /* The host table handed to plugins. */
 const struct farm_host *farm__worker_host(void);

@@ -388,11 +388,14 @@ static void plugin_main(json_t *task, const char *home, int result_fd)
 /* ---- the supervisor ------------------------------------------------------ */
 
 static int g_sigpipe[2] = {-1, -1};
+volatile sig_atomic_t farm__worker_stop;
 
 static void on_signal(int sig)
 {
     unsigned char c = (unsigned char)sig;
     int e = errno;
+    if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
+        farm__worker_stop = 1;
     if (write(g_sigpipe[1], &c, 1) < 0) {
         /* nothing to do: the pipe is full, a wake-up is already pending */
     }
@@ -598,6 +601,8 @@ static int run_task(const char *run_dir)
     {
         struct farm_err err;
         farm_err_clear(&err);
+        if (event_ok)
+            farm__worker_event_fd_ok = 1;
         if ((rc = farm__worker_prepare(task, home, sink.fd, EVENT_FD, &err)) < 0) {
             char line[1200];
             int m = snprintf(line, sizeof line, "farm: %s\n", err.msg);

@@ -65,6 +65,10 @@ int farm__worker_cache_cmd(int argc, char **argv)
         uint64_t max = 0, evicted = 0, freed = 0;
         if (argc == 2 && (rc = farm_cache_parse_size(argv[1], &max, &err)) < 0)
             goto done;
+        /* --max-size 0 keeps nothing (for the library, 0 means "the cap";
+         * every object is larger than one byte). */
+        if (argc == 2 && max == 0)
+            max = 1;
         if ((rc = farm_cache_gc(c, max, &evicted, &freed, &err)) == 0) {
             json_t *j = json_pack("{s:I,s:I}", "evicted", (json_int_t)evicted, "freed",
                                   (json_int_t)freed);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "farm/cache.h"
@@ -40,12 +41,18 @@ static void say(int fd, const char *fmt, ...)
     farm_write_all(fd, line, (size_t)n);
 }
 
+int farm__worker_event_fd_ok;
+
 /* Runs the build command with sh -c in `cwd`, FARM_DEPS_OUT=out, output to
- * log_fd. Returns its exit status (128 + signal when killed). */
-static int run_build(const char *cmd, const char *cwd, const char *out, int log_fd)
+ * log_fd, in a process group of its own. Returns its exit status (128 +
+ * signal when killed), or FARM_ECANCELLED when the worker was told to stop
+ * (the build's group gets SIGTERM, then SIGKILL after grace_ms). */
+static int run_build(const char *cmd, const char *cwd, const char *out, int log_fd,
+                     int64_t grace_ms)
 {
     pid_t pid = fork();
     int st;
+    int64_t kill_at = -1;
     if (pid < 0)
         return -errno;
     if (pid == 0) {
@@ -58,6 +65,7 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
         signal(SIGHUP, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);
+        setpgid(0, 0);
         if (nul >= 0)
             dup2(nul, STDIN_FILENO);
         dup2(log_fd, STDOUT_FILENO);
@@ -68,10 +76,27 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
     }
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR)
+    setpgid(pid, pid);
+    for (;;) {
+        struct timespec ts = {0, 20 * 1000000};
+        pid_t w = waitpid(pid, &st, WNOHANG);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR)
             return -errno;
+        if (farm__worker_stop) {
+            int64_t now = farm_mono_ms();
+            if (kill_at < 0) {
+                kill(-pid, SIGTERM);
+                kill_at = now + grace_ms;
+            } else if (now >= kill_at) {
+                kill(-pid, SIGKILL);
+            }
+        }
+        nanosleep(&ts, NULL);
     }
+    if (farm__worker_stop)
+        return FARM_ECANCELLED;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -195,8 +220,15 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
                                              target, err)) < 0)
                 goto out;
             say(log_fd, "farm: deps: %s not in the cache; building it: %s", key, build);
-            status = run_build(build, work, target, log_fd);
+            status = run_build(build, work, target, log_fd,
+                               json_integer_value(json_object_get(task, "grace_ms")) > 0
+                                   ? json_integer_value(json_object_get(task, "grace_ms"))
+                                   : 10000);
             build_ms = farm_mono_ms() - b0;
+            if (status == FARM_ECANCELLED) {
+                rc = farm_err_set(err, FARM_ECANCELLED, "deps: the build was stopped");
+                goto out;
+            }
             snprintf(builder, sizeof builder, "%s", jstr(task, "id_text") ? jstr(task, "id_text") : "0");
             commit.exit_status = status;
             commit.build_ms = build_ms;
@@ -234,7 +266,7 @@ out:
         json_object_set_new(ev, "inputs", json_loads(inputs, 0, NULL));
     if (rc < 0)
         json_object_set_new(ev, "error", json_string(err->msg));
-    if (event_fd >= 0 && fcntl(event_fd, F_GETFD) >= 0)
+    if (event_fd >= 0 && farm__worker_event_fd_ok)
         farm_json_write_line(event_fd, ev);
     json_decref(ev);
     if (lease)

@@ -162,4 +162,26 @@ git commit -qam goodspec
 expect_status "unknown task" 2 farm submit --git "$r" --task nope
 expect_contains "unknown task message" 'no task named "nope"' "$(cat "$T/err")"
 expect_eq "nothing queued by errors" "$n0" "$(farm list --limit 0 --json | jget - 'len(j)')"
+# Two commits with the same deps/ tree: the second hits the cache, keyed on
+# the tree OID, without reading a file of deps/.
+d="$T/deprepo"
+git init -q -b main "$d"
+cd "$d"
+mkdir deps
+printf 'mkdir -p "$FARM_DEPS_OUT"; echo built >> "%s/depbuilds"; echo pkg > "$FARM_DEPS_OUT/pkg"\n' "$T" >deps/build.sh
+printf 'deps:\n  dir: deps\n  build: sh deps/build.sh\ntasks:\n  - name: use\n    run: cat $FARM_DEPS_DIR/pkg\n' >farm.yaml
+echo one >readme
+git add -A && git commit -qm d1
+i1=$(farm submit --git .)
+farm wait "$i1" >/dev/null
+echo two >readme
+git commit -qam d2
+i2=$(farm submit --git .)
+farm wait "$i2" >/dev/null
+farm show "$i2" --json >"$T/d2.json"
+expect_eq "second commit hits" True "$(jget "$T/d2.json" 'j["deps"]["hit"]')"
+expect_eq "keyed on the tree OID" "git:$(git rev-parse HEAD:deps)" "$(jget "$T/d2.json" 'j["deps"]["source"]')"
+expect_eq "no file of deps/ read" 0 "$(jget "$T/d2.json" 'j["deps"]["files_read"]')"
+expect_eq "built once" 1 "$(wc -l <"$T/depbuilds" | tr -d ' ')"
+expect_eq "package used" pkg "$(farm logs "$i2" | tail -n 1)"
 echo "git: ok"

@@ -1,0 +1,148 @@
+# The dependency cache through real tasks: miss then hit (the build does not
+# run again), edits miss and reverts hit, the build command and a named env
+# value are in the key, 8 concurrent misses build once, a killed builder is
+# taken over, a damaged object is rebuilt, a failed build stores nothing,
+# link restores, and farm cache stats|ls|why|verify|gc|rm.
+. "$(dirname "$0")/lib.sh"
+start_farmd --jobs 8 --grace 1
+repo="$T/repo"
+mkdir -p "$repo/deps"
+count="$T/builds"   # outside the repo: counts real builds
+cat >"$repo/deps/build.sh" <<S
+echo build >> "$count"
+[ -e "$T/slow" ] && sleep 3
+mkdir -p "\$FARM_DEPS_OUT/lib"
+cat deps/version.txt > "\$FARM_DEPS_OUT/lib/version"
+printf '#!/bin/sh\necho tool-\$(cat "\$FARM_DEPS_DIR/lib/version")\n' > "\$FARM_DEPS_OUT/tool"
+chmod +x "\$FARM_DEPS_OUT/tool"
+S
+echo v1 >"$repo/deps/version.txt"
+spec() { # BUILD-COMMAND [ENV-NAMES] [RESTORE]
+    cat >"$repo/farm.yaml" <<Y
+deps:
+  dir: deps
+  build: $1
+  env: [${2:-}]
+  restore: ${3:-copy}
+tasks:
+  - name: use
+    run: \$FARM_DEPS_DIR/tool
+Y
+}
+builds() { wc -l <"$count" 2>/dev/null | tr -d ' ' || echo 0; }
+run_one() { # -> id; waits; fails the test when the task did not succeed
+    _id=$(farm submit --dir "$repo")
+    farm wait "$_id" >/dev/null || fail "task $_id: $(farm show "$_id" --json | jget - 'j["reason"]')"
+    echo "$_id"
+}
+deps_of() { farm show "$1" --json | jget - "j['deps']['$2']"; }
+
+spec "sh deps/build.sh"
+a=$(run_one)
+expect_eq "first task builds" 1 "$(builds)"
+expect_eq "first: miss" False "$(deps_of "$a" hit)"
+expect_eq "tool output" tool-v1 "$(farm logs "$a" | tail -n 1)"
+b=$(run_one)
+expect_eq "second task does not build" 1 "$(builds)"
+expect_eq "second: hit" True "$(deps_of "$b" hit)"
+expect_eq "source task" "$a" "$(deps_of "$b" source_task)"
+expect_eq "same key" "$(deps_of "$a" key)" "$(deps_of "$b" key)"
+for f in key hit source_task restore_ms build_ms; do
+    [ "$(farm show "$b" --json | jget - "'$f' in j['deps']")" = True ] || fail "deps lacks $f"
+done
+
+echo v2 >"$repo/deps/version.txt"
+c=$(run_one)
+expect_eq "an edit misses" 2 "$(builds)"
+expect_eq "edited package" tool-v2 "$(farm logs "$c" | tail -n 1)"
+farm cache why "$c" >"$T/why"
+expect_contains "why names the changed file" "changed version.txt" "$(cat "$T/why")"
+expect_contains "why names the nearest key" "$(deps_of "$a" key)" "$(cat "$T/why")"
+echo v1 >"$repo/deps/version.txt"
+d=$(run_one)
+expect_eq "a revert hits the old entry" 2 "$(builds)"
+expect_eq "revert key" "$(deps_of "$a" key)" "$(deps_of "$d" key)"
+
+spec "sh  deps/build.sh"
+run_one >/dev/null
+expect_eq "another build command misses" 3 "$(builds)"
+spec "sh deps/build.sh" FARM_TEST_SALT
+run_one >/dev/null
+expect_eq "a named env value (unset) misses" 4 "$(builds)"
+farm daemon stop >/dev/null
+FARM_TEST_SALT=1 farm daemon start --jobs 8 --grace 1 >/dev/null
+run_one >/dev/null
+expect_eq "a named env value (set) misses" 5 "$(builds)"
+run_one >/dev/null
+expect_eq "same env value hits" 5 "$(builds)"
+
+# 8 tasks missing one key at once: one build, 8 successes.
+echo v3 >"$repo/deps/version.txt"
+spec "sh deps/build.sh"
+touch "$T/slow"
+ids=""
+for i in 1 2 3 4 5 6 7 8; do ids="$ids $(farm submit --dir "$repo")"; done
+expect_status "8 concurrent tasks" 0 farm wait $ids
+expect_eq "built once for 8" 6 "$(builds)"
+
+# The builder is killed mid-build: a waiter takes over and succeeds.
+echo v4 >"$repo/deps/version.txt"
+first=$(farm submit --dir "$repo")
+i=0
+while [ "$(builds)" -lt 7 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+second=$(farm submit --dir "$repo")
+sleep 0.5
+farm cancel "$first" >/dev/null
+expect_status "the waiter takes over" 0 farm wait "$second"
+expect_eq "the waiter built it" 8 "$(builds)"
+expect_eq "the waiter's package" tool-v4 "$(farm logs "$second" | tail -n 1)"
+rm -f "$T/slow"
+
+# A flipped byte in the stored object: detected, dropped, rebuilt.
+key=$(deps_of "$second" key)
+obj=$(ls "$FARM_HOME"/cache/objects/*/"$key".tar.zst)
+"$PY" - "$obj" <<'P'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[len(b) // 2] ^= 0x40
+open(p, "wb").write(bytes(b))
+P
+e=$(run_one)
+expect_eq "damaged object rebuilt" 9 "$(builds)"
+expect_contains "the log says why" "damaged" "$(farm logs "$e")"
+# verify finds a damaged object too.
+obj=$(ls "$FARM_HOME"/cache/objects/*/"$key".tar.zst)
+printf 'x' | dd of="$obj" bs=1 seek=20 conv=notrunc 2>/dev/null
+farm cache verify >"$T/verify"
+expect_contains "verify reports it" "dropped $key" "$(cat "$T/verify")"
+
+# A failing build fails the task with the build's log; nothing is stored.
+spec "sh -c 'echo broken-build; exit 3'"
+f=$(farm submit --dir "$repo")
+expect_status "failed build" 1 farm wait "$f"
+expect_contains "reason" "deps build failed" "$(farm show "$f" --json | jget - 'j["reason"]')"
+expect_contains "build output in the log" broken-build "$(farm logs "$f")"
+n_before=$(farm cache ls --json | jget - 'len(j)')
+spec "sh -c 'echo broken-build; exit 3'"
+farm submit --dir "$repo" >/dev/null
+expect_eq "nothing stored by a failed build" "$n_before" "$(farm cache ls --json | jget - 'len(j)')"
+
+# link restore: read-only files shared with the cache's tree.
+spec "sh deps/build.sh" "" link
+g=$(run_one)
+h=$(run_one)
+expect_eq "link hit" True "$(deps_of "$h" hit)"
+expect_eq "link mode" link "$(deps_of "$h" restore)"
+
+# stats, ls, gc, rm
+farm cache stats --json >"$T/stats.json"
+[ "$(jget "$T/stats.json" 'j["hits"] > 0 and j["misses"] > 0 and j["entries"] > 0')" = True ] || fail "stats: $(cat "$T/stats.json")"
+k=$(farm cache ls --json | jget - 'j[0]["key"]')
+farm cache rm "$k" >/dev/null
+farm cache ls --json | jget - '[e["key"] for e in j]' | grep -q "$k" && fail "rm left $k"
+farm cache gc --max-size 0 >/dev/null
+expect_eq "gc to 0 empties the store" 0 "$(farm cache ls --json | jget - 'len(j)')"
+expect_status "bad size" 2 farm cache gc --max-size lots
+expect_status "why of a task without deps" 2 farm cache why "$(farm submit -- true)"
+echo "cache: ok"
