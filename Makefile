@@ -20,7 +20,7 @@ $(BUILD)/CMakeCache.txt:
 configure: deps $(BUILD)/CMakeCache.txt
 
 build: configure
-	@env -u MAKEFLAGS -u MFLAGS cmake --build $(BUILD) -j $(JOBS)
+	@env -u MAKEFLAGS -u MFLAGS cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory
 
 demo: build
 	@sh examples/demo.sh $(BUILD)
@@ -35,7 +35,7 @@ check-fast: build
 check-san: deps
 	@test -f $(SAN_BUILD)/CMakeCache.txt || cmake -S . -B $(SAN_BUILD) -DFARM_WERROR=ON \
 		-DFARM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
-	@env -u MAKEFLAGS -u MFLAGS cmake --build $(SAN_BUILD) -j $(JOBS)
+	@env -u MAKEFLAGS -u MFLAGS cmake --build $(SAN_BUILD) -j $(JOBS) -- --no-print-directory
 	@cd $(SAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --output-on-failure -j $(JOBS) -LE nosan $(CTEST_ARGS)

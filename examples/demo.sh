@@ -60,6 +60,11 @@ for id in $ids $ids2; do
     fi
 done
 
+step "the dependency cache: the first commit built deps/ once, the second reused it"
+farm cache stats
+last=$(echo $ids2 | awk '{print $1}')
+farm cache why "$last"
+
 step "git log --notes=farm"
 git log --notes=farm --format='%h %s%n%N'
 
