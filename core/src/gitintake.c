@@ -157,37 +157,6 @@ done:
     return rc;
 }
 
-int farm__git_subtree_oid(const char *path, const char *rev, const char *subdir, char *hex,
-                          struct farm_err *err)
-{
-    git_repository *repo = NULL;
-    git_commit *commit = NULL;
-    git_tree *tree = NULL;
-    git_tree_entry *entry = NULL;
-    int rc;
-    if ((rc = open_repo(path, &repo, err)) < 0)
-        return rc;
-    if ((rc = lookup_commit(repo, rev, &commit, err)) < 0)
-        goto done;
-    if (git_commit_tree(&tree, commit) < 0) {
-        rc = gerr(err, "reading the commit's tree");
-        goto done;
-    }
-    if (git_tree_entry_bypath(&entry, tree, subdir) < 0 ||
-        git_tree_entry_type(entry) != GIT_OBJECT_TREE) {
-        rc = farm_err_set(err, -ENOENT, "deps.dir %s: no such directory in commit %.12s", subdir, rev);
-        goto done;
-    }
-    git_oid_tostr(hex, GIT_OID_HEXSZ + 1, git_tree_entry_id(entry));
-    rc = 0;
-done:
-    git_tree_entry_free(entry);
-    git_tree_free(tree);
-    git_commit_free(commit);
-    git_repository_free(repo);
-    return rc;
-}
-
 struct scan {
     git_repository *repo;
     int log_fd;

@@ -26,11 +26,6 @@
 int farm__git_read(const char *repo, const char *rev, const char *ref, json_t **out,
                    struct farm_err *err);
 
-/* The tree OID (hex) of `subdir` at `commit`, into hex (41 bytes). -ENOENT
- * when the commit has no such directory. */
-int farm__git_subtree_oid(const char *repo, const char *commit, const char *subdir, char *hex,
-                          struct farm_err *err);
-
 /* Writes the tree of `commit` into `dir` (created if missing) without
  * touching the repository's index or work tree. Submodules and Git LFS
  * pointer files cannot be materialised: each is named in a line written to
