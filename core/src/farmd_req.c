@@ -1244,19 +1244,28 @@ static void op_wait(struct client *c, json_t *req)
         wait_reply(c);
 }
 
+/* Whether task `id` exists; when not, replies "no task ID" and returns 0. */
+static int task_exists(struct client *c, int64_t id)
+{
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
+    int found = farm__db_run(st, "i", id) == SQLITE_ROW;
+    sqlite3_reset(st);
+    if (!found) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
+        send_error(c, FARM_ENOTASK, msg);
+    }
+    return found;
+}
+
 static void op_metrics(struct client *c, json_t *req)
 {
     int64_t id = jint(req, "id", -1);
-    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
-    json_t *rows = json_array();
-    char msg[64];
-    if (farm__db_run(st, "i", id) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        json_decref(rows);
-        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
-        { send_error(c, FARM_ENOTASK, msg); return; }
-    }
-    sqlite3_reset(st);
+    sqlite3_stmt *st;
+    json_t *rows;
+    if (!task_exists(c, id))
+        return;
+    rows = json_array();
     st = farm__db_stmt(farmd.db, "SELECT name, step, value, t, attempt FROM metrics WHERE task=? "
                                  "ORDER BY name, attempt, step, rowid");
     sqlite3_bind_int64(st, 1, id);
@@ -1276,16 +1285,11 @@ static void op_metrics(struct client *c, json_t *req)
 static void op_artifacts(struct client *c, json_t *req)
 {
     int64_t id = jint(req, "id", -1);
-    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
-    json_t *rows = json_array();
-    char msg[64];
-    if (farm__db_run(st, "i", id) != SQLITE_ROW) {
-        sqlite3_reset(st);
-        json_decref(rows);
-        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
-        { send_error(c, FARM_ENOTASK, msg); return; }
-    }
-    sqlite3_reset(st);
+    sqlite3_stmt *st;
+    json_t *rows;
+    if (!task_exists(c, id))
+        return;
+    rows = json_array();
     st = farm__db_stmt(farmd.db, "SELECT name, size FROM artifacts WHERE task=? ORDER BY name");
     sqlite3_bind_int64(st, 1, id);
     while (sqlite3_step(st) == SQLITE_ROW) {

@@ -191,20 +191,6 @@ static int type_ok(const char *type, const json_t *v)
     return 1;
 }
 
-static const char *jtype(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "a mapping";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "text";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
-
 int farm__params_check(const json_t *desc, const json_t *params, struct farm_err *err)
 {
     const char *plugin = json_string_value(json_object_get(desc, "name"));
@@ -215,7 +201,7 @@ int farm__params_check(const json_t *desc, const json_t *params, struct farm_err
         params = NULL; /* no params at all: the same as an empty mapping */
     if (params && !json_is_object(params))
         return farm_err_set(err, FARM_EBADPARAM, "plugin %s: params: expected a mapping, got %s",
-                            plugin, jtype(params));
+                            plugin, farm_json_kind(params));
     json_object_foreach((json_t *)params, k, v)
     {
         int found = 0;
@@ -231,7 +217,7 @@ int farm__params_check(const json_t *desc, const json_t *params, struct farm_err
                                         : !strcmp(type, "number") ? "a number"
                                         : !strcmp(type, "bool")   ? "true or false"
                                                                   : "text",
-                                        jtype(v));
+                                        farm_json_kind(v));
                 break;
             }
         }

@@ -1,4 +1,5 @@
 #include "farm/spec.h"
+#include "farm/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -6,27 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "a mapping";
-    case JSON_ARRAY: return "a list";
-    case JSON_STRING: return "text";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "nothing (null)";
-    }
-}
-
 /* The text of a value for messages: "ten", 12, [...]. */
 static void show(const json_t *v, char *buf, size_t len)
 {
     if (json_is_string(v)) {
         snprintf(buf, len, "\"%s\"", json_string_value(v));
     } else if (json_is_object(v) || json_is_array(v)) {
-        snprintf(buf, len, "%s", type_name(v));
+        snprintf(buf, len, "%s", farm_json_kind(v));
     } else {
         char *s = json_dumps(v, JSON_ENCODE_ANY);
         snprintf(buf, len, "%s", s ? s : "?");

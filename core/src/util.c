@@ -362,3 +362,17 @@ int farm_json_write_line(int fd, const json_t *j)
     free(s);
     return rc;
 }
+
+const char *farm_json_kind(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "a mapping";
+    case JSON_ARRAY: return "a list";
+    case JSON_STRING: return "text";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "nothing (null)";
+    }
+}

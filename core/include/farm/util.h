@@ -57,6 +57,10 @@ int farm_exe_dir(char *buf, size_t len);
 /* Writes all of buf to fd, retrying on EINTR and short writes. */
 int farm_write_all(int fd, const void *buf, size_t len);
 
+/* What a JSON value is, for messages: "a mapping", "a list", "text", "an
+ * integer", "a number", "a boolean", "nothing (null)". Static string. */
+const char *farm_json_kind(const json_t *v);
+
 /* Dumps `j` compactly followed by '\n' and writes it to fd (one JSON line). */
 int farm_json_write_line(int fd, const json_t *j);
 
