@@ -176,6 +176,8 @@ static void test_one_section_one_micro(void **state)
 
 /* K = 3 steps of the pipeline against 3 reference steps; returns the
  * number of parameter tensors that differ. ref_m is the reference's M. */
+static unsigned jitter_us; /* set by the jitter test */
+
 static int run_equivalence(struct fixture *f, size_t S, const size_t *starts, int M, int ref_m,
                            int kind, size_t rows)
 {
@@ -192,8 +194,12 @@ static int run_equivalence(struct fixture *f, size_t S, const size_t *starts, in
     assert_int_equal(farm_optim_new(&f->desc->optim, params, np, &opt, &err), 0);
     free(params);
 
-    struct farm_pipe_options o = {
-        .kind = kind, .micro_batches = M, .stages = S, .starts = starts, .pin = 1};
+    struct farm_pipe_options o = {.kind = kind,
+                                  .micro_batches = M,
+                                  .stages = S,
+                                  .starts = starts,
+                                  .pin = 1,
+                                  .jitter_us = jitter_us};
     struct farm_pipe *p;
     if (farm_pipe_new(pm, &f->desc->optim, &o, rows, &p, &err) != 0)
         fail_msg("%s", err.msg);
@@ -258,6 +264,23 @@ static void test_weights_bitwise_mse_adam(void **state)
     assert_int_equal(run_equivalence(&f, 2, c2, 4, 4, FARM_PIPE_GPIPE, 17), 0);
     assert_int_equal(run_equivalence(&f, 4, c4, 8, 8, FARM_PIPE_1F1B, 17), 0);
     assert_int_equal(run_equivalence(&f, 4, c4, 3, 3, FARM_PIPE_1F1B, 17), 0);
+    free_fixture(&f);
+}
+
+/* Random sleeps before every action reorder how the threads interleave
+ * (which stage waits, which queue fills first): the weights must not care. */
+static void test_weights_bitwise_under_jitter(void **state)
+{
+    (void)state;
+    struct fixture f;
+    make_fixture(&f, MODEL_CE, 30);
+    const size_t c3[3] = {0, 2, 4}, c4[4] = {0, 1, 3, 5};
+    jitter_us = 300;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(run_equivalence(&f, 3, c3, 8, 8, FARM_PIPE_1F1B, 30), 0);
+        assert_int_equal(run_equivalence(&f, 4, c4, 4, 4, FARM_PIPE_GPIPE, 30), 0);
+    }
+    jitter_us = 0;
     free_fixture(&f);
 }
 
@@ -341,6 +364,7 @@ int main(void)
         cmocka_unit_test(test_one_section_one_micro),
         cmocka_unit_test(test_weights_bitwise),
         cmocka_unit_test(test_weights_bitwise_mse_adam),
+        cmocka_unit_test(test_weights_bitwise_under_jitter),
         cmocka_unit_test(test_memory_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

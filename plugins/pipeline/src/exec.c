@@ -48,6 +48,7 @@ struct stage {
     size_t correct;
     int rc;
     struct farm_err err;
+    struct farm_rng jitter; /* this stage's own stream, for jitter_us */
 };
 
 struct farm_pipe {
@@ -62,6 +63,7 @@ struct farm_pipe {
     size_t bytes;
     int pinned;
     int broken;
+    unsigned jitter_us;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -357,6 +359,11 @@ static void stage_step(struct stage *st)
         ev->op = a->op;
         ev->stage = st->index;
         ev->micro = a->micro;
+        if (p->jitter_us > 0) {
+            uint64_t us = farm_rng_below(&st->jitter, (uint64_t)p->jitter_us + 1);
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)us * 1000L};
+            nanosleep(&ts, NULL);
+        }
         int rc =
             a->op == FARM_PIPE_F ? run_forward(st, a->micro, ev) : run_backward(st, a->micro, ev);
         if (rc != 0) {
@@ -464,6 +471,7 @@ int farm_pipe_new(struct farm_mlp *m, const struct farm_optim_config *optim,
     p->M = o->micro_batches;
     p->max_rows = max_rows;
     p->max_slice = (max_rows + (size_t)o->micro_batches - 1) / (size_t)o->micro_batches;
+    p->jitter_us = o->jitter_us > 1000000 ? 1000000 : o->jitter_us;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
     int rc = farm_pipe_schedule_init(&p->sc, o->kind, (int)p->S, p->M, err);
@@ -502,6 +510,7 @@ int farm_pipe_new(struct farm_mlp *m, const struct farm_optim_config *optim,
         st->p = p;
         st->index = (int)s;
         st->cpu = -1;
+        farm_rng_seed(&st->jitter, 0x6a6974746572ULL + s);
         st->first = o->starts[s];
         st->last = s + 1 < p->S ? o->starts[s + 1] : L;
         st->nwork = peak_inflight(&p->sc, s);

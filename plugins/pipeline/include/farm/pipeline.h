@@ -65,6 +65,9 @@ struct farm_pipe_options {
     size_t stages;        /* S >= 1 */
     const size_t *starts; /* S section starts: starts[0] == 0, increasing */
     int pin;              /* nonzero: pin stage s to an allowed CPU (s mod count) */
+    unsigned jitter_us;   /* 0, or for tests: each stage sleeps a random
+                             0..jitter_us microseconds before every action,
+                             to vary the threads' interleaving */
 };
 
 struct farm_pipe;
