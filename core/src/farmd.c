@@ -932,7 +932,14 @@ static int start_run(int64_t id)
     }
     text = json_dumps(spec, JSON_COMPACT);
     snprintf(path, sizeof path, "%s/task.json", run_dir);
-    rc = farm_write_file(path, text, strlen(text), 0);
+    /* Written in place (not temp + rename): the worker reads it only after
+     * this returns, and one file created per task is cheaper than two. */
+    {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        rc = fd < 0 ? -errno : farm_write_all(fd, text, strlen(text));
+        if (fd >= 0 && close(fd) < 0 && rc == 0)
+            rc = -errno;
+    }
     free(text);
     json_decref(spec);
     if (rc < 0) {

@@ -166,6 +166,8 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
     if (!S_ISREG(st.st_mode))
         return -EINVAL;
     farm_err_clear(&err);
+    if ((rc = farm_mkdirs(ctx->artifacts_dir, 0755)) < 0)
+        return rc;
     in = open(src, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return -errno;
@@ -575,15 +577,14 @@ static int run_task(const char *run_dir)
         signal(SIGPIPE, SIG_IGN);
     }
 
-    /* Prepare the run directory. */
+    /* Prepare the run directory. The artifacts directory is made by the
+     * first artifact (most tasks have none: a directory less to create per
+     * task). */
     {
-        const char *dirs[] = {"artifacts_dir", "scratch_dir"};
-        for (size_t i = 0; i < 2; i++) {
-            const char *d = jstr(task, dirs[i]);
-            if (d && (rc = farm_mkdirs(d, 0755)) < 0) {
-                fprintf(stderr, "farm-worker: %s: %s\n", d, farm_strerror(rc));
-                return 2;
-            }
+        const char *d = jstr(task, "scratch_dir");
+        if (d && (rc = farm_mkdirs(d, 0755)) < 0) {
+            fprintf(stderr, "farm-worker: %s: %s\n", d, farm_strerror(rc));
+            return 2;
         }
     }
     if (jstr(task, "log") && strcmp(jstr(task, "log"), "-") != 0) {

@@ -20,6 +20,9 @@ cleanup() {
         while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
         kill -KILL "$pid" 2>/dev/null || true
     fi
+    if [ $status -ne 0 ] && [ ! -e "$T/failed" ]; then
+        echo "FAIL: a command of $0 exited with status $status (see the trace with sh -x)" >&2
+    fi
     if [ $status -ne 0 ] && [ -f "$FARM_HOME/farmd.log" ]; then
         echo "--- farmd.log (last 40 lines) ---" >&2
         tail -n 40 "$FARM_HOME/farmd.log" >&2
@@ -30,6 +33,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 fail() {
+    : >"$T/failed"
     echo "FAIL: $*" >&2
     exit 1
 }
