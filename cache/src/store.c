@@ -258,6 +258,17 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
         return rc;
     }
     sqlite3_busy_timeout(c->db, 30000);
+    /* Processes that open a new index at the same moment would race to
+     * switch it to WAL and to create the tables, and SQLite answers the
+     * journal-mode switch with SQLITE_BUSY without waiting: the set-up is
+     * done under an exclusive flock, held only for these few statements. */
+    char initlock[PATH_MAX];
+    int lockfd = -1;
+    if (snprintf(initlock, sizeof initlock, "%s/index.lock", c->dir) < (int)sizeof initlock &&
+        (lockfd = open(initlock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0) {
+        while (flock(lockfd, LOCK_EX) < 0 && errno == EINTR)
+            ;
+    }
     int rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
     /* Creating the tables is a write transaction: only when they are not
      * there yet (every worker opens the cache). */
@@ -273,6 +284,8 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
     }
     if (rc == 0 && !have)
         rc = db_exec(c, schema, err);
+    if (lockfd >= 0)
+        close(lockfd); /* releases the flock */
     if (rc != 0) {
         farm_err_prefix(err, "%s: ", cfg->db_path);
         farm_cache_close(c);
