@@ -176,7 +176,7 @@ int main(int argc, char **argv)
         }
     } else {
         size_t np = farm_mlp_params(m, 0, L, NULL, 0);
-        struct farm_param *params = calloc(np, sizeof(*params));
+        struct farm_nn_param *params = calloc(np, sizeof(*params));
         if (params == NULL)
             return 1;
         farm_mlp_params(m, 0, L, params, np);

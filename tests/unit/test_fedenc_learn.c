@@ -235,7 +235,7 @@ static void test_digits_non_iid_task(void **state)
     struct farm_fedenc_encoder_cfg enc = {
         .type = FARM_FEDENC_ENC_MLP, .input = 64, .steps = 1, .nhidden = 1, .hidden = {64}};
     assert_int_equal(farm_fedenc_model_new(&enc, 10, 99, 99, &m, &err), 0);
-    struct farm_param params[2];
+    struct farm_nn_param params[2];
     struct farm_fedenc_tensor_spec specs[2];
     assert_int_equal(farm_fedenc_model_specs(m, specs, 2), 2);
     assert_string_equal(specs[0].name, "enc.fc1.weight");

@@ -367,7 +367,7 @@ static void test_optimizers_vs_numpy(void **state)
         assert_int_equal(farm_tensor_init(&gb, 1, 5), 0);
         memcpy(a.data, p0.data, 5 * sizeof(float));
         memcpy(b.data, p0.data + 5, 5 * sizeof(float));
-        struct farm_param ps[2] = {{.name = "a", .value = &a, .grad = &ga},
+        struct farm_nn_param ps[2] = {{.name = "a", .value = &a, .grad = &ga},
                                    {.name = "b", .value = &b, .grad = &gb}};
         struct farm_optim *o;
         struct farm_err err;
@@ -434,7 +434,7 @@ static struct farm_mlp *deep_model(uint64_t seed)
 
 static void assert_grads_equal(struct farm_mlp *a, struct farm_mlp *b)
 {
-    struct farm_param pa[16], pb[16];
+    struct farm_nn_param pa[16], pb[16];
     size_t n = farm_mlp_params(a, 0, farm_mlp_n_layers(a), pa, 16);
     assert_int_equal(n, farm_mlp_params(b, 0, farm_mlp_n_layers(b), pb, 16));
     for (size_t i = 0; i < n; i++) {
@@ -521,7 +521,7 @@ static void test_micro_batches_match_staged_schedule(void **state)
     struct farm_optim_config cfg;
     farm_optim_config_default(&cfg, FARM_OPTIM_ADAM);
     cfg.lr = 0.01f;
-    struct farm_param pr[16], p1[16], p2[16];
+    struct farm_nn_param pr[16], p1[16], p2[16];
     size_t nr = farm_mlp_params(ref, 0, 5, pr, 16);
     size_t n1 = farm_mlp_params(pip, 0, 3, p1, 16);
     size_t n2 = farm_mlp_params(pip, 3, 5, p2, 16);

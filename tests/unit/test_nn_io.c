@@ -139,7 +139,7 @@ static void test_npy_reads_numpy_files(void **state)
 
 struct three {
     struct farm_tensor w, b, k;
-    struct farm_param p[3];
+    struct farm_nn_param p[3];
 };
 
 static void three_init(struct three *s, bool fill)
@@ -251,7 +251,7 @@ static void test_safetensors(void **state)
     assert_int_equal(fwrite(hdr, 1, sizeof hdr - 1, fp), sizeof hdr - 1);
     fputs("zz", fp);
     fclose(fp);
-    struct farm_param px = {.name = "x", .value = &b.b, .grad = NULL};
+    struct farm_nn_param px = {.name = "x", .value = &b.b, .grad = NULL};
     assert_int_equal(farm_safetensors_load(p, &px, 1, false, &err), FARM_EBADDATA);
     assert_contains(err.msg, "F16");
     three_release(&a);

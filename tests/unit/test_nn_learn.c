@@ -32,7 +32,7 @@ static double train(struct farm_model_desc *d, const struct farm_dataset *tr,
     if (farm_mlp_new(d, d->seed, &m, &err) < 0)
         fail_msg("%s", err.msg);
     size_t np = farm_mlp_params(m, 0, farm_mlp_n_layers(m), NULL, 0);
-    struct farm_param *ps = calloc(np, sizeof *ps);
+    struct farm_nn_param *ps = calloc(np, sizeof *ps);
     assert_non_null(ps);
     farm_mlp_params(m, 0, farm_mlp_n_layers(m), ps, np);
     struct farm_optim *o;

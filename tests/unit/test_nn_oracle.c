@@ -203,7 +203,7 @@ static void test_gru_step(void **state)
     nt_assert_close(&g.dwh, dir, "dwh", REL);
     nt_assert_close(&g.dbx, dir, "dbx", REL);
     nt_assert_close(&g.dbh, dir, "dbh", REL);
-    struct farm_param ps[4];
+    struct farm_nn_param ps[4];
     assert_int_equal(farm_gru_params(&g, "enc", ps), 4);
     assert_string_equal(ps[0].name, "enc.wx");
     assert_ptr_equal(ps[3].grad, &g.dbh);

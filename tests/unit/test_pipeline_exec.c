@@ -83,7 +83,7 @@ static int params_differ(struct farm_mlp *a, struct farm_mlp *b, int grads)
     size_t L = farm_mlp_n_layers(a);
     size_t n = farm_mlp_params(a, 0, L, NULL, 0);
     assert_int_equal(n, farm_mlp_params(b, 0, L, NULL, 0));
-    struct farm_param *pa = calloc(n, sizeof(*pa)), *pb = calloc(n, sizeof(*pb));
+    struct farm_nn_param *pa = calloc(n, sizeof(*pa)), *pb = calloc(n, sizeof(*pb));
     assert_non_null(pa);
     assert_non_null(pb);
     farm_mlp_params(a, 0, L, pa, n);
@@ -105,7 +105,7 @@ static int nonzero_grads(struct farm_mlp *a)
 {
     size_t L = farm_mlp_n_layers(a);
     size_t n = farm_mlp_params(a, 0, L, NULL, 0);
-    struct farm_param *pa = calloc(n, sizeof(*pa));
+    struct farm_nn_param *pa = calloc(n, sizeof(*pa));
     assert_non_null(pa);
     farm_mlp_params(a, 0, L, pa, n);
     int nz = 0;
@@ -187,7 +187,7 @@ static int run_equivalence(struct fixture *f, size_t S, const size_t *starts, in
     assert_int_equal(farm_mlp_new(f->desc, 11, &pm, &err), 0);
     size_t L = farm_mlp_n_layers(ref);
     size_t np = farm_mlp_params(ref, 0, L, NULL, 0);
-    struct farm_param *params = calloc(np, sizeof(*params));
+    struct farm_nn_param *params = calloc(np, sizeof(*params));
     assert_non_null(params);
     farm_mlp_params(ref, 0, L, params, np);
     struct farm_optim *opt;

@@ -19,7 +19,7 @@ struct farm_fedenc_model {
     struct farm_gru gru;
     int has_gru;
     struct farm_dense head;
-    struct farm_param params[MAX_PARAMS];
+    struct farm_nn_param params[MAX_PARAMS];
     size_t nenc, nall;
     size_t enc_size;
 
@@ -548,7 +548,7 @@ static int train(struct farm_fedenc_model *m, const struct farm_dataset *d,
     oc.lr = (float)hp->lr;
     oc.momentum = (float)hp->momentum;
     struct farm_optim *opt = NULL;
-    const struct farm_param *plist = head_only ? m->params + m->nenc : m->params;
+    const struct farm_nn_param *plist = head_only ? m->params + m->nenc : m->params;
     size_t pn = head_only ? m->nall - m->nenc : m->nall;
     if ((rc = farm_optim_new(&oc, plist, pn, &opt, err)) != 0)
         return rc;

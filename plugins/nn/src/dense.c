@@ -5,14 +5,14 @@
 
 #include "nn-internal.h"
 
-void farm_params_zero_grad(const struct farm_param *params, size_t n)
+void farm_params_zero_grad(const struct farm_nn_param *params, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (params[i].grad)
             farm_tensor_zero(params[i].grad);
 }
 
-size_t farm_params_count(const struct farm_param *params, size_t n)
+size_t farm_params_count(const struct farm_nn_param *params, size_t n)
 {
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
@@ -20,7 +20,7 @@ size_t farm_params_count(const struct farm_param *params, size_t n)
     return total;
 }
 
-void farm__nn_set_param(struct farm_param *p, const char *prefix, const char *suffix,
+void farm__nn_set_param(struct farm_nn_param *p, const char *prefix, const char *suffix,
                         struct farm_tensor *value, struct farm_tensor *grad)
 {
     snprintf(p->name, sizeof p->name, "%s.%s", prefix, suffix);
@@ -119,7 +119,7 @@ void farm_dense_zero_grad(struct farm_dense *d)
     farm_tensor_zero(&d->db);
 }
 
-size_t farm_dense_params(struct farm_dense *d, const char *prefix, struct farm_param *out)
+size_t farm_dense_params(struct farm_dense *d, const char *prefix, struct farm_nn_param *out)
 {
     farm__nn_set_param(&out[0], prefix, "weight", &d->w, &d->dw);
     farm__nn_set_param(&out[1], prefix, "bias", &d->b, &d->db);

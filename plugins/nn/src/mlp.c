@@ -112,7 +112,7 @@ struct farm_dense *farm_mlp_dense(struct farm_mlp *m, size_t i)
     return &m->layers[i].dense;
 }
 
-size_t farm_mlp_params(struct farm_mlp *m, size_t first, size_t last, struct farm_param *out,
+size_t farm_mlp_params(struct farm_mlp *m, size_t first, size_t last, struct farm_nn_param *out,
                        size_t cap)
 {
     size_t k = 0;
@@ -122,7 +122,7 @@ size_t farm_mlp_params(struct farm_mlp *m, size_t first, size_t last, struct far
         struct layer *l = &m->layers[i];
         if (l->d.kind != FARM_LAYER_DENSE)
             continue;
-        struct farm_param two[2];
+        struct farm_nn_param two[2];
         farm_dense_params(&l->dense, l->d.name, two);
         for (int j = 0; j < 2; j++, k++)
             if (k < cap)
@@ -450,10 +450,10 @@ double farm_mlp_layer_flops(const struct farm_mlp *m, size_t i, size_t rows, boo
     return farm_flops_act(d->act, rows * d->out);
 }
 
-static int all_params(struct farm_mlp *m, struct farm_param **out, size_t *n)
+static int all_params(struct farm_mlp *m, struct farm_nn_param **out, size_t *n)
 {
     size_t k = farm_mlp_params(m, 0, m->n, NULL, 0);
-    struct farm_param *p = calloc(k ? k : 1, sizeof *p);
+    struct farm_nn_param *p = calloc(k ? k : 1, sizeof *p);
     if (!p)
         return -ENOMEM;
     farm_mlp_params(m, 0, m->n, p, k);
@@ -464,7 +464,7 @@ static int all_params(struct farm_mlp *m, struct farm_param **out, size_t *n)
 
 int farm_mlp_save(struct farm_mlp *m, const char *path, struct farm_err *err)
 {
-    struct farm_param *p;
+    struct farm_nn_param *p;
     size_t n;
     if (all_params(m, &p, &n) < 0)
         return farm_err_set(err, -ENOMEM, "out of memory");
@@ -475,7 +475,7 @@ int farm_mlp_save(struct farm_mlp *m, const char *path, struct farm_err *err)
 
 int farm_mlp_load(struct farm_mlp *m, const char *path, struct farm_err *err)
 {
-    struct farm_param *p;
+    struct farm_nn_param *p;
     size_t n;
     if (all_params(m, &p, &n) < 0)
         return farm_err_set(err, -ENOMEM, "out of memory");

@@ -11,7 +11,7 @@
 #endif
 
 /* Fills p with "<prefix>.<suffix>", value and grad. */
-void farm__nn_set_param(struct farm_param *p, const char *prefix, const char *suffix,
+void farm__nn_set_param(struct farm_nn_param *p, const char *prefix, const char *suffix,
                         struct farm_tensor *value, struct farm_tensor *grad);
 
 /* Column sums of the rows x cols matrix g added into acc[cols], row by row

@@ -9,7 +9,7 @@
 struct farm_optim {
     struct farm_optim_config cfg;
     size_t n;
-    struct farm_param *params;
+    struct farm_nn_param *params;
     struct farm_tensor *m, *v; /* velocity (sgd: m only) / moments (adam) */
     uint64_t steps;
 };
@@ -37,7 +37,7 @@ int farm_optim_parse(const char *name, enum farm_optim_kind *out)
     return -EINVAL;
 }
 
-int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params, size_t n,
+int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_nn_param *params, size_t n,
                    struct farm_optim **out, struct farm_err *err)
 {
     FARM_RETURN_ERROR_IF(!(cfg->lr > 0.0f) || !isfinite(cfg->lr), err, -EINVAL,

@@ -207,7 +207,7 @@ void farm_gru_zero_grad(struct farm_gru *g)
     farm_tensor_zero(&g->dbh);
 }
 
-size_t farm_gru_params(struct farm_gru *g, const char *prefix, struct farm_param *out)
+size_t farm_gru_params(struct farm_gru *g, const char *prefix, struct farm_nn_param *out)
 {
     farm__nn_set_param(&out[0], prefix, "wx", &g->wx, &g->dwx);
     farm__nn_set_param(&out[1], prefix, "wh", &g->wh, &g->dwh);
@@ -395,7 +395,7 @@ void farm_lstm_zero_grad(struct farm_lstm *l)
     farm_tensor_zero(&l->db);
 }
 
-size_t farm_lstm_params(struct farm_lstm *l, const char *prefix, struct farm_param *out)
+size_t farm_lstm_params(struct farm_lstm *l, const char *prefix, struct farm_nn_param *out)
 {
     farm__nn_set_param(&out[0], prefix, "wx", &l->wx, &l->dwx);
     farm__nn_set_param(&out[1], prefix, "wh", &l->wh, &l->dwh);

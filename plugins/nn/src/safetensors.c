@@ -7,7 +7,7 @@
 
 #include "nn-internal.h"
 
-int farm_safetensors_save(const char *path, const struct farm_param *params, size_t n,
+int farm_safetensors_save(const char *path, const struct farm_nn_param *params, size_t n,
                           const json_t *metadata, struct farm_err *err)
 {
     json_t *head = json_object();
@@ -102,7 +102,7 @@ static int bad(struct farm_err *err, const char *path, const char *fmt, ...)
     return farm_err_set(err, FARM_EBADDATA, "%s: %s", path, why);
 }
 
-int farm_safetensors_load(const char *path, const struct farm_param *params, size_t n,
+int farm_safetensors_load(const char *path, const struct farm_nn_param *params, size_t n,
                           bool allow_extra, struct farm_err *err)
 {
     unsigned char *buf;

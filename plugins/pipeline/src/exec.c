@@ -544,7 +544,7 @@ int farm_pipe_new(struct farm_mlp *m, const struct farm_optim_config *optim,
         if (optim != NULL) {
             size_t np = farm_mlp_params(m, st->first, st->last, NULL, 0);
             if (np > 0) {
-                struct farm_param *params = calloc(np, sizeof(*params));
+                struct farm_nn_param *params = calloc(np, sizeof(*params));
                 if (params == NULL) {
                     rc = farm_err_set(err, -ENOMEM, "out of memory");
                     goto fail;

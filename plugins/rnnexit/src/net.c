@@ -45,10 +45,10 @@ void farm_rx_net_free(struct farm_rx_net *net)
 }
 
 static int add_named(struct farm_rx_net *net, const char *unit, const char *node,
-                     struct farm_param *tmp, size_t n)
+                     struct farm_nn_param *tmp, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        struct farm_param *p = &net->params[net->n_params++];
+        struct farm_nn_param *p = &net->params[net->n_params++];
         *p = tmp[i];
         /* nn named it "<node>.<what>"; prefix the unit. */
         char full[FARM_PARAM_NAME_MAX];
@@ -90,7 +90,7 @@ int farm_rx_net_new(const struct farm_rx_model *model, uint64_t seed, struct far
         for (int i = 0; i < unit->n_nodes && !rc; i++) {
             const struct farm_rx_node *n = &unit->nodes[i];
             struct rx_nparams *p = &net->p[u][i];
-            struct farm_param tmp[MAX_PER_NODE];
+            struct farm_nn_param tmp[MAX_PER_NODE];
             char prefix[2 * FARM_RX_NAME_MAX + 8];
             size_t k = 0;
             /* Every node draws from its own stream, so adding a node does
@@ -202,7 +202,7 @@ int farm_rx_net_tensor_at(struct farm_rx_net *net, size_t i, const char **name, 
 {
     if (i >= net->n_params)
         return -ENOENT;
-    const struct farm_param *p = &net->params[i];
+    const struct farm_nn_param *p = &net->params[i];
     if (name)
         *name = p->name;
     if (data)

@@ -16,7 +16,7 @@ struct rx_nparams {
 struct farm_rx_net {
     const struct farm_rx_model *model;
     struct rx_nparams **p; /* [unit][node] */
-    struct farm_param *params;
+    struct farm_nn_param *params;
     size_t n_params;
 };
 

@@ -278,25 +278,23 @@ const char *farm_loss_name(enum farm_loss_kind kind);
  * A parameter is a named value tensor with its gradient (same shape). Lists
  * of them feed optimizers, safetensors files and federated averaging.
  * The tensors are borrowed from the layer that owns them.
- *
- * Note: farm/plugin.h also declares a `struct farm_param` (the plugin's
- * parameter table), so one translation unit cannot include both headers;
- * keep a plugin's FARM_PLUGIN_DEFINE file apart from its numeric code.
+ * (Named farm_nn_param so that it never meets the SDK's struct farm_param,
+ * a plugin's parameter table: a plugin file may include both headers.)
  * ------------------------------------------------------------------------ */
 
 #define FARM_PARAM_NAME_MAX 128
 
-struct farm_param {
+struct farm_nn_param {
     char name[FARM_PARAM_NAME_MAX]; /* e.g. "fc1.weight" */
     struct farm_tensor *value;
     struct farm_tensor *grad; /* may be NULL for a frozen/loaded-only tensor */
 };
 
 /* Zeroes every grad in the list. */
-void farm_params_zero_grad(const struct farm_param *params, size_t n);
+void farm_params_zero_grad(const struct farm_nn_param *params, size_t n);
 
 /* Total number of floats in the values. */
-size_t farm_params_count(const struct farm_param *params, size_t n);
+size_t farm_params_count(const struct farm_nn_param *params, size_t n);
 
 /* ------------------------------------------------------------------------
  * Dense layer: Y = X W + b, then an optional fused activation.
@@ -334,7 +332,7 @@ void farm_dense_zero_grad(struct farm_dense *d);
 
 /* Writes 2 parameters, "<prefix>.weight" and "<prefix>.bias", to out[0..2).
  * Returns the count (2). */
-size_t farm_dense_params(struct farm_dense *d, const char *prefix, struct farm_param *out);
+size_t farm_dense_params(struct farm_dense *d, const char *prefix, struct farm_nn_param *out);
 
 /* ------------------------------------------------------------------------
  * GRU cell (PyTorch's formulation), one time step:
@@ -387,7 +385,7 @@ void farm_gru_zero_grad(struct farm_gru *g);
 
 /* "<prefix>.wx", "<prefix>.wh", "<prefix>.bx", "<prefix>.bh" to out[0..4);
  * returns 4. */
-size_t farm_gru_params(struct farm_gru *g, const char *prefix, struct farm_param *out);
+size_t farm_gru_params(struct farm_gru *g, const char *prefix, struct farm_nn_param *out);
 
 /* ------------------------------------------------------------------------
  * LSTM cell, one time step:
@@ -434,7 +432,7 @@ int farm_lstm_backward(struct farm_lstm *l, const struct farm_lstm_cache *cache,
 void farm_lstm_zero_grad(struct farm_lstm *l);
 
 /* "<prefix>.wx", "<prefix>.wh", "<prefix>.b" to out[0..3); returns 3. */
-size_t farm_lstm_params(struct farm_lstm *l, const char *prefix, struct farm_param *out);
+size_t farm_lstm_params(struct farm_lstm *l, const char *prefix, struct farm_nn_param *out);
 
 /* ------------------------------------------------------------------------
  * FLOP counts (analytic, for reports such as "FLOPs saved")
@@ -487,7 +485,7 @@ struct farm_optim;
 /* Creates an optimizer over params[0..n) (the list is copied; the tensors
  * are borrowed and must outlive it; every param needs a grad). State
  * (velocity, moments) starts at zero. -EINVAL on a bad config. */
-int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_param *params, size_t n,
+int farm_optim_new(const struct farm_optim_config *cfg, const struct farm_nn_param *params, size_t n,
                    struct farm_optim **out, struct farm_err *err);
 
 /* One update of every parameter from its current gradient. */
@@ -612,7 +610,7 @@ int farm_npy_write_f64(const char *path, const double *v, int ndim, const size_t
 
 /* Writes params' values. `metadata` (a JSON object of string values) may
  * be NULL. Duplicate names are -EINVAL. Atomic (temp file + rename). */
-int farm_safetensors_save(const char *path, const struct farm_param *params, size_t n,
+int farm_safetensors_save(const char *path, const struct farm_nn_param *params, size_t n,
                           const json_t *metadata, struct farm_err *err);
 
 /* Loads into existing tensors: every params[i].name must be in the file as
@@ -620,7 +618,7 @@ int farm_safetensors_save(const char *path, const struct farm_param *params, siz
  * tensor). Tensors in the file that are not in the list are an error too
  * unless allow_extra. Nothing is written to any tensor unless all checks
  * pass. */
-int farm_safetensors_load(const char *path, const struct farm_param *params, size_t n,
+int farm_safetensors_load(const char *path, const struct farm_nn_param *params, size_t n,
                           bool allow_extra, struct farm_err *err);
 
 /* ------------------------------------------------------------------------
@@ -777,7 +775,7 @@ struct farm_dense *farm_mlp_dense(struct farm_mlp *m, size_t i);
 /* Writes the parameters of layers [first, last) to out (cap entries) in
  * layer order ("<layer>.weight", "<layer>.bias"); returns how many there are
  * (call with cap 0 to count). */
-size_t farm_mlp_params(struct farm_mlp *m, size_t first, size_t last, struct farm_param *out,
+size_t farm_mlp_params(struct farm_mlp *m, size_t first, size_t last, struct farm_nn_param *out,
                        size_t cap);
 
 void farm_mlp_zero_grad(struct farm_mlp *m, size_t first, size_t last);

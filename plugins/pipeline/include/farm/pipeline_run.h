@@ -2,9 +2,8 @@
  * A whole pipeline training run, as the plugin and the benchmark driver
  * start it: model description in, trained weights and charts out.
  *
- * This header needs neither farm/nn.h nor farm/plugin.h, so that the
- * plugin's glue (which sees farm/plugin.h) can include it: both of those
- * declare a `struct farm_param`.
+ * This header needs neither farm/nn.h nor farm/plugin.h: the plugin's
+ * glue includes it beside farm/plugin.h, the driver beside farm/nn.h.
  */
 #ifndef FARM_PIPELINE_RUN_H
 #define FARM_PIPELINE_RUN_H

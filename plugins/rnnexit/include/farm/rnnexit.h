@@ -3,9 +3,8 @@
  * unrolled reference, backward through executed nodes, training and
  * evaluation, and the reports (skips.svg).
  *
- * This header deliberately does not include farm/nn.h (whose struct
- * farm_param clashes with the plugin SDK's), so plugin code can include it
- * beside farm/plugin.h.
+ * This header does not include farm/nn.h: plugin code uses it beside
+ * farm/plugin.h without the numeric kit's declarations.
  *
  * Data layout: a batch of `batch` objects over `steps` time steps is one
  * float array x[t][b][f] (steps x batch x model->input, row-major). lengths
