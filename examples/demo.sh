@@ -34,10 +34,7 @@ git commit -qm "model repo: first commit"
 first=$(git rev-parse HEAD)
 echo "commit 1: $(git log --oneline -1)"
 ids=$(farm list --commit "$first" --json | sed -n 's/^    "id": \([0-9]*\),$/\1/p')
-set +e
-farm wait $ids
-status=$?
-set -e
+farm wait $ids || true
 
 step "a second commit that leaves deps/ alone"
 echo "# tuned" >>scripts/unit.sh
@@ -45,11 +42,7 @@ git commit -qam "unit: a comment"
 second=$(git rev-parse HEAD)
 echo "commit 2: $(git log --oneline -1)"
 ids2=$(farm list --commit "$second" --json | sed -n 's/^    "id": \([0-9]*\),$/\1/p')
-set +e
-farm wait $ids2
-s2=$?
-set -e
-[ $s2 -ne 0 ] && status=$s2
+farm wait $ids2 || true   # tasks whose paths did not change are skipped
 
 step "results"
 farm list
@@ -59,6 +52,11 @@ for id in $ids $ids2; do
         printf '\nartifacts of task %s:\n%s\n' "$id" "$arts"
     fi
 done
+
+echo
+echo "charts: open the .svg artifacts above in a browser (timeline.svg is the pipeline's"
+echo "schedule per stage and micro-batch, loss.svg its loss curve, gantt.svg the chosen"
+echo "operator schedule, rounds.svg the federation, skips.svg the RNN's early exits)"
 
 step "the dependency cache: the first commit built deps/ once, the second reused it"
 farm cache stats
@@ -71,4 +69,10 @@ git log --notes=farm --format='%h %s%n%N'
 echo
 echo "farmd keeps running on $FARM_HOME; stop it with:"
 echo "  FARM_HOME=$FARM_HOME $bin/farm daemon stop"
-exit $status
+# The demo fails when a task failed or timed out (skipped ones are fine).
+bad=$(farm list --state failed; farm list --state timed_out)
+if echo "$bad" | grep -q '^[0-9]'; then
+    echo "demo: some tasks did not succeed:" >&2
+    echo "$bad" >&2
+    exit 1
+fi

@@ -283,7 +283,17 @@ static void maybe_note(int64_t task)
         fprintf(f, " (farm task %lld)\n", (long long)id);
     }
     sqlite3_reset(st);
-    fprintf(f, "farm: %zu of %zu task(s) succeeded\n", ok, n);
+    fprintf(f, "farm: %zu of %zu task(s) succeeded", ok, n);
+    {
+        sqlite3_stmt *c = farm__db_stmt(farmd.db, "SELECT state, count(*) FROM tasks WHERE "
+                                                  "submission=? AND state!='succeeded' GROUP BY "
+                                                  "state ORDER BY state");
+        sqlite3_bind_int64(c, 1, sub);
+        while (sqlite3_step(c) == SQLITE_ROW)
+            fprintf(f, ", %d %s", sqlite3_column_int(c, 1), sqlite3_column_text(c, 0));
+        sqlite3_reset(c);
+    }
+    fputc('\n', f);
     fclose(f);
     farm_err_clear(&err);
     if (farm__git_write_note(repo, commit, text, &err) < 0)
