@@ -106,6 +106,12 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
                 close(fd);
                 return CLI_USAGE;
             }
+            if (errno == ENOENT && is_terminal(state)) {
+                /* A task that wrote nothing has no log file: its log is empty. */
+                json_decref(reply);
+                close(fd);
+                return CLI_OK;
+            }
             if (errno == ENOENT) {
                 fprintf(stderr, "farm logs: task %lld has no log yet (it is %s)\n", id, state);
                 json_decref(reply);

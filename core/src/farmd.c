@@ -840,18 +840,23 @@ static void server_start(void)
 
 /* Hands the start of `r` to the fork server: the worker's end of a new event
  * socket and our stderr travel as SCM_RIGHTS. */
-static int start_via_server(struct run *r, const char *run_dir)
+static int start_via_server(struct run *r, const char *run_dir, const char *task_text)
 {
     uv_os_sock_t sv[2];
-    char msg[PATH_MAX + 64], cbuf[CMSG_SPACE(2 * sizeof(int))];
+    char cbuf[CMSG_SPACE(2 * sizeof(int))];
+    size_t cap = strlen(run_dir) + strlen(task_text) + 64;
+    char *msg = malloc(cap);
     struct iovec iov;
     struct msghdr mh = {0};
     struct cmsghdr *cm;
     int fds[2], n;
-    if (uv_socketpair(SOCK_STREAM, 0, sv, UV_NONBLOCK_PIPE, 0) < 0)
+    if (!msg || cap > (1u << 20) || uv_socketpair(SOCK_STREAM, 0, sv, UV_NONBLOCK_PIPE, 0) < 0) {
+        free(msg);
         return -1;
+    }
     r->token = ++farmd.srv.next_token;
-    n = snprintf(msg, sizeof msg, "S %llu %s", (unsigned long long)r->token, run_dir);
+    /* The task travels in the message: no task.json to create per task. */
+    n = snprintf(msg, cap, "S %llu %s\n%s", (unsigned long long)r->token, run_dir, task_text);
     iov.iov_base = msg;
     iov.iov_len = (size_t)n;
     memset(cbuf, 0, sizeof cbuf);
@@ -868,6 +873,7 @@ static int start_via_server(struct run *r, const char *run_dir)
     memcpy(CMSG_DATA(cm), fds, sizeof fds);
     while ((n = (int)sendmsg(farmd.srv.fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
+    free(msg);
     close(sv[1]);
     if (n < 0) {
         close(sv[0]);
@@ -894,7 +900,6 @@ static int start_run(int64_t id)
     attempt = (int)json_integer_value(json_object_get(t, "attempt"));
     snprintf(run_dir, sizeof run_dir, "%s/runs/%lld", farmd.home, (long long)id);
     snprintf(idtext, sizeof idtext, "%lld", (long long)id);
-    farm_mkdirs(run_dir, 0755);
     snprintf(log, sizeof log, "%s/log", run_dir);
     if (attempt > 1) {
         /* Earlier attempts keep their logs as log.N. */
@@ -941,19 +946,21 @@ static int start_run(int64_t id)
         json_object_set_new(spec, "work_dir", json_string(path));
     }
     text = json_dumps(spec, JSON_COMPACT);
-    snprintf(path, sizeof path, "%s/task.json", run_dir);
-    /* Written in place (not temp + rename): the worker reads it only after
-     * this returns, and one file created per task is cheaper than two. */
-    {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    json_decref(spec);
+    rc = 0;
+    if (!farmd.srv.alive) {
+        /* Started by uv_spawn: the worker reads RUN_DIR/task.json. */
+        int fd;
+        farm_mkdirs(run_dir, 0755);
+        snprintf(path, sizeof path, "%s/task.json", run_dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         rc = fd < 0 ? -errno : farm_write_all(fd, text, strlen(text));
         if (fd >= 0 && close(fd) < 0 && rc == 0)
             rc = -errno;
     }
-    free(text);
-    json_decref(spec);
     if (rc < 0) {
         char reason[PATH_MAX + 128];
+        free(text);
         snprintf(reason, sizeof reason, "cannot write %s: %s", path, farm_strerror(rc));
         farmd_set_terminal(id, 0, "failed", 1, 1, reason);
         farmd_finish_dependents(id, "failed");
@@ -967,7 +974,7 @@ static int start_run(int64_t id)
     r->started_mono = farm_mono_ms();
     uv_pipe_init(farmd.loop, &r->events, 0);
     r->events.data = r;
-    if (farmd.srv.alive && start_via_server(r, run_dir) == 0) {
+    if (farmd.srv.alive && start_via_server(r, run_dir, text) == 0) {
         r->via_server = 1;
         r->n_handles = 3;
     } else {
@@ -1003,10 +1010,12 @@ static int start_run(int64_t id)
             uv_close((uv_handle_t *)&r->events, run_closed);
             uv_close((uv_handle_t *)&r->proc, run_closed);
             json_decref(t);
+            free(text);
             return 0;
         }
         r->pid = r->proc.pid;
     }
+    free(text);
     uv_timer_init(farmd.loop, &r->timeout);
     uv_timer_init(farmd.loop, &r->kill);
     r->timeout.data = r->kill.data = r;

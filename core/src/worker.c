@@ -217,6 +217,9 @@ static const char *host_deps_dir(struct farm_ctx *ctx)
 }
 static const char *host_scratch_dir(struct farm_ctx *ctx)
 {
+    /* Made on first use. */
+    if (ctx->scratch_dir)
+        farm_mkdirs(ctx->scratch_dir, 0755);
     return ctx->scratch_dir;
 }
 static int host_cancelled(struct farm_ctx *ctx)
@@ -498,13 +501,32 @@ static const char *signame(int sig)
 
 struct logsink {
     int fd;
+    const char *path; /* opened on the first byte: a silent task makes no file */
     int64_t written, cap;
     int truncated;
 };
 
+static int sink_open(struct logsink *s)
+{
+    char dir[PATH_MAX];
+    char *slash;
+    if (s->fd >= 0)
+        return 0;
+    snprintf(dir, sizeof dir, "%s", s->path);
+    if ((slash = strrchr(dir, '/')))
+        *slash = '\0';
+    farm_mkdirs(dir, 0755);
+    s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+        fprintf(stderr, "farm-worker: %s: %s\n", s->path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void sink_write(struct logsink *s, const char *buf, size_t n)
 {
-    if (s->truncated)
+    if (s->truncated || sink_open(s) < 0)
         return;
     if (s->cap > 0 && s->written + (int64_t)n > s->cap) {
         char marker[160];
@@ -523,7 +545,9 @@ static void sink_write(struct logsink *s, const char *buf, size_t n)
     s->written += (int64_t)n;
 }
 
-static int run_task(const char *run_dir)
+/* Runs one attempt. The task comes from `task_text` (the fork server passes
+ * it in its start message) or, when NULL, from RUN_DIR/task.json. */
+static int run_task(const char *run_dir, const char *task_text)
 {
     char path[PATH_MAX], home[PATH_MAX];
     char *text = NULL;
@@ -542,12 +566,16 @@ static int run_task(const char *run_dir)
     int event_ok = fcntl(EVENT_FD, F_GETFD) >= 0;
 
     snprintf(path, sizeof path, "%s/task.json", run_dir);
-    if ((rc = farm_read_file(path, &text, NULL)) < 0) {
-        fprintf(stderr, "farm-worker: %s: %s\n", path, farm_strerror(rc));
-        return 2;
+    if (task_text) {
+        task = json_loads(task_text, 0, &je);
+    } else {
+        if ((rc = farm_read_file(path, &text, NULL)) < 0) {
+            fprintf(stderr, "farm-worker: %s: %s\n", path, farm_strerror(rc));
+            return 2;
+        }
+        task = json_loads(text, 0, &je);
+        free(text);
     }
-    task = json_loads(text, 0, &je);
-    free(text);
     if (!task) {
         fprintf(stderr, "farm-worker: %s:%d:%d: %s\n", path, je.line, je.column, je.text);
         return 2;
@@ -577,25 +605,12 @@ static int run_task(const char *run_dir)
         signal(SIGPIPE, SIG_IGN);
     }
 
-    /* Prepare the run directory. The artifacts directory is made by the
-     * first artifact (most tasks have none: a directory less to create per
-     * task). */
-    {
-        const char *d = jstr(task, "scratch_dir");
-        if (d && (rc = farm_mkdirs(d, 0755)) < 0) {
-            fprintf(stderr, "farm-worker: %s: %s\n", d, farm_strerror(rc));
-            return 2;
-        }
-    }
-    if (jstr(task, "log") && strcmp(jstr(task, "log"), "-") != 0) {
-        sink.fd = open(jstr(task, "log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (sink.fd < 0) {
-            fprintf(stderr, "farm-worker: %s: %s\n", jstr(task, "log"), strerror(errno));
-            return 2;
-        }
-    } else {
+    /* The run directory and what is in it (log, artifacts, scratch) are
+     * made when first needed: a task that writes nothing creates no file. */
+    if (jstr(task, "log") && strcmp(jstr(task, "log"), "-") != 0)
+        sink.path = jstr(task, "log");
+    else
         sink.fd = STDOUT_FILENO;
-    }
     sink.cap = json_integer_value(json_object_get(task, "log_cap"));
 
     /* Source snapshot into work_dir, and the dependency package. */
@@ -604,10 +619,16 @@ static int run_task(const char *run_dir)
         farm_err_clear(&err);
         if (event_ok)
             farm__worker_event_fd_ok = 1;
+        /* Preparing may write to the log (a deps build): open it now when
+         * there is something to prepare. */
+        if ((json_object_get(task, "deps") || jstr(task, "src") || jstr(task, "git_repo")) &&
+            sink_open(&sink) < 0)
+            return 2;
         if ((rc = farm__worker_prepare(task, home, sink.fd, EVENT_FD, &err)) < 0) {
             char line[1200];
             int m = snprintf(line, sizeof line, "farm: %s\n", err.msg);
-            farm_write_all(sink.fd, line, (size_t)m);
+            if (sink_open(&sink) == 0)
+                farm_write_all(sink.fd, line, (size_t)m);
             result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
                                "exit_code", 1, "reason", err.msg);
             goto finish;
@@ -790,7 +811,7 @@ finish:
     rc = strcmp(jstr(result, "state"), "succeeded") == 0 ? 0 : 1;
     json_decref(result);
     json_decref(task);
-    if (sink.fd != STDOUT_FILENO)
+    if (sink.fd >= 0 && sink.fd != STDOUT_FILENO)
         close(sink.fd);
     return rc;
 }
@@ -952,7 +973,8 @@ static int serve(void)
      * between a check and the wait. */
     sigprocmask(SIG_BLOCK, &chld, &old);
     for (;;) {
-        char buf[PATH_MAX + 64], cbuf[CMSG_SPACE(2 * sizeof(int))];
+        static char buf[1 << 20];
+        char cbuf[CMSG_SPACE(2 * sizeof(int))];
         struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf - 1};
         struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
                             .msg_controllen = sizeof cbuf};
@@ -985,6 +1007,9 @@ static int serve(void)
                 memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
             }
         }
+        char *json = strchr(buf, '\n');
+        if (json)
+            *json++ = '\0';
         if (sscanf(buf, "S %llu %4095[^\n]", &token, run_dir) != 2 || nfds != 2) {
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);
@@ -1005,7 +1030,7 @@ static int serve(void)
             close(fds[0]);
             close(fds[1]);
             close(nul);
-            _exit(run_task(run_dir));
+            _exit(run_task(run_dir, json && *json ? json : NULL));
         }
         {
             char msg[96];
@@ -1027,7 +1052,7 @@ int main(int argc, char **argv)
         return serve();
 
     if (argc == 3 && !strcmp(argv[1], "--run"))
-        return run_task(argv[2]);
+        return run_task(argv[2], NULL);
     if (argc == 3 && !strcmp(argv[1], "--describe"))
         return describe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--describe-all"))

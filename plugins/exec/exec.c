@@ -55,6 +55,10 @@ static int run(const struct farm_host *host, struct farm_ctx *ctx)
         }
     }
 
+    /* $FARM_SCRATCH_DIR must exist for the command: the host makes it on
+     * first use. */
+    if (FARM_HOST_HAS(host, scratch_dir))
+        host->scratch_dir(ctx);
     /* The command starts with default signal handling, whatever the host
      * installed for itself. */
     posix_spawnattr_init(&attr);
