@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -964,6 +965,14 @@ static int serve(void)
 {
     struct sigaction sa = {.sa_handler = server_on_chld};
     sigset_t chld, old;
+    /* The built-in exec plugin runs most tasks: map it once here, so that a
+     * task's dlopen of it only takes a reference. (It has no constructors;
+     * no other plugin's code is ever loaded into the server.) */
+    {
+        char path[PATH_MAX];
+        if (farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0)
+            dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    }
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
