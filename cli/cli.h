@@ -103,3 +103,5 @@ int cli_wants_help(int argc, char **argv);
  * parses its one line of JSON output into *out. Returns 0 or -1 after
  * printing why. */
 int cli_worker_json(struct cli *cli, const char *const *args, json_t **out);
+/* The same with another sibling program (farm-prepare). */
+int cli_helper_json(struct cli *cli, const char *prog, const char *const *args, json_t **out);

@@ -242,12 +242,17 @@ int cli_parse_id(const char *s, long long *out)
 
 int cli_worker_json(struct cli *cli, const char *const *args, json_t **out)
 {
+    return cli_helper_json(cli, "farm-worker", args, out);
+}
+
+int cli_helper_json(struct cli *cli, const char *prog, const char *const *args, json_t **out)
+{
     char path[PATH_MAX], *argv[8];
     int fds[2], st, n = 0;
     pid_t pid;
     char *buf = NULL;
     size_t len = 0, cap = 0;
-    cli_sibling(cli, "farm-worker", path, sizeof path);
+    cli_sibling(cli, prog, path, sizeof path);
     argv[n++] = path;
     for (; *args && n < 7; args++)
         argv[n++] = (char *)*args;

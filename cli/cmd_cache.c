@@ -16,7 +16,7 @@
 
 static int run(struct cli *cli, const char *const *args, json_t **out)
 {
-    if (cli_worker_json(cli, args, out) < 0)
+    if (cli_helper_json(cli, "farm-prepare", args, out) < 0)
         return CLI_USAGE;
     if (json_is_object(*out) && json_object_get(*out, "error")) {
         fprintf(stderr, "farm cache: %s\n",

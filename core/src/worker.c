@@ -395,6 +395,7 @@ static void plugin_main(json_t *task, const char *home, int result_fd)
 
 static int g_sigpipe[2] = {-1, -1};
 volatile sig_atomic_t farm__worker_stop;
+int farm__worker_event_fd_ok;
 
 static void on_signal(int sig)
 {
@@ -1066,8 +1067,6 @@ int main(int argc, char **argv)
         return describe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--describe-all"))
         return describe_all();
-    if (argc >= 3 && !strcmp(argv[1], "--cache"))
-        return farm__worker_cache_cmd(argc - 2, argv + 2);
     fprintf(stderr, "usage: farm-worker --run RUN_DIR | --describe PLUGIN | --describe-all\n"
                     "farm-worker is started by farmd and `farm run`; see `farm --help`.\n");
     return 2;

@@ -41,8 +41,6 @@ static void say(int fd, const char *fmt, ...)
     farm_write_all(fd, line, (size_t)n);
 }
 
-int farm__worker_event_fd_ok;
-
 /* Runs the build command with sh -c in `cwd`, FARM_DEPS_OUT=out, output to
  * log_fd, in a process group of its own. Returns its exit status (128 +
  * signal when killed), or FARM_ECANCELLED when the worker was told to stop
