@@ -1,7 +1,7 @@
 /*
  * farm cache stats | ls | gc [--max-size SIZE] | verify | why ID | rm KEY
  *
- * The cache's own work runs in `farm-worker --cache` (it links the cache's
+ * The cache's own work runs in `farm-prepare --cache` (it links the cache's
  * libraries, the CLI does not); `why` asks farmd for the task's deps first.
  */
 #define _GNU_SOURCE

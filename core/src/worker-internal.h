@@ -21,7 +21,7 @@ int farm__worker_prepare(json_t *task, const char *home, int log_fd, int event_f
 int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
                       struct farm_err *err);
 
-/* `farm-worker --cache VERB ...` (argv starts at VERB). */
+/* `farm-prepare --cache VERB ...` (argv starts at VERB). */
 int farm__worker_cache_cmd(int argc, char **argv);
 
 /* Set (from a signal handler) when the supervisor is asked to stop:

@@ -1,5 +1,5 @@
 /*
- * farm-worker --cache VERB ...: the dependency cache's maintenance verbs,
+ * farm-prepare --cache VERB ...: the dependency cache's maintenance verbs,
  * run for `farm cache` (the CLI stays free of the cache's libraries). Each
  * prints one JSON value on stdout; on error {"error": {code, message}} and
  * exit status 2.
@@ -89,7 +89,7 @@ int farm__worker_cache_cmd(int argc, char **argv)
         free(manifest);
     } else {
         rc = farm_err_set(&err, FARM_EBADREQ,
-                          "usage: farm-worker --cache stats|ls|verify|gc [SIZE]|rm KEY|why KEY "
+                          "usage: farm-prepare --cache stats|ls|verify|gc [SIZE]|rm KEY|why KEY "
                           "[INPUTS_FILE [MANIFEST_FILE]]");
     }
 done:
