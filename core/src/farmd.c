@@ -378,11 +378,6 @@ void farmd_finish_dependents(int64_t id, const char *state)
     free(deps);
 }
 
-static int sig_from_name(int status)
-{
-    return status;
-}
-
 static void finalize(struct run *r)
 {
     struct run **pp;
@@ -394,7 +389,6 @@ static void finalize(struct run *r)
     sqlite3_stmt *st;
     int retries = 0, attempts = 0, interrupts = 0;
     int64_t prio = 0;
-    (void)sig_from_name;
 
     if (r->result) {
         const char *s = json_string_value(json_object_get(r->result, "state"));

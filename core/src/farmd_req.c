@@ -31,7 +31,7 @@ struct client {
     int64_t *wait_ids; /* sorted */
     char *wait_done;
     size_t n_wait, wait_left;
-    int waiting, wait_progress, wait_full, pause_wait, closing, refs;
+    int waiting, wait_progress, wait_full, pause_wait, closing;
 };
 
 static const char *terminal_states[] = {"succeeded", "failed", "timed_out", "cancelled",

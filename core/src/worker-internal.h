@@ -29,7 +29,5 @@ int farm__worker_cache_cmd(int argc, char **argv);
 extern volatile sig_atomic_t farm__worker_stop;
 extern int farm__worker_event_fd_ok;
 
-/* The host table handed to plugins. */
-const struct farm_host *farm__worker_host(void);
 
 #endif

@@ -299,11 +299,6 @@ static const struct farm_host g_host = {
     .set_exit_code = host_set_exit_code,
 };
 
-const struct farm_host *farm__worker_host(void)
-{
-    return &g_host;
-}
-
 /* Writes the plugin process's outcome to the supervisor: one JSON line. */
 static void report(int fd, const char *state, int exit_code, const char *reason, int rc)
 {

@@ -5,8 +5,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "farm/xml.h"
 #include "farm/yamljson.h"
 
 static struct farm_yaml_doc *load(const char *text, struct farm_err *err)
@@ -112,12 +115,25 @@ static void test_error_table(void **state)
     assert_true(FARM_EBADREQ <= -5000 && FARM_EBADREQ > -6000);
 }
 
+static void test_xml_text(void **state)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    (void)state;
+    farm_xml_text(f, "fc<1> & \"head\"");
+    farm_xml_text(f, NULL);
+    fclose(f);
+    assert_string_equal(buf, "fc&lt;1&gt; &amp; &quot;head&quot;");
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scalars),       cmocka_unit_test(test_marks),
         cmocka_unit_test(test_errors),        cmocka_unit_test(test_aliases_and_empty),
-        cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_error_table),   cmocka_unit_test(test_xml_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

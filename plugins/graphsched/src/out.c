@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "farm/xml.h"
 #include "farm/graphsched_ops.h"
 
 static int dump(const char *path, json_t *j, struct farm_err *err)
@@ -74,9 +75,14 @@ int farm_gs_write_gantt(const char *path, const struct farm_gs_result *r,
             farm_gs_method_name(r->best_method), s->makespan);
     if (st)
         fprintf(f, ", measured %.6g s", st->makespan);
-    fprintf(f, "</text>\n<text x=\"10\" y=\"38\" font-size=\"10\" fill=\"#444\">"
-               "candidate #%d: %.300s%s</text>\n",
-            r->best, r->cands[r->best].text, strlen(r->cands[r->best].text) > 300 ? " ..." : "");
+    {
+        char text[304];
+        snprintf(text, sizeof text, "%.300s", r->cands[r->best].text);
+        fprintf(f, "</text>\n<text x=\"10\" y=\"38\" font-size=\"10\" fill=\"#444\">"
+                   "candidate #%d: ", r->best);
+        farm_xml_text(f, text);
+        fprintf(f, "%s</text>\n", strlen(r->cands[r->best].text) > 300 ? " ..." : "");
+    }
     static const char *const cls_name[FARM_GS_NCLASSES] = {"matmul", "elementwise", "reduction",
                                                            "copy"};
     for (int k = 0; k < FARM_GS_NCLASSES; k++)
@@ -86,8 +92,9 @@ int farm_gs_write_gantt(const char *path, const struct farm_gs_result *r,
                 left + 110.0 * k, colour[k], left + 110.0 * k + 14, cls_name[k]);
     for (int k = 0; k < p; k++) {
         double y = top + k * row_h;
-        fprintf(f, "<text x=\"10\" y=\"%.1f\" font-weight=\"bold\">%s</text>\n",
-                y + lane_h * 0.7, r->dag.proc_names[k]);
+        fprintf(f, "<text x=\"10\" y=\"%.1f\" font-weight=\"bold\">", y + lane_h * 0.7);
+        farm_xml_text(f, r->dag.proc_names[k]);
+        fprintf(f, "</text>\n");
         for (int lane = 0; lane < lanes; lane++)
             fprintf(f,
                     "<text x=\"%.1f\" y=\"%.1f\" font-size=\"10\" fill=\"#666\" "
@@ -107,10 +114,11 @@ int farm_gs_write_gantt(const char *path, const struct farm_gs_result *r,
                 double x0 = left + width * a / span, w = width * (b - a) / span;
                 fprintf(f,
                         "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" "
-                        "fill=\"%s\" stroke=\"#fff\" stroke-width=\"0.5\"%s>"
-                        "<title>%s (%s) %s %.6g..%.6g s</title></rect>\n",
+                        "fill=\"%s\" stroke=\"#fff\" stroke-width=\"0.5\"%s><title>",
                         x0, y + lane * lane_h, w > 0.5 ? w : 0.5, lane_h - 2, col,
-                        lane ? " fill-opacity=\"0.6\"" : "", op->name,
+                        lane ? " fill-opacity=\"0.6\"" : "");
+                farm_xml_text(f, op->name);
+                fprintf(f, " (%s) %s %.6g..%.6g s</title></rect>\n",
                         farm_gs_opkind_name(op->kind), lane ? "measured" : "predicted", a, b);
             }
         }

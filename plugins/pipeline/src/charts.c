@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "farm/xml.h"
 #include "farm/pipeline_sched.h"
 
 static int open_out(const char *path, FILE **out, struct farm_err *err)
@@ -96,28 +97,6 @@ static double nice_step(double range, int want)
     return (f < 1.5 ? 1.0 : f < 3.5 ? 2.0 : f < 7.5 ? 5.0 : 10.0) * p;
 }
 
-static void xml_text(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
-
 int farm_pipe_timeline_write_svg(const char *path, const struct farm_pipe_schedule *self,
                                  const struct farm_pipe_event *events,
                                  const char *const *stage_names, struct farm_err *err)
@@ -169,7 +148,7 @@ int farm_pipe_timeline_write_svg(const char *path, const struct farm_pipe_schedu
         fprintf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" fill=\"%s\"/>\n",
                 left, y, plot_w, row, s % 2 ? "#f4f4f4" : "#fbfbfb");
         fprintf(f, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">", left - 8, y + row / 2 + 4);
-        xml_text(f, nm);
+        farm_xml_text(f, nm);
         fprintf(f, "</text>\n");
     }
     for (int i = 0; i < n; i++) {
@@ -243,7 +222,7 @@ int farm_pipe_loss_write_svg(const char *path, const double *loss, int n, const 
             width, height, width, height);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%.0f\" y=\"28\" font-size=\"16\" font-weight=\"bold\">", left);
-    xml_text(f, title ? title : "training loss");
+    farm_xml_text(f, title ? title : "training loss");
     fprintf(f, "</text>\n");
     fprintf(f,
             "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" "

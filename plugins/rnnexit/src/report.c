@@ -5,29 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "farm/xml.h"
 #include "rnnexit-internal.h"
-
-static void put_escaped(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
 
 int farm_rx_write_skips_svg(const struct farm_rx_exec *ex, const char *path, const char *title,
                             struct farm_err *err)
@@ -51,7 +30,7 @@ int farm_rx_write_skips_svg(const struct farm_rx_exec *ex, const char *path, con
             W, H, W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%.0f\" y=\"22\" font-size=\"14\">", L);
-    put_escaped(f, title ? title : "share of objects still active per unit");
+    farm_xml_text(f, title ? title : "share of objects still active per unit");
     fprintf(f, "</text>\n");
     /* Axes, grid and ticks. */
     for (int i = 0; i <= 4; i++) {
@@ -93,7 +72,7 @@ int farm_rx_write_skips_svg(const struct farm_rx_exec *ex, const char *path, con
                 "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
                 "stroke-width=\"2\"/>\n<text x=\"%.1f\" y=\"%.1f\">",
                 L + pw + 12, ly, L + pw + 32, ly, color, L + pw + 38, ly + 4);
-        put_escaped(f, m->units[u].name);
+        farm_xml_text(f, m->units[u].name);
         fprintf(f, "</text>\n");
     }
     fprintf(f, "</svg>\n");
