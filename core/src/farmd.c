@@ -378,6 +378,32 @@ void farmd_finish_dependents(int64_t id, const char *state)
     free(deps);
 }
 
+/* Moves `path` into trash/, which retention empties: out of the way at once,
+ * removed later. */
+static void to_trash(const char *path)
+{
+    static unsigned n;
+    char dst[PATH_MAX + 96];
+    snprintf(dst, sizeof dst, "%s/trash", farmd.home);
+    mkdir(dst, 0700);
+    snprintf(dst, sizeof dst, "%s/trash/%lld.%d.%u", farmd.home, (long long)farm_now_ms(),
+             (int)getpid(), n++);
+    if (rename(path, dst) < 0 && errno != ENOENT)
+        farm_rmtree(path);
+}
+
+/* The lowest scratch slot no running attempt holds. */
+static int free_slot(void)
+{
+    for (int k = 0;; k++) {
+        struct run *r = farmd.runs;
+        while (r && r->slot != k)
+            r = r->next;
+        if (!r)
+            return k;
+    }
+}
+
 static void finalize(struct run *r)
 {
     struct run **pp;
@@ -430,6 +456,15 @@ static void finalize(struct run *r)
             snprintf(reason, sizeof reason, "cancelled");
     } else if (r->stopping) {
         state = "interrupted";
+    }
+
+    if (!r->result || json_is_true(json_object_get(r->result, "scratch_left"))) {
+        /* The worker did not empty its scratch slot (it died, or a file
+         * would not go), or a process of the task may still write there:
+         * the next attempt in this slot gets a fresh directory. */
+        char dir[PATH_MAX + 64];
+        snprintf(dir, sizeof dir, "%s/scratch/%d", farmd.home, r->slot);
+        to_trash(dir);
     }
 
     farmd_tx();
@@ -600,7 +635,11 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         uv_read_stop(s);
         r->eof = 1;
-        if (r->await_eof && !r->finalized) {
+        if ((r->await_eof || (r->result && r->via_server)) && !r->finalized) {
+            /* The worker closes its end right after its result, before it
+             * exits: the attempt is over. (The fork server's word on the
+             * exit comes later and finds no run.) */
+            uv_timer_stop(&r->timeout);
             r->finalized = 1;
             finalize(r);
         } else if (r->exited && !r->finalized) {
@@ -882,7 +921,7 @@ static int start_run(int64_t id)
     json_t *t = load_task_for_run(id), *spec;
     char run_dir[PATH_MAX], path[PATH_MAX + 64], log[PATH_MAX + 64], idtext[32];
     struct run *r;
-    int attempt, rc;
+    int attempt, rc, slot;
     uv_process_options_t opts = {0};
     uv_stdio_container_t stdio[4];
     char *args[4];
@@ -913,7 +952,8 @@ static int start_run(int64_t id)
     json_object_set_new(spec, "log", json_string(log));
     snprintf(path, sizeof path, "%s/artifacts", run_dir);
     json_object_set_new(spec, "artifacts_dir", json_string(path));
-    snprintf(path, sizeof path, "%s/scratch", run_dir);
+    slot = free_slot();
+    snprintf(path, sizeof path, "%s/scratch/%d", farmd.home, slot);
     json_object_set_new(spec, "scratch_dir", json_string(path));
     if (json_is_string(json_object_get(t, "snapshot"))) {
         json_object_set(spec, "src", json_object_get(t, "snapshot"));
@@ -965,6 +1005,7 @@ static int start_run(int64_t id)
     r = calloc(1, sizeof *r);
     r->id = id;
     r->attempt = attempt;
+    r->slot = slot;
     r->started_mono = farm_mono_ms();
     uv_pipe_init(farmd.loop, &r->events, 0);
     r->events.data = r;
@@ -1117,6 +1158,7 @@ static void retention(uv_timer_t *t)
     sqlite3_stmt *st;
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;
+    char dir_trash[PATH_MAX];
     (void)t;
     farmd_tx();
     /* Run directories: beyond the keep_runs newest finished ones, or too
@@ -1143,6 +1185,8 @@ static void retention(uv_timer_t *t)
         farm__db_run(st, "i", ids[i]);
     }
     free(ids);
+    snprintf(dir_trash, sizeof dir_trash, "%.2000s/trash", farmd.home);
+    farm_rmtree(dir_trash);
     if (n == 5000) /* more to do: another pass soon, not in one long stall */
         uv_timer_start(&farmd.retention_timer, retention, 1000, 600000);
     /* Rows: tasks that ended before the cutoff go, with what hangs off them. */
@@ -1381,6 +1425,9 @@ int main(int argc, char **argv)
     farm_mkdirs(path, 0700);
     snprintf(path, sizeof path, "%s/plugins", farmd.home);
     farm_mkdirs(path, 0700);
+    /* Scratch slots of an earlier farmd may hold a dead attempt's files. */
+    snprintf(path, sizeof path, "%s/scratch", farmd.home);
+    to_trash(path);
 
     snprintf(path, sizeof path, "%s/farm.db", farmd.home);
     if (farm__db_open(path, farmd.cfg.durability_full, &farmd.db, &err) < 0) {

@@ -34,6 +34,7 @@ struct run {
     int n_handles;        /* handles to close before freeing */
     uint64_t token;
     int64_t started_mono;
+    int slot;             /* its scratch directory: scratch/<slot> */
 };
 
 struct settings {

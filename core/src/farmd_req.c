@@ -20,6 +20,7 @@
 #include "farm/pluginload.h"
 #include "farm/spec.h"
 #include "farm/util.h"
+#include "exec_cmd.h"
 #include "farmd.h"
 
 struct client {
@@ -363,10 +364,13 @@ static int check_task(json_t *t, size_t idx, struct farm_err *err)
     if ((rc = farm__params_check(desc, json_object_get(t, "params"), err)) < 0)
         return rc;
     if (!strcmp(plugin, "exec")) {
-        json_t *p = json_object_get(t, "params");
-        if (!json_is_string(json_object_get(p, "run")) && !json_is_array(json_object_get(p, "argv")))
-            return farm_err_set(err, FARM_EBADPARAM,
-                                "plugin exec: needs param run (a shell command) or argv (a list)");
+        /* What the table cannot say (one of two, a list of text): exec's own
+         * check, the one its command start runs. */
+        struct farm_exec_cmd cmd;
+        char msg[256];
+        if (farm_exec_cmd_parse(json_object_get(t, "params"), &cmd, msg, sizeof msg) < 0)
+            return farm_err_set(err, FARM_EBADPARAM, "plugin %s", msg);
+        farm_exec_cmd_free(&cmd);
     }
     return 0;
 }

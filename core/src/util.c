@@ -164,6 +164,31 @@ int farm_rmtree(const char *path)
     return rmtree_at(AT_FDCWD, path);
 }
 
+int farm_empty_dir(int dfd)
+{
+    /* A fresh open file description: reading it does not move the caller's
+     * offset, and the caller's descriptor stays open. */
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+    if (fd < 0)
+        return -errno;
+    if (!(d = fdopendir(fd))) {
+        close(fd);
+        return -errno;
+    }
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        int r = rmtree_at(dirfd(d), e->d_name);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    closedir(d);
+    return rc;
+}
+
 static int copy_file(const char *src, const char *dst, mode_t mode, struct farm_err *err)
 {
     int in = open(src, O_RDONLY | O_CLOEXEC), out;

@@ -38,10 +38,13 @@
 
 #include "farm/plugin.h"
 #include "farm/pluginload.h"
+#include "exec_cmd.h"
 #include "farm/util.h"
 #include "worker-internal.h"
 
 #define EVENT_FD 3
+
+extern char **environ;
 
 /* ---- the plugin process: the host table ---------------------------------- */
 
@@ -542,6 +545,123 @@ static void sink_write(struct logsink *s, const char *buf, size_t n)
     s->written += (int64_t)n;
 }
 
+static void sink_printf(struct logsink *s, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof line - 1)
+        n = (int)sizeof line - 1;
+    if (n > 0)
+        sink_write(s, line, (size_t)n);
+}
+
+/* Whether this farm has its built-in exec plugin (the fork server asks once,
+ * before it forks). Tasks of that plugin have their command started by the
+ * supervisor itself: exec's code, without a plugin process in between. */
+static int g_builtin_exec = -1;
+
+static int builtin_exec(void)
+{
+    if (g_builtin_exec < 0) {
+        char path[PATH_MAX];
+        g_builtin_exec = farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0;
+    }
+    return g_builtin_exec;
+}
+
+/* True while some process below us lives: as a subreaper we are an ancestor
+ * of every live descendant, so that is "we have a child". */
+static int have_children(void)
+{
+    siginfo_t si;
+    return !(waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno == ECHILD);
+}
+
+/* The result of an exec task whose command ended with wait status `st`, as
+ * the exec plugin would report it (the log gets its line too). */
+static json_t *exec_result(struct logsink *sink, int st)
+{
+    char msg[128];
+    int code = farm_exec_cmd_code(st, msg, sizeof msg);
+    if (msg[0])
+        sink_printf(sink, "[error] %s\n", msg);
+    if (code == 0)
+        return json_pack("{s:s,s:i}", "state", "succeeded", "exit_code", 0);
+    return json_pack("{s:s,s:i,s:s}", "state", "failed", "exit_code", code, "reason",
+                     "the command exited with a non-zero status");
+}
+
+/* An exec task's command, started by the supervisor: the environment and
+ * the work directory the plugin process would give it. Returns the pid, or
+ * -1 with `*result` set. */
+static pid_t exec_start(json_t *task, struct logsink *sink, int out_fd, json_t **result)
+{
+    struct farm_exec_cmd cmd;
+    const char *wd = jstr(task, "work_dir");
+    char msg[256], why[320];
+    pid_t pid;
+    int rc;
+
+    setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
+    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
+    setenv("FARM_SCRATCH_DIR", jstr(task, "scratch_dir"), 1);
+    if (jstr(task, "deps_dir"))
+        setenv("FARM_DEPS_DIR", jstr(task, "deps_dir"), 1);
+    else
+        unsetenv("FARM_DEPS_DIR");
+    if (!wd || chdir(wd) < 0) {
+        sink_printf(sink, "farm: cannot enter work dir %s: %s\n", wd ? wd : "(none)",
+                    strerror(wd ? errno : ENOENT));
+        *result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed", "exit_code",
+                            1, "reason", "cannot enter the work directory");
+        return -1;
+    }
+    rc = farm_exec_cmd_parse(json_object_get(task, "params"), &cmd, msg, sizeof msg);
+    if (rc == 0 && (rc = farm_exec_cmd_spawn(&cmd, out_fd, environ, &pid)) != 0) {
+        snprintf(msg, sizeof msg, "exec: cannot start %s: %s", cmd.file, strerror(rc));
+        rc = -rc;
+        farm_exec_cmd_free(&cmd);
+        snprintf(why, sizeof why, "plugin exec returned %d (%s)", rc, farm_strerror(rc));
+        sink_printf(sink, "[error] %s\n", msg);
+        *result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed", "exit_code",
+                            127, "reason", why);
+        return -1;
+    }
+    if (rc < 0) {
+        snprintf(why, sizeof why, "plugin exec returned %d (%s)", rc, farm_strerror(rc));
+        sink_printf(sink, "[error] %s\n", msg);
+        *result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed", "exit_code",
+                            1, "reason", why);
+        return -1;
+    }
+    farm_exec_cmd_free(&cmd);
+    return pid;
+}
+
+/* The scratch directory is a slot that farmd hands from attempt to attempt:
+ * made when missing, emptied when the attempt ends. Returns an open
+ * descriptor of it, or -1 with `*result` set. */
+static int scratch_open(const char *path, struct logsink *sink, json_t **result)
+{
+    int fd;
+    if (mkdir(path, 0700) < 0 && errno == ENOENT)
+        farm_mkdirs(path, 0700);
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        char why[PATH_MAX + 128];
+        snprintf(why, sizeof why, "cannot make the scratch directory %s: %s", path,
+                 strerror(errno));
+        sink_printf(sink, "farm: %s\n", why);
+        *result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed", "exit_code",
+                            1, "reason", why);
+    }
+    return fd;
+}
+
 /* Runs one attempt. The task comes from `task_text` (the fork server passes
  * it in its start message) or, when NULL, from RUN_DIR/task.json. */
 static int run_task(const char *run_dir, const char *task_text)
@@ -552,6 +672,7 @@ static int run_task(const char *run_dir, const char *task_text)
     json_error_t je;
     int out_pipe[2], res_pipe[2];
     pid_t child;
+    int direct, scratch_fd = -1;
     struct logsink sink = {.fd = -1};
     int64_t grace_ms, deadline = -1;
     int cancelled = 0, farmd_gone = 0, child_status = 0, child_done = 0;
@@ -631,9 +752,22 @@ static int run_task(const char *run_dir, const char *task_text)
             goto finish;
         }
     }
+    if (jstr(task, "scratch_dir") &&
+        (scratch_fd = scratch_open(jstr(task, "scratch_dir"), &sink, &result)) < 0)
+        goto finish;
 
-    child = fork();
-    if (child < 0) {
+    direct = jstr(task, "plugin") && !strcmp(jstr(task, "plugin"), "exec") && builtin_exec();
+    if (direct) {
+        /* The command is our child; the supervision below is the same. */
+        if (event_ok)
+            fcntl(EVENT_FD, F_SETFD, FD_CLOEXEC);
+        child = exec_start(task, &sink, out_pipe[1], &result);
+        if (child < 0)
+            goto finish;
+        close(res_pipe[0]);
+        close(res_pipe[1]);
+        res_pipe[0] = -1;
+    } else if ((child = fork()) < 0) {
         perror("farm-worker: fork");
         return 2;
     }
@@ -661,7 +795,8 @@ static int run_task(const char *run_dir, const char *task_text)
         plugin_main(task, home[0] ? home : NULL, res_pipe[1]);
     }
     close(out_pipe[1]);
-    close(res_pipe[1]);
+    if (!direct)
+        close(res_pipe[1]);
     if (event_ok) {
         json_t *ev = json_pack("{s:s,s:i,s:i}", "ev", "started", "pid", (int)child, "worker",
                                (int)getpid());
@@ -671,8 +806,10 @@ static int run_task(const char *run_dir, const char *task_text)
 
     /* The supervision loop. */
     {
-        int out_open = 1, res_open = 1, leftovers_checked = 0;
-        while (out_open || !child_done) {
+        int out_open = 1, res_open = !direct, leftovers_checked = 0;
+        /* Until the command's output ends and it is gone, and, once a kill
+         * is under way, until nothing below us lives. */
+        while (out_open || !child_done || (deadline >= 0 && have_children())) {
             struct pollfd p[4];
             int np = 0, timeout = -1, i_out = -1, i_res = -1, i_sig, i_ev = -1;
             int64_t now = farm_mono_ms();
@@ -769,8 +906,10 @@ static int run_task(const char *run_dir, const char *task_text)
 
     resbuf[reslen] = '\0';
     {
-        json_t *r = reslen ? json_loads(resbuf, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-        if (WIFSIGNALED(child_status) && !cancelled) {
+        json_t *r = direct ? (child_done ? exec_result(&sink, child_status) : NULL)
+                    : reslen ? json_loads(resbuf, JSON_DISABLE_EOF_CHECK, NULL)
+                             : NULL;
+        if (WIFSIGNALED(child_status) && !cancelled && !direct) {
             char why[128];
             snprintf(why, sizeof why, "plugin crashed: %s", signame(WTERMSIG(child_status)));
             result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
@@ -801,10 +940,22 @@ static int run_task(const char *run_dir, const char *task_text)
         json_object_set_new(result, "log_truncated", json_true());
 
 finish:
-    if (event_ok && !farmd_gone)
+    if (scratch_fd >= 0) {
+        /* Every process of the attempt is gone: nothing writes there now. */
+        if (farm_empty_dir(scratch_fd) < 0) {
+            sink_printf(&sink, "farm: could not empty the scratch directory %s\n",
+                        jstr(task, "scratch_dir"));
+            json_object_set_new(result, "scratch_left", json_true());
+        }
+        close(scratch_fd);
+    }
+    if (event_ok && !farmd_gone) {
         farm_json_write_line(EVENT_FD, result);
-    else if (!event_ok)
+        /* Our end of the stream: farmd goes on while this process exits. */
+        close(EVENT_FD);
+    } else if (!event_ok) {
         farm_json_write_line(STDERR_FILENO, result);
+    }
     rc = strcmp(jstr(result, "state"), "succeeded") == 0 ? 0 : 1;
     json_decref(result);
     json_decref(task);

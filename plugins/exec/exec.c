@@ -3,17 +3,18 @@
  * (`argv`, no shell) in the task's work directory, with FARM_DEPS_DIR set
  * when the task has a dependency package. The command's exit status is the
  * task's exit code; a command killed by a signal reports 128 + the signal.
+ *
+ * farm-worker starts the commands of queued exec tasks itself, through the
+ * same exec_cmd.c; this plugin runs them wherever a plugin process does.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <jansson.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "exec_cmd.h"
 #include "farm/plugin.h"
 
 extern char **environ;
@@ -26,79 +27,39 @@ static const struct farm_param params[] = {
 
 static int run(const struct farm_host *host, struct farm_ctx *ctx)
 {
-    const char *cmd = NULL;
-    char **args = NULL;
-    json_t *p = NULL, *argv;
+    struct farm_exec_cmd cmd;
+    json_t *p = json_loads(host->params_json(ctx), 0, NULL);
+    char msg[256];
     pid_t pid;
     int st, rc;
-    sigset_t none;
-    posix_spawnattr_t attr;
 
-    if (host->param_string(ctx, "run", &cmd) < 0) {
-        p = json_loads(host->params_json(ctx), 0, NULL);
-        argv = json_object_get(p, "argv");
-        if (!json_is_array(argv) || json_array_size(argv) == 0) {
-            host->log(ctx, FARM_LOG_ERROR, "exec: give `run` (a shell command) or `argv` (a list)");
-            json_decref(p);
-            return -EINVAL;
-        }
-        args = calloc(json_array_size(argv) + 1, sizeof *args);
-        for (size_t i = 0; i < json_array_size(argv); i++) {
-            json_t *a = json_array_get(argv, i);
-            if (!json_is_string(a)) {
-                host->log(ctx, FARM_LOG_ERROR, "exec: argv[%zu] is not text", i);
-                free(args);
-                json_decref(p);
-                return -EINVAL;
-            }
-            args[i] = (char *)json_string_value(a);
-        }
+    rc = farm_exec_cmd_parse(p, &cmd, msg, sizeof msg);
+    json_decref(p);
+    if (rc < 0) {
+        host->log(ctx, FARM_LOG_ERROR, "%s", msg);
+        return rc;
     }
-
-    /* $FARM_SCRATCH_DIR must exist for the command: the host makes it on
-     * first use. */
+    /* $FARM_SCRATCH_DIR must exist for the command. */
     if (FARM_HOST_HAS(host, scratch_dir))
         host->scratch_dir(ctx);
-    /* The command starts with default signal handling, whatever the host
-     * installed for itself. */
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    {
-        sigset_t all;
-        sigfillset(&all);
-        posix_spawnattr_setsigdefault(&attr, &all);
-    }
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    if (cmd) {
-        char *sh[] = {"sh", "-c", (char *)cmd, NULL};
-        rc = posix_spawn(&pid, "/bin/sh", NULL, &attr, sh, environ);
-    } else {
-        rc = posix_spawnp(&pid, args[0], NULL, &attr, args, environ);
-    }
-    posix_spawnattr_destroy(&attr);
+    rc = farm_exec_cmd_spawn(&cmd, -1, environ, &pid);
     if (rc != 0) {
-        host->log(ctx, FARM_LOG_ERROR, "exec: cannot start %s: %s", cmd ? "/bin/sh" : args[0],
-                  strerror(rc));
+        host->log(ctx, FARM_LOG_ERROR, "exec: cannot start %s: %s", cmd.file, strerror(rc));
         host->set_exit_code(ctx, 127);
-        free(args);
-        json_decref(p);
+        farm_exec_cmd_free(&cmd);
         return -rc;
     }
-    free(args);
-    json_decref(p);
+    farm_exec_cmd_free(&cmd);
     /* Cancellation needs nothing here: the supervisor signals the whole
      * process tree, the command ends, and waitpid returns. */
     while (waitpid(pid, &st, 0) < 0) {
         if (errno != EINTR)
             return -errno;
     }
-    if (WIFEXITED(st)) {
-        host->set_exit_code(ctx, WEXITSTATUS(st));
-        return 0;
-    }
-    host->log(ctx, FARM_LOG_ERROR, "exec: command killed by signal %d", WTERMSIG(st));
-    host->set_exit_code(ctx, 128 + WTERMSIG(st));
+    rc = farm_exec_cmd_code(st, msg, sizeof msg);
+    if (msg[0])
+        host->log(ctx, FARM_LOG_ERROR, "%s", msg);
+    host->set_exit_code(ctx, rc);
     return 0;
 }
 

@@ -1,10 +1,14 @@
-/* core helpers: RFC 3339 formatting against gmtime_r, mkdir -p, copytree. */
+/* core helpers: RFC 3339 formatting against gmtime_r, mkdir -p, copytree,
+ * emptying a directory. */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,11 +72,62 @@ static void test_mkdirs_copytree(void **state)
     assert_int_equal(stat(base, &st), -1);
 }
 
+static int entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static void test_empty_dir(void **state)
+{
+    char base[] = "/tmp/farm-util.XXXXXX", s[256], p[320], keep[320];
+    struct stat st;
+    int fd;
+    (void)state;
+    assert_non_null(mkdtemp(base));
+    snprintf(s, sizeof s, "%s/scratch", base);
+    snprintf(keep, sizeof keep, "%s/outside", base);
+    assert_int_equal(farm_write_file(keep, "keep\n", 5, 0), 0);
+    snprintf(p, sizeof p, "%s/d/e/f", s);
+    assert_int_equal(farm_mkdirs(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/d/e/f/file", s);
+    assert_int_equal(farm_write_file(p, "x", 1, 0), 0);
+    /* a directory without write or search permission, a link out, a link to
+     * a directory out: all go, what they point to stays */
+    snprintf(p, sizeof p, "%s/d/e", s);
+    assert_int_equal(chmod(p, 0500), 0);
+    snprintf(p, sizeof p, "%s/link", s);
+    assert_int_equal(symlink(keep, p), 0);
+    snprintf(p, sizeof p, "%s/dirlink", s);
+    assert_int_equal(symlink(base, p), 0);
+    snprintf(p, sizeof p, "%s/.hidden", s);
+    assert_int_equal(farm_write_file(p, "h", 1, 0), 0);
+    fd = open(s, O_RDONLY | O_DIRECTORY);
+    assert_true(fd >= 0);
+    assert_int_equal(farm_empty_dir(fd), 0);
+    assert_int_equal(entries(s), 0);
+    assert_int_equal(stat(keep, &st), 0);
+    assert_int_equal(entries(base), 2); /* scratch and outside */
+    /* the descriptor still names the directory, and an empty one empties */
+    assert_int_equal(farm_empty_dir(fd), 0);
+    close(fd);
+    assert_int_equal(farm_empty_dir(-1), -EBADF);
+    assert_int_equal(farm_rmtree(base), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_mkdirs_copytree),
+        cmocka_unit_test(test_empty_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

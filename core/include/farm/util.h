@@ -39,6 +39,11 @@ int farm_mkdirs(const char *path, unsigned mode);
 /* rm -rf; a missing path is not an error. Never follows symlinks. */
 int farm_rmtree(const char *path);
 
+/* Removes everything inside the directory open as `dfd` (symlinks are
+ * removed, never followed); the directory itself stays. 0 or -errno (the
+ * first error; the rest is still removed). */
+int farm_empty_dir(int dfd);
+
 /* Copies the tree at `src` into `dst` (created), keeping modes, exec bits
  * and symlinks (copied as links, never followed). `skip_git` leaves out a
  * top-level .git. Returns 0 or a negative code with err set. */

@@ -1,0 +1,90 @@
+# The exec plugin's behaviour as a user sees it, whichever process starts the
+# command: environment, stdin, scratch directory, exit codes, signals, bad
+# parameters, and processes left behind by a command that has ended.
+. "$(dirname "$0")/lib.sh"
+
+reason_of() { farm show "$1" --json | jget - 'j["reason"]'; }
+code_of() { farm show "$1" --json | jget - 'j["exit_code"]'; }
+
+# Environment, stdin from /dev/null, and a scratch directory that exists,
+# starts empty and is emptied when the attempt ends.
+farm daemon start --jobs 1 >/dev/null
+id=$(farm submit -- sh -c '
+    echo "task=$FARM_TASK_ID"; echo "run=$FARM_RUN_DIR"; echo "scratch=$FARM_SCRATCH_DIR"
+    test -d "$FARM_SCRATCH_DIR" && echo scratch-is-dir
+    echo "entries=$(ls -A "$FARM_SCRATCH_DIR" | wc -l)"
+    mkdir -p "$FARM_SCRATCH_DIR/a/b" && echo x >"$FARM_SCRATCH_DIR/a/b/f"
+    ln -s /etc/hostname "$FARM_SCRATCH_DIR/link"
+    cat; echo stdin-done')
+farm wait "$id" >/dev/null || fail "env task: $(reason_of "$id")"
+log=$(farm logs "$id")
+expect_contains "FARM_TASK_ID" "task=$id" "$log"
+expect_contains "FARM_RUN_DIR" "run=$FARM_HOME/runs/$id" "$log"
+expect_contains "scratch exists" scratch-is-dir "$log"
+expect_contains "scratch starts empty" "entries=0" "$log"
+expect_contains "stdin is /dev/null" stdin-done "$log"
+scratch=$(printf '%s\n' "$log" | sed -n 's/^scratch=//p')
+[ -d "$scratch" ] || fail "scratch dir $scratch is gone (it is kept, empty)"
+expect_eq "scratch emptied after the attempt" "" "$(ls -A "$scratch")"
+[ -e /etc/hostname ] || fail "emptying the scratch dir followed a symlink"
+
+# The next attempt in the same slot sees it empty.
+id=$(farm submit -- sh -c 'echo "n=$(ls -A "$FARM_SCRATCH_DIR" | wc -l) $FARM_SCRATCH_DIR"')
+farm wait "$id" >/dev/null
+expect_eq "same slot, empty" "n=0 $scratch" "$(farm logs "$id")"
+
+# Exit codes: the command's status; a signal gives 128 + the signal and a
+# line in the log.
+id=$(farm submit -- sh -c 'exit 42')
+expect_status "non-zero exit" 1 farm wait "$id"
+expect_eq "exit code 42" 42 "$(code_of "$id")"
+expect_eq "non-zero reason" "the command exited with a non-zero status" "$(reason_of "$id")"
+id=$(farm submit -- sh -c 'kill -KILL $$')
+expect_status "killed command" 1 farm wait "$id"
+expect_eq "exit code 137" 137 "$(code_of "$id")"
+expect_contains "signal in log" "command killed by signal 9" "$(farm logs "$id")"
+
+# A command that does not exist: 127, and the log says why.
+id=$(farm submit -- /nonexistent/cmd-xyz arg)
+expect_status "missing command" 1 farm wait "$id"
+expect_eq "exit code 127" 127 "$(code_of "$id")"
+expect_contains "missing command in log" "cannot start /nonexistent/cmd-xyz" "$(farm logs "$id")"
+expect_contains "missing command reason" "plugin exec returned" "$(reason_of "$id")"
+
+# Bad parameters are refused at submit time, naming the line.
+printf '%s\n' '{"cmd": ["true"]}' '{"plugin": "exec", "params": {"argv": 5}}' >"$T/bad.jsonl"
+expect_status "argv not a list" 2 farm submit --batch "$T/bad.jsonl"
+expect_contains "argv not a list: message" "bad.jsonl:2:" "$(cat "$T/err")"
+expect_contains "argv not a list: what" "\`argv\` (a list)" "$(cat "$T/err")"
+printf '%s\n' '{"plugin": "exec", "params": {"argv": ["ok", 3]}}' >"$T/bad.jsonl"
+expect_status "argv item not text" 2 farm submit --batch "$T/bad.jsonl"
+expect_contains "argv item: message" "bad.jsonl:1:" "$(cat "$T/err")"
+
+# A command that leaves a process behind which ignores SIGTERM and closed
+# its output: the task still ends, and that process is killed.
+id=$(farm submit -- sh -c '
+    sh -c "trap \"\" TERM; exec >/dev/null 2>&1 </dev/null; echo \$\$ >'"$T"'/left.pid; sleep 300" &
+    while [ ! -s '"$T"'/left.pid ]; do sleep 0.05; done; echo parent-done')
+farm wait "$id" >/dev/null || fail "leftover task: $(reason_of "$id")"
+left=$(cat "$T/left.pid")
+i=0
+while kill -0 "$left" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$left" 2>/dev/null && fail "process $left left by a finished task is still alive"
+expect_eq "leftover task state" succeeded "$(state_of "$id")"
+
+# farmd killed while a task had files in its scratch slot: after the
+# restart, the interrupted task's new attempt finds the slot empty.
+id=$(farm submit -- sh -c '
+    if [ -e '"$T"'/once ]; then echo "again: $(ls -A "$FARM_SCRATCH_DIR" | wc -l)"; exit 0; fi
+    echo stale >"$FARM_SCRATCH_DIR/stale"; touch '"$T"'/once; sleep 300')
+i=0
+while [ ! -e "$T/once" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+[ -e "$T/once" ] || fail "the scratch task did not start"
+kill -KILL "$(farmd_pid)"
+sleep 0.2
+farm daemon start --jobs 1 >/dev/null
+farm wait "$id" >/dev/null || fail "re-run after farmd's death: $(reason_of "$id")"
+expect_contains "slot empty after restart" "again: 0" "$(farm logs "$id")"
+
+farm daemon stop >/dev/null
+echo "ok exec"
