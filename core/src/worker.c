@@ -1115,7 +1115,7 @@ static int serve(void)
     /* The built-in exec plugin runs most tasks: map it once here, so that a
      * task's dlopen of it only takes a reference. (It has no constructors;
      * no other plugin's code is ever loaded into the server.) */
-    {
+    if (builtin_exec()) {
         char path[PATH_MAX];
         if (farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0)
             dlopen(path, RTLD_NOW | RTLD_LOCAL);
