@@ -670,7 +670,7 @@ static int run_task(const char *run_dir, const char *task_text)
     char *text = NULL;
     json_t *task;
     json_error_t je;
-    int out_pipe[2], res_pipe[2];
+    int out_pipe[2], res_pipe[2] = {-1, -1};
     pid_t child;
     int direct, scratch_fd = -1;
     struct logsink sink = {.fd = -1};
@@ -707,8 +707,9 @@ static int run_task(const char *run_dir, const char *task_text)
     /* If farmd (our parent) dies, we hear it on the event socket; a worker
      * of `farm run` has a terminal instead, and SIGHUP reaches it. */
 
+    direct = jstr(task, "plugin") && !strcmp(jstr(task, "plugin"), "exec") && builtin_exec();
     if (pipe2(g_sigpipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(out_pipe, O_CLOEXEC) < 0 ||
-        pipe2(res_pipe, O_CLOEXEC) < 0) {
+        (!direct && pipe2(res_pipe, O_CLOEXEC) < 0)) {
         perror("farm-worker: pipe");
         return 2;
     }
@@ -756,7 +757,6 @@ static int run_task(const char *run_dir, const char *task_text)
         (scratch_fd = scratch_open(jstr(task, "scratch_dir"), &sink, &result)) < 0)
         goto finish;
 
-    direct = jstr(task, "plugin") && !strcmp(jstr(task, "plugin"), "exec") && builtin_exec();
     if (direct) {
         /* The command is our child; the supervision below is the same. */
         if (event_ok)
@@ -764,9 +764,6 @@ static int run_task(const char *run_dir, const char *task_text)
         child = exec_start(task, &sink, out_pipe[1], &result);
         if (child < 0)
             goto finish;
-        close(res_pipe[0]);
-        close(res_pipe[1]);
-        res_pipe[0] = -1;
     } else if ((child = fork()) < 0) {
         perror("farm-worker: fork");
         return 2;
@@ -797,12 +794,6 @@ static int run_task(const char *run_dir, const char *task_text)
     close(out_pipe[1]);
     if (!direct)
         close(res_pipe[1]);
-    if (event_ok) {
-        json_t *ev = json_pack("{s:s,s:i,s:i}", "ev", "started", "pid", (int)child, "worker",
-                               (int)getpid());
-        farm_json_write_line(EVENT_FD, ev);
-        json_decref(ev);
-    }
 
     /* The supervision loop. */
     {
@@ -1120,6 +1111,9 @@ static int serve(void)
         if (farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0)
             dlopen(path, RTLD_NOW | RTLD_LOCAL);
     }
+    /* jansson's hash seed, read from /dev/urandom on first use: once here,
+     * not in every worker. */
+    json_object_seed(0);
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
