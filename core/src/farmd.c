@@ -847,15 +847,33 @@ static void server_readable(uv_poll_t *h, int status, int events)
 
 static void server_start(void)
 {
-    int sv[2];
+    int sv[2], rc;
     pid_t pid;
+    char **envp = NULL;
     posix_spawn_file_actions_t fa;
     char *argv[] = {farmd.worker_path, "--serve", NULL};
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, sv[1], 3);
-    if (posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, environ) != 0) {
+    /* LD_BIND_NOW: the loader binds every symbol of every library at start,
+     * so that no forked worker runs the lazy binder or copies the pages it
+     * writes. The fork server takes the variable out of its environment
+     * again, before any task could inherit it (unless farmd had it). */
+    if (!getenv("LD_BIND_NOW")) {
+        size_t n = 0;
+        while (environ[n])
+            n++;
+        envp = calloc(n + 3, sizeof *envp);
+        if (envp) {
+            memcpy(envp, environ, n * sizeof *envp);
+            envp[n] = "LD_BIND_NOW=1";
+            envp[n + 1] = "FARM_UNSET_BIND_NOW=1";
+        }
+    }
+    rc = posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, envp ? envp : environ);
+    free(envp);
+    if (rc != 0) {
         posix_spawn_file_actions_destroy(&fa);
         close(sv[0]);
         close(sv[1]);

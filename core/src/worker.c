@@ -662,9 +662,11 @@ static int scratch_open(const char *path, struct logsink *sink, json_t **result)
     return fd;
 }
 
-/* Runs one attempt. The task comes from `task_text` (the fork server passes
- * it in its start message) or, when NULL, from RUN_DIR/task.json. */
-static int run_task(const char *run_dir, const char *task_text)
+/* Runs one attempt. The task is `parsed` (the fork server parses its start
+ * message before it forks: the worker then only reads those pages, it does
+ * not copy them), or comes from `task_text`, or, when both are NULL, from
+ * RUN_DIR/task.json. */
+static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
 {
     char path[PATH_MAX], home[PATH_MAX];
     char *text = NULL;
@@ -684,7 +686,9 @@ static int run_task(const char *run_dir, const char *task_text)
     int event_ok = fcntl(EVENT_FD, F_GETFD) >= 0;
 
     snprintf(path, sizeof path, "%s/task.json", run_dir);
-    if (task_text) {
+    if (parsed) {
+        task = parsed;
+    } else if (task_text) {
         task = json_loads(task_text, 0, &je);
     } else {
         if ((rc = farm_read_file(path, &text, NULL)) < 0) {
@@ -949,7 +953,8 @@ finish:
     }
     rc = strcmp(jstr(result, "state"), "succeeded") == 0 ? 0 : 1;
     json_decref(result);
-    json_decref(task);
+    if (!parsed)
+        json_decref(task);
     if (sink.fd >= 0 && sink.fd != STDOUT_FILENO)
         close(sink.fd);
     return rc;
@@ -1111,6 +1116,13 @@ static int serve(void)
         if (farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0)
             dlopen(path, RTLD_NOW | RTLD_LOCAL);
     }
+    /* farmd starts us with LD_BIND_NOW (every symbol bound now, none in a
+     * worker); tasks must not inherit it unless farmd's own environment had
+     * it. */
+    if (getenv("FARM_UNSET_BIND_NOW")) {
+        unsetenv("LD_BIND_NOW");
+        unsetenv("FARM_UNSET_BIND_NOW");
+    }
     /* jansson's hash seed, read from /dev/urandom on first use: once here,
      * not in every worker. */
     json_object_seed(0);
@@ -1132,6 +1144,7 @@ static int serve(void)
         int fds[2] = {-1, -1}, nfds = 0;
         unsigned long long token;
         char run_dir[PATH_MAX];
+        json_t *parsed;
         ssize_t n;
         pid_t pid;
 
@@ -1165,6 +1178,7 @@ static int serve(void)
                 close(fds[i]);
             continue;
         }
+        parsed = json && *json ? json_loads(json, 0, NULL) : NULL;
         /* SIGCHLD is blocked here, so the reaper cannot report the child
          * before its "P" line has gone out. */
         pid = fork();
@@ -1180,7 +1194,7 @@ static int serve(void)
             close(fds[0]);
             close(fds[1]);
             close(nul);
-            _exit(run_task(run_dir, json && *json ? json : NULL));
+            _exit(run_task(run_dir, json && *json ? json : NULL, parsed));
         }
         {
             char msg[96];
@@ -1190,6 +1204,7 @@ static int serve(void)
                 snprintf(msg, sizeof msg, "P %llu %d", token, (int)pid);
             server_send(msg);
         }
+        json_decref(parsed);
         close(fds[0]);
         close(fds[1]);
     }
@@ -1202,7 +1217,7 @@ int main(int argc, char **argv)
         return serve();
 
     if (argc == 3 && !strcmp(argv[1], "--run"))
-        return run_task(argv[2], NULL);
+        return run_task(argv[2], NULL, NULL);
     if (argc == 3 && !strcmp(argv[1], "--describe"))
         return describe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--describe-all"))

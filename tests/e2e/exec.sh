@@ -11,6 +11,7 @@ code_of() { farm show "$1" --json | jget - 'j["exit_code"]'; }
 farm daemon start --jobs 1 >/dev/null
 id=$(farm submit -- sh -c '
     echo "task=$FARM_TASK_ID"; echo "run=$FARM_RUN_DIR"; echo "scratch=$FARM_SCRATCH_DIR"
+    echo "bind=${LD_BIND_NOW-unset}${FARM_UNSET_BIND_NOW-}"
     test -d "$FARM_SCRATCH_DIR" && echo scratch-is-dir
     echo "entries=$(ls -A "$FARM_SCRATCH_DIR" | wc -l)"
     mkdir -p "$FARM_SCRATCH_DIR/a/b" && echo x >"$FARM_SCRATCH_DIR/a/b/f"
@@ -23,6 +24,7 @@ expect_contains "FARM_RUN_DIR" "run=$FARM_HOME/runs/$id" "$log"
 expect_contains "scratch exists" scratch-is-dir "$log"
 expect_contains "scratch starts empty" "entries=0" "$log"
 expect_contains "stdin is /dev/null" stdin-done "$log"
+expect_contains "the fork server's loader setting stays its own" "bind=unset" "$log"
 scratch=$(printf '%s\n' "$log" | sed -n 's/^scratch=//p')
 [ -d "$scratch" ] || fail "scratch dir $scratch is gone (it is kept, empty)"
 expect_eq "scratch emptied after the attempt" "" "$(ls -A "$scratch")"
