@@ -45,6 +45,7 @@ static const char *migrations[] = {
 };
 
 struct cached {
+    const char *key; /* the caller's pointer, usually a literal's */
     char *sql;
     sqlite3_stmt *st;
 };
@@ -114,12 +115,20 @@ int farm__db_open(const char *path, int full, sqlite3 **out, struct farm_err *er
 
 sqlite3_stmt *farm__db_stmt(sqlite3 *db, const char *sql)
 {
-    for (size_t i = 0; i < g_ncache; i++) {
-        if (g_cache[i].sql == sql || strcmp(g_cache[i].sql, sql) == 0) {
-            sqlite3_reset(g_cache[i].st);
-            sqlite3_clear_bindings(g_cache[i].st);
-            return g_cache[i].st;
-        }
+    size_t i;
+    /* Callers pass string literals: the address finds the statement, and
+     * one comparison confirms it; other text is looked for by content. */
+    for (i = 0; i < g_ncache; i++)
+        if (g_cache[i].key == sql && strcmp(g_cache[i].sql, sql) == 0)
+            break;
+    if (i == g_ncache)
+        for (i = 0; i < g_ncache; i++)
+            if (strcmp(g_cache[i].sql, sql) == 0)
+                break;
+    if (i < g_ncache) {
+        sqlite3_reset(g_cache[i].st);
+        sqlite3_clear_bindings(g_cache[i].st);
+        return g_cache[i].st;
     }
     sqlite3_stmt *st;
     if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK)
@@ -130,6 +139,7 @@ sqlite3_stmt *farm__db_stmt(sqlite3 *db, const char *sql)
         return NULL;
     }
     g_cache = c;
+    g_cache[g_ncache].key = sql;
     g_cache[g_ncache].sql = strdup(sql);
     g_cache[g_ncache].st = st;
     g_ncache++;

@@ -33,11 +33,12 @@ extern char **environ;
 void farmd_tx(void)
 {
     if (!farmd.in_tx) {
-        struct farm_err err;
-        if (farm__db_exec(farmd.db, "BEGIN IMMEDIATE", &err) < 0) {
-            fprintf(stderr, "farmd: %s\n", err.msg);
+        sqlite3_stmt *st = farm__db_stmt(farmd.db, "BEGIN IMMEDIATE");
+        if (farm__db_run(st, "") != SQLITE_DONE) {
+            fprintf(stderr, "farmd: cannot begin a transaction: %s\n", sqlite3_errmsg(farmd.db));
             return;
         }
+        sqlite3_reset(st);
         farmd.in_tx = 1;
     }
 }
@@ -47,14 +48,17 @@ void farmd_tx(void)
  * and farmd exits so that a restart recovers from the last good state. */
 int farmd_commit(void)
 {
-    struct farm_err err;
+    sqlite3_stmt *st;
     if (!farmd.in_tx)
         return 0;
     farmd.in_tx = 0;
-    if (farm__db_exec(farmd.db, "COMMIT", &err) < 0) {
-        fprintf(stderr, "farmd: commit failed, stopping to protect the queue: %s\n", err.msg);
+    st = farm__db_stmt(farmd.db, "COMMIT");
+    if (farm__db_run(st, "") != SQLITE_DONE) {
+        fprintf(stderr, "farmd: commit failed, stopping to protect the queue: %s\n",
+                sqlite3_errmsg(farmd.db));
         exit(1);
     }
+    sqlite3_reset(st);
     return 0;
 }
 
@@ -809,16 +813,35 @@ static void server_lost(void)
         server_start();
 }
 
+/* One line of the fork server's report (see farm-worker's serve()). */
+static void server_line(const char *line)
+{
+    unsigned long long token;
+    int pid, st;
+    struct run *r;
+    if (sscanf(line, "P %llu %d", &token, &pid) == 2 && (r = run_by_token(token))) {
+        r->pid = pid;
+        if (r->cancel_requested || r->timed_out || r->stopping)
+            signal_run(r);
+    } else if (sscanf(line, "E %llu %d", &token, &st) == 2 && (r = run_by_token(token))) {
+        fprintf(stderr, "farmd: fork server could not start task %lld: %s\n",
+                (long long)r->id, strerror(st));
+        run_exited(r, 127, 0);
+    } else if (sscanf(line, "X %d %d", &pid, &st) == 2 && (r = run_by_pid(pid))) {
+        if (WIFSIGNALED(st))
+            run_exited(r, 0, WTERMSIG(st));
+        else
+            run_exited(r, WEXITSTATUS(st), 0);
+    }
+}
+
 static void server_readable(uv_poll_t *h, int status, int events)
 {
     (void)h;
     (void)events;
     for (;;) {
-        char buf[128];
+        char buf[4200], *line, *nl;
         ssize_t n = recv(farmd.srv.fd, buf, sizeof buf - 1, MSG_DONTWAIT);
-        unsigned long long token;
-        int pid, st;
-        struct run *r;
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0)
@@ -828,19 +851,12 @@ static void server_readable(uv_poll_t *h, int status, int events)
             return;
         }
         buf[n] = '\0';
-        if (sscanf(buf, "P %llu %d", &token, &pid) == 2 && (r = run_by_token(token))) {
-            r->pid = pid;
-            if (r->cancel_requested || r->timed_out || r->stopping)
-                signal_run(r);
-        } else if (sscanf(buf, "E %llu %d", &token, &st) == 2 && (r = run_by_token(token))) {
-            fprintf(stderr, "farmd: fork server could not start task %lld: %s\n",
-                    (long long)r->id, strerror(st));
-            run_exited(r, 127, 0);
-        } else if (sscanf(buf, "X %d %d", &pid, &st) == 2 && (r = run_by_pid(pid))) {
-            if (WIFSIGNALED(st))
-                run_exited(r, 0, WTERMSIG(st));
-            else
-                run_exited(r, WEXITSTATUS(st), 0);
+        for (line = buf; *line; line = nl + 1) {
+            if ((nl = strchr(line, '\n')))
+                *nl = '\0';
+            server_line(line);
+            if (!nl)
+                break;
         }
     }
 }
@@ -953,12 +969,11 @@ static int start_run(int64_t id)
     snprintf(idtext, sizeof idtext, "%lld", (long long)id);
     snprintf(log, sizeof log, "%s/log", run_dir);
     if (attempt > 1) {
-        /* Earlier attempts keep their logs as log.N. */
+        /* Earlier attempts keep their logs as log.N. (The worker truncates
+         * the log it opens: a first attempt needs nothing here.) */
         char old[PATH_MAX + 80];
         snprintf(old, sizeof old, "%s/log.%d", run_dir, attempt - 1);
         rename(log, old);
-    } else {
-        unlink(log);
     }
 
     spec = json_pack("{s:I,s:s,s:i,s:s,s:O,s:s,s:I,s:I}", "id", (json_int_t)id, "id_text", idtext,

@@ -516,7 +516,10 @@ static int sink_open(struct logsink *s)
     if ((slash = strrchr(dir, '/')))
         *slash = '\0';
     farm_mkdirs(dir, 0755);
-    s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    /* The attempt's own log: farmd moved an earlier attempt's aside, and
+     * anything left at this path is a lost attempt's that never got
+     * recorded, which this attempt replaces. */
+    s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0) {
         fprintf(stderr, "farm-worker: %s: %s\n", s->path, strerror(errno));
         return -1;
@@ -1071,10 +1074,15 @@ static int describe_all(void)
  * session of its own. Process start-up (exec, dynamic linking) is paid once
  * instead of once per task; every task still gets its own process.
  *
- * Protocol (one datagram each):
- *   farmd -> server  "S TOKEN RUN_DIR" + fds [event, stderr]
- *   server -> farmd  "P TOKEN PID" (started) or "E TOKEN ERRNO"
- *   server -> farmd  "X PID STATUS" (a child ended; STATUS as from waitpid) */
+ * Protocol:
+ *   farmd -> server  "S TOKEN RUN_DIR\nTASK_JSON" + fds [event, stderr], one
+ *                    datagram per start
+ *   server -> farmd  lines, several to a datagram:
+ *                    "P TOKEN PID" (started) or "E TOKEN ERRNO" (fork failed),
+ *                    "X PID STATUS" (a child ended; STATUS as from waitpid)
+ * The server's lines wait up to REPORT_MS and go out together: farmd needs
+ * them only to signal a worker and to learn how a worker that sent no result
+ * died, and one wake-up of farmd for many tasks costs less than one each. */
 
 #define CTL_FD 3
 
@@ -1086,10 +1094,31 @@ static void server_on_chld(int sig)
     g_server_chld = 1;
 }
 
+#define REPORT_MS 5
+
+static char g_report[4096];
+static size_t g_report_len;
+static int64_t g_report_since;
+
+static void server_flush(void)
+{
+    if (!g_report_len)
+        return;
+    while (send(CTL_FD, g_report, g_report_len, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+    g_report_len = 0;
+}
+
 static void server_send(const char *msg)
 {
-    while (send(CTL_FD, msg, strlen(msg), MSG_NOSIGNAL) < 0 && errno == EINTR)
-        ;
+    size_t n = strlen(msg);
+    if (g_report_len + n + 1 > sizeof g_report)
+        server_flush();
+    if (!g_report_len)
+        g_report_since = farm_mono_ms();
+    memcpy(g_report + g_report_len, msg, n);
+    g_report[g_report_len + n] = '\n';
+    g_report_len += n + 1;
 }
 
 static void server_reap(void)
@@ -1149,10 +1178,21 @@ static int serve(void)
         pid_t pid;
 
         struct pollfd pf = {.fd = CTL_FD, .events = POLLIN};
+        struct timespec wait_ts, *wait = NULL;
         if (g_server_chld)
             server_reap();
-        if (ppoll(&pf, 1, NULL, &old) < 0) {
-            if (errno == EINTR)
+        if (g_report_len) {
+            int64_t left = g_report_since + REPORT_MS - farm_mono_ms();
+            if (left <= 0) {
+                server_flush();
+            } else {
+                wait_ts.tv_sec = 0;
+                wait_ts.tv_nsec = (long)left * 1000000L;
+                wait = &wait_ts;
+            }
+        }
+        if ((n = ppoll(&pf, 1, wait, &old)) <= 0) {
+            if (n == 0 || errno == EINTR)
                 continue;
             break;
         }
