@@ -1,5 +1,5 @@
 #!/bin/sh
-# graphsched benchmark: HEFT (the peer) against CPOP, PEFT and lookahead on the seeded
+# graphsched benchmark: HEFT (the peer) against CPOP, PEFT, lookahead and refine on the seeded
 # random suite, Gaussian elimination and FFT graphs, and the scheduler time
 # for 10,000 tasks on 16 processors.
 # usage: sh bench/graphsched.sh [BUILD_DIR] [INSTANCES] [SEED]

@@ -330,7 +330,8 @@ static void test_chooser_brute_force(void **state)
     load_graph("small.yaml", &g);
     load_cluster("cluster3_fastlinks.yaml", &c);
     fake_calib(&cal);
-    struct farm_gs_search so = {.kmax = 4, .budget = 1000, .methods = 15};
+    /* Every method, refine included. */
+    struct farm_gs_search so = {.kmax = 4, .budget = 1000, .methods = (1u << FARM_GS_NMETHODS) - 1};
     struct farm_gs_result r;
     if (farm_gs_choose(&g, &c, &cal, &so, &r, &err))
         fail_msg("%s", err.msg);

@@ -269,10 +269,10 @@ static void test_run_example(void **state)
     assert_true(get_metric(ctx, "scheduler_time") > 0);
     assert_true(get_metric(ctx, "result_error") <= 1e-4);
     /* The chosen candidate's prediction is the best over every method. */
-    for (int m = 0; m < 4; m++) {
-        static const char *const names[] = {"predicted_makespan.heft", "predicted_makespan.cpop",
-                                            "predicted_makespan.peft",
-                                            "predicted_makespan.lookahead"};
+    for (int m = 0; m < 5; m++) {
+        static const char *const names[] = {
+            "predicted_makespan.heft", "predicted_makespan.cpop", "predicted_makespan.peft",
+            "predicted_makespan.lookahead", "predicted_makespan.refine"};
         assert_true(pred <= get_metric(ctx, names[m]));
     }
 

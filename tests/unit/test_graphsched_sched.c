@@ -412,14 +412,196 @@ static void test_generators(void **state)
     farm_gs_dag_release(&d);
 }
 
+/* ---- refine: the list schedule improved by bounded search ---- */
+
+static double span_of(const struct farm_gs_dag *d, int m)
+{
+    struct farm_gs_sched s;
+    sched_ok(d, m, &s);
+    double v = s.makespan;
+    farm_gs_sched_release(&s);
+    return v;
+}
+
+static void test_refine_paper(void **state)
+{
+    (void)state;
+    struct farm_gs_dag d;
+    struct farm_gs_sched s, opt;
+    struct farm_err err = {0};
+    load_paper(&d);
+    sched_ok(&d, FARM_GS_REFINE, &s);
+    if (farm_gs_optimal(&d, 0, &opt, &err))
+        fail_msg("%s", err.msg);
+    print_message("topcuoglu: refine %g, optimum %g (HEFT 80, CPOP 86)\n", s.makespan,
+                  opt.makespan);
+    /* Shorter than HEFT's 80 on the paper's example, and not below the optimum. */
+    assert_true(s.makespan < 80.0);
+    assert_true(s.makespan >= opt.makespan * (1 - 1e-12));
+    farm_gs_sched_release(&opt);
+    farm_gs_sched_release(&s);
+    farm_gs_dag_release(&d);
+}
+
+static void test_refine_random(void **state)
+{
+    (void)state;
+    static const double ccrs[] = {0.1, 1, 5}, betas[] = {0.1, 1, 2};
+    int shorter = 0, total = 0;
+    double ratio = 0;
+    for (uint64_t seed = 1; seed <= 90; seed++) {
+        struct farm_gs_dag d;
+        gen(10 + (int)(seed * 13 % 190), 2 + (int)(seed % 15), ccrs[seed % 3],
+            betas[(seed / 3) % 3], seed + 1000, &d);
+        struct farm_gs_sched s;
+        sched_ok(&d, FARM_GS_REFINE, &s);
+        double cp = farm_gs_cp_min(&d);
+        assert_true(s.makespan >= cp * (1 - 1e-12));
+        assert_true(farm_gs_slr(&d, &s) >= 1 - 1e-12);
+        /* It starts from the shortest seed and keeps only improvements. */
+        double heft = span_of(&d, FARM_GS_HEFT), cpop = span_of(&d, FARM_GS_CPOP),
+               peft = span_of(&d, FARM_GS_PEFT);
+        double seedspan = fmin(heft, fmin(cpop, peft));
+        assert_true(s.makespan <= seedspan);
+        shorter += s.makespan < seedspan * (1 - 1e-9);
+        ratio += s.makespan / heft;
+        total++;
+        farm_gs_sched_release(&s);
+        farm_gs_dag_release(&d);
+    }
+    print_message("refine: shorter than its best seed on %d of %d graphs, mean makespan "
+                  "%.4f x HEFT's\n",
+                  shorter, total, ratio / total);
+    /* The search itself does the work, not the choice among the seeds. */
+    assert_true(shorter * 2 > total);
+    assert_true(ratio / total < 0.97);
+}
+
+static void test_refine_brute_force(void **state)
+{
+    (void)state;
+    struct farm_err err = {0};
+    int refine_opt = 0, heft_opt = 0;
+    for (uint64_t seed = 1; seed <= 80; seed++) {
+        struct farm_gs_dag d;
+        int n = 3 + (int)(seed % 6); /* 3..8 tasks */
+        gen(n, 2 + (int)(seed % 2), seed % 3 ? 1.0 : 3.0, 1.5, seed * 17 + 5, &d);
+        struct farm_gs_sched opt, s;
+        if (farm_gs_optimal(&d, 0, &opt, &err))
+            fail_msg("%s", err.msg);
+        sched_ok(&d, FARM_GS_REFINE, &s);
+        assert_true(s.makespan >= opt.makespan * (1 - 1e-12));
+        refine_opt += s.makespan <= opt.makespan * (1 + 1e-9);
+        heft_opt += span_of(&d, FARM_GS_HEFT) <= opt.makespan * (1 + 1e-9);
+        farm_gs_sched_release(&s);
+        farm_gs_sched_release(&opt);
+        farm_gs_dag_release(&d);
+    }
+    print_message("optimal on 80 tiny graphs: refine %d, HEFT %d\n", refine_opt, heft_opt);
+    assert_true(refine_opt > heft_opt);
+}
+
+static void test_refine_degenerate(void **state)
+{
+    (void)state;
+    /* One task, one processor. */
+    struct farm_gs_dag d;
+    struct farm_gs_sched s;
+    assert_int_equal(farm_gs_dag_init(&d, 1, 1), 0);
+    d.cost[0] = 3.5;
+    assert_int_equal(farm_gs_dag_finalize(&d, NULL), 0);
+    sched_ok(&d, FARM_GS_REFINE, &s);
+    assert_true(s.makespan == 3.5 && s.start[0] == 0 && s.proc[0] == 0);
+    farm_gs_sched_release(&s);
+    farm_gs_dag_release(&d);
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        /* One processor: the sum of the costs, whatever the order. */
+        gen(30 + 7 * (int)seed, 1, 5.0, 1.0, seed + 77, &d);
+        double sum = 0;
+        for (int i = 0; i < d.n; i++)
+            sum += d.cost[i];
+        sched_ok(&d, FARM_GS_REFINE, &s);
+        assert_true(fabs(s.makespan - sum) <= 1e-9 * sum);
+        farm_gs_sched_release(&s);
+        farm_gs_dag_release(&d);
+        /* A chain without communication cost: each task on its cheapest
+         * processor, the sum of the minimum costs. */
+        int n = 8 + (int)seed, p = 5;
+        assert_int_equal(farm_gs_dag_init(&d, n, p), 0);
+        double summin = 0;
+        for (int i = 0; i < n; i++) {
+            double mn = INFINITY;
+            for (int k = 0; k < p; k++) {
+                d.cost[i * p + k] = 1 + (double)((i * 11 + k * 5 + (int)seed * 3) % 13);
+                mn = fmin(mn, d.cost[i * p + k]);
+            }
+            summin += mn;
+            if (i)
+                assert_int_equal(farm_gs_dag_add_edge(&d, i - 1, i, 0.0), 0);
+        }
+        assert_int_equal(farm_gs_dag_finalize(&d, NULL), 0);
+        sched_ok(&d, FARM_GS_REFINE, &s);
+        assert_true(fabs(s.makespan - summin) <= 1e-9 * summin);
+        farm_gs_sched_release(&s);
+        farm_gs_dag_release(&d);
+    }
+}
+
+/* A graph large enough that the work budget, not a local optimum, ends the
+ * search: the result is still the same byte for byte. */
+static void test_refine_deterministic_budget(void **state)
+{
+    (void)state;
+    struct farm_gs_gen_params gp = {.n = 1500,
+                                    .fat = 0.5,
+                                    .density = 0.2,
+                                    .regularity = 0.5,
+                                    .jump = 2,
+                                    .ccr = 2,
+                                    .beta = 1,
+                                    .p = 16,
+                                    .mean_cost = 50};
+    struct farm_gs_dag a, b;
+    assert_int_equal(farm_gs_gen_random(&gp, 9, &a), 0);
+    assert_int_equal(farm_gs_gen_random(&gp, 9, &b), 0);
+    char *x = sched_text(&a, FARM_GS_REFINE), *y = sched_text(&b, FARM_GS_REFINE);
+    assert_string_equal(x, y);
+    assert_true(span_of(&a, FARM_GS_REFINE) < span_of(&a, FARM_GS_HEFT));
+    free(x);
+    free(y);
+    farm_gs_dag_release(&a);
+    farm_gs_dag_release(&b);
+}
+
+static void test_method_names(void **state)
+{
+    (void)state;
+    for (int m = 0; m < FARM_GS_NMETHODS; m++)
+        assert_int_equal(farm_gs_method_parse(farm_gs_method_name(m)), m);
+    assert_string_equal(farm_gs_method_name(FARM_GS_REFINE), "refine");
+    assert_int_equal(farm_gs_method_parse("Refine"), -EINVAL);
+    assert_null(farm_gs_method_name(FARM_GS_NMETHODS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_paper_ranks),   cmocka_unit_test(test_paper_heft),
-        cmocka_unit_test(test_paper_cpop),    cmocka_unit_test(test_checker_rejects),
-        cmocka_unit_test(test_random_bounds), cmocka_unit_test(test_brute_force),
-        cmocka_unit_test(test_degenerate),    cmocka_unit_test(test_deterministic),
-        cmocka_unit_test(test_load_errors),   cmocka_unit_test(test_generators),
+        cmocka_unit_test(test_paper_ranks),
+        cmocka_unit_test(test_paper_heft),
+        cmocka_unit_test(test_paper_cpop),
+        cmocka_unit_test(test_checker_rejects),
+        cmocka_unit_test(test_random_bounds),
+        cmocka_unit_test(test_brute_force),
+        cmocka_unit_test(test_degenerate),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_generators),
+        cmocka_unit_test(test_refine_paper),
+        cmocka_unit_test(test_refine_random),
+        cmocka_unit_test(test_refine_brute_force),
+        cmocka_unit_test(test_refine_degenerate),
+        cmocka_unit_test(test_refine_deterministic_budget),
+        cmocka_unit_test(test_method_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

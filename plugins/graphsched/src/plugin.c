@@ -13,7 +13,7 @@
 static const struct farm_param params[] = {
     {"graph", FARM_PARAM_STRING, 1, NULL, "operator task graph (YAML), relative to the work dir"},
     {"cluster", FARM_PARAM_STRING, 1, NULL, "cluster description (YAML), relative to the work dir"},
-    {"methods", FARM_PARAM_STRING, 0, "\"heft,cpop,peft,lookahead\"",
+    {"methods", FARM_PARAM_STRING, 0, "\"heft,cpop,peft,lookahead,refine\"",
      "schedulers to try, comma-separated"},
     {"budget", FARM_PARAM_INT, 0, "64", "most candidate graphs evaluated"},
     {"kmax", FARM_PARAM_INT, 0, "4", "largest shard count (power of two, <= 16)"},
@@ -106,7 +106,8 @@ static int run_task(struct run *run, struct farm_err *err)
         return farm_err_set(err, FARM_EBADPARAM, "missing or mistyped parameter");
     struct farm_gs_search so = {.kmax = (int)kmax, .budget = (int)budget};
     FARM_RETURN_ERROR_IF(parse_methods(methods_p, &so.methods), err, FARM_EBADPARAM,
-                         "methods: \"%s\": expected a list of heft, cpop, peft, lookahead", methods_p);
+                         "methods: \"%s\": expected a list of heft, cpop, peft, lookahead, refine",
+                         methods_p);
     FARM_RETURN_ERROR_IF(budget < 1 || budget > 100000, err, FARM_EBADPARAM,
                          "budget: expected 1..100000, got %lld", (long long)budget);
     FARM_RETURN_ERROR_IF(kmax < 1 || kmax > FARM_GS_MAXIN || (kmax & (kmax - 1)), err,

@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "farm/graphsched.h"
+#include "sched-internal.h"
 
-static const char *const method_names[FARM_GS_NMETHODS] = {"heft", "cpop", "peft",
-                                                            "lookahead"};
+static const char *const method_names[FARM_GS_NMETHODS] = {"heft", "cpop", "peft", "lookahead",
+                                                           "refine"};
 
 const char *farm_gs_method_name(int method)
 {
@@ -104,28 +105,34 @@ static int tl_reserve(struct timeline *tl)
     return 0;
 }
 
-/* Earliest start >= ready of a gap holding dur; *pos is where to insert. */
-static double tl_find(const struct timeline *tl, double ready, double dur, int *pos)
+double farm__gs_gap_find(const double *s, const double *f, int len, double ready, double dur,
+                         int *pos)
 {
     /* Gaps before the first slot starting at or after ready + dur are too
      * short: binary search for it. */
-    int lo = 0, hi = tl->len;
+    int lo = 0, hi = len;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (tl->s[mid] < ready + dur)
+        if (s[mid] < ready + dur)
             lo = mid + 1;
         else
             hi = mid;
     }
-    for (int j = lo; j < tl->len; j++) {
-        double st = fmax(j > 0 ? tl->f[j - 1] : 0.0, ready);
-        if (tl->s[j] - st >= dur) {
+    for (int j = lo; j < len; j++) {
+        double st = fmax(j > 0 ? f[j - 1] : 0.0, ready);
+        if (s[j] - st >= dur) {
             *pos = j;
             return st;
         }
     }
-    *pos = tl->len;
-    return fmax(tl->len > 0 ? tl->f[tl->len - 1] : 0.0, ready);
+    *pos = len;
+    return fmax(len > 0 ? f[len - 1] : 0.0, ready);
+}
+
+/* Earliest start >= ready of a gap holding dur; *pos is where to insert. */
+static double tl_find(const struct timeline *tl, double ready, double dur, int *pos)
+{
+    return farm__gs_gap_find(tl->s, tl->f, tl->len, ready, dur, pos);
 }
 
 static void tl_remove(struct timeline *tl, int pos)
@@ -146,21 +153,14 @@ static void tl_insert(struct timeline *tl, int pos, double s, double f)
 
 /* ---- ready list: a max-heap on (priority, -topological position) ---- */
 
-struct rheap {
-    int len;
-    int *task;
-    const double *prio;
-    const int *pos;
-};
-
-static int rh_before(const struct rheap *h, int a, int b)
+static int rh_before(const struct farm__gs_heap *h, int a, int b)
 {
     if (h->prio[a] != h->prio[b])
         return h->prio[a] > h->prio[b];
     return h->pos[a] < h->pos[b];
 }
 
-static void rh_push(struct rheap *h, int v)
+void farm__gs_heap_push(struct farm__gs_heap *h, int v)
 {
     int i = h->len++;
     h->task[i] = v;
@@ -172,7 +172,7 @@ static void rh_push(struct rheap *h, int v)
     }
 }
 
-static int rh_pop(struct rheap *h)
+int farm__gs_heap_pop(struct farm__gs_heap *h)
 {
     int top = h->task[0];
     h->task[0] = h->task[--h->len];
@@ -326,17 +326,17 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
     int n = d->n, p = d->p, rc = -ENOMEM;
     struct timeline *tl = calloc((size_t)p, sizeof *tl);
     int *indeg = calloc((size_t)n, sizeof *indeg);
-    struct rheap h = {0, malloc((size_t)n * sizeof(int)), prio, d->topo_pos};
+    struct farm__gs_heap h = {0, malloc((size_t)n * sizeof(int)), prio, d->topo_pos};
     if (!tl || !indeg || !h.task)
         goto out;
     for (int i = 0; i < n; i++) {
         indeg[i] = d->pred_off[i + 1] - d->pred_off[i];
         if (!indeg[i])
-            rh_push(&h, i);
+            farm__gs_heap_push(&h, i);
     }
     s->makespan = 0;
     while (h.len) {
-        int i = rh_pop(&h), best = -1, best_pos = 0;
+        int i = farm__gs_heap_pop(&h), best = -1, best_pos = 0;
         double best_key = INFINITY, best_eft = INFINITY, best_st = 0;
         if (lk)
             lookahead_prepare(d, s, lk, prio, i);
@@ -376,7 +376,7 @@ static int list_schedule(const struct farm_gs_dag *d, const double *prio, const 
         for (int x = d->succ_off[i]; x < d->succ_off[i + 1]; x++) {
             int j = d->edges[d->succ[x]].dst;
             if (--indeg[j] == 0)
-                rh_push(&h, j);
+                farm__gs_heap_push(&h, j);
         }
     }
     rc = 0;
@@ -395,6 +395,8 @@ int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sch
 {
     if (!d || !d->topo || method < 0 || method >= FARM_GS_NMETHODS)
         return -EINVAL;
+    if (method == FARM_GS_REFINE)
+        return farm__gs_refine(d, out);
     int n = d->n, p = d->p, rc = -ENOMEM;
     struct farm_gs_sched s;
     double *prio = calloc((size_t)n, sizeof *prio), *down = NULL, *oct = NULL;

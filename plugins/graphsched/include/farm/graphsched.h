@@ -1,6 +1,7 @@
 /*
  * graphsched scheduling core: task DAGs with a cost matrix, list schedulers
- * (HEFT, CPOP, PEFT, HEFT with lookahead), a validity checker, a
+ * (HEFT, CPOP, PEFT, HEFT with lookahead), a list schedule refined by
+ * iterative search (REFINE), a validity checker, a
  * brute-force optimum for tiny graphs, schedule metrics, and seeded graph
  * generators.
  *
@@ -30,13 +31,29 @@
  *         order, seeing only parents already placed) tentatively on its
  *         processor of min EFT; the processor minimising the latest of those
  *         children's EFTs (the task's own EFT when it has none) wins.
+ *   REFINE  the shortest of the HEFT, CPOP and PEFT schedules, improved by
+ *         forward-backward list passes (the reversed graph by decreasing
+ *         finish time, then the graph by start time in the mirrored
+ *         schedule, least EFT each way) and by moves of critical-path tasks
+ *         to other processors, each re-evaluated by an insertion-based
+ *         replay of the task order; only strictly shorter schedules are
+ *         kept, so the result is never longer than HEFT's, CPOP's or PEFT's.
+ *         Its work is bounded by about 10 HEFT passes beyond the three
+ *         seeds (10 * (n + m) * p counted steps); details in refine.c and
+ *         docs/plugins/graphsched.md.
  * Deterministic tie rules (documented in docs/plugins/graphsched.md):
  *   - tasks: equal priority goes to the earlier task in the reference
  *     topological order (Kahn's algorithm, smallest task index first);
  *   - processors: equal EFT (or O_EFT, then EFT, for PEFT; children's EFT,
  *     then EFT, for LOOKAHEAD) goes to the lower processor index; CPOP's
  *     critical-path processor likewise;
- *   - CPOP path: among successors of equal priority, the lowest task index.
+ *   - CPOP path: among successors of equal priority, the lowest task index;
+ *   - REFINE: equal makespans keep the earlier schedule (seeds: HEFT, CPOP,
+ *     PEFT); the critical path starts at the lowest-index task of latest
+ *     finish and steps to the first input edge (edge order) whose arrival
+ *     equals the start, else to the task before it on its processor;
+ *     processors to try go by estimated finish, then lower index; replay
+ *     order is by start time, then topological position.
  * The same DAG always gives the same schedule, bit for bit.
  *
  * Thread-safety: functions touch only their arguments; a finalized DAG may be
@@ -78,7 +95,8 @@ enum farm_gs_method {
     FARM_GS_CPOP = 1,
     FARM_GS_PEFT = 2,
     FARM_GS_LOOKAHEAD = 3,
-    FARM_GS_NMETHODS = 4
+    FARM_GS_REFINE = 4,
+    FARM_GS_NMETHODS = 5
 };
 
 struct farm_gs_sched {
@@ -133,7 +151,8 @@ void farm_gs_oct(const struct farm_gs_dag *d, double *oct);
  * farm_gs_sched_release). Returns 0, -EINVAL or -ENOMEM. */
 int farm_gs_schedule(const struct farm_gs_dag *d, int method, struct farm_gs_sched *out);
 
-/* The method's name ("heft", "cpop", "peft", "lookahead"), or NULL. */
+/* The method's name ("heft", "cpop", "peft", "lookahead", "refine"), or
+ * NULL. */
 const char *farm_gs_method_name(int method);
 
 /* The method whose name is `name` (case-sensitive), or -EINVAL. */
