@@ -865,10 +865,20 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
             if (i_out >= 0 && (p[i_out].revents & (POLLIN | POLLHUP))) {
                 char buf[65536];
                 ssize_t n = read(out_pipe[0], buf, sizeof buf);
-                if (n > 0)
+                if (n > 0) {
                     sink_write(&sink, buf, (size_t)n);
-                else if (n == 0 || errno != EINTR)
+                } else if (n == 0 || errno != EINTR) {
                     out_open = 0;
+                    /* The output ends when the command exits, as a rule:
+                     * collect it now rather than after another wake-up. */
+                    if (!child_done) {
+                        int st;
+                        if (waitpid(child, &st, WNOHANG) == child) {
+                            child_done = 1;
+                            child_status = st;
+                        }
+                    }
+                }
             }
             if (i_res >= 0 && (p[i_res].revents & (POLLIN | POLLHUP))) {
                 ssize_t n = read(res_pipe[0], resbuf + reslen, sizeof resbuf - 1 - reslen);
