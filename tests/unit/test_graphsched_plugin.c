@@ -4,241 +4,38 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
-#include <dlfcn.h>
+#include <cmocka.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "farm/plugin.h"
+#include "fixtures/fakehost/fakehost.h"
 
-struct farm_ctx {
-    json_t *params;
-    const struct farm_plugin *pl;
-    char work[1024], scratch[1024], artifacts[1024];
-    char log[16384];
-    size_t log_len;
-    int nmetrics;
-    char metric_name[64][128];
-    double metric_value[64];
-};
-
-static char tmpdir[256];
-static const struct farm_plugin *plugin;
-
-static void h_log(struct farm_ctx *ctx, int level, const char *fmt, ...)
+/* Runs the plugin on the example repository with the table's defaults
+ * under `params` and a calibration cache in fh_root; fails the test,
+ * showing the log, unless run() returns `want`. */
+static struct fh_ctx *run(const char *tag, const char *params, int want)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    size_t room = sizeof ctx->log - ctx->log_len;
-    int n = vsnprintf(ctx->log + ctx->log_len, room, fmt, ap);
-    va_end(ap);
-    if (n > 0 && (size_t)n < room - 1) {
-        ctx->log_len += (size_t)n;
-        ctx->log[ctx->log_len++] = '\n';
-        ctx->log[ctx->log_len] = 0;
-    }
-    (void)level;
-}
-
-static void h_progress(struct farm_ctx *ctx, double f, const char *what)
-{
-    (void)ctx;
-    (void)f;
-    (void)what;
-}
-
-static int h_metric(struct farm_ctx *ctx, const char *name, double v, int64_t step)
-{
-    (void)step;
-    if (ctx->nmetrics == 64)
-        return -ENOSPC;
-    snprintf(ctx->metric_name[ctx->nmetrics], 128, "%s", name);
-    ctx->metric_value[ctx->nmetrics++] = v;
-    return 0;
-}
-
-static int h_artifact(struct farm_ctx *ctx, const char *path, const char *name)
-{
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s/%s'", path, ctx->artifacts, name);
-    return system(cmd) == 0 ? 0 : -ENOENT;
-}
-
-static const char *h_params_json(struct farm_ctx *ctx)
-{
-    (void)ctx;
-    return "{}";
-}
-
-static const char *h_work_dir(struct farm_ctx *ctx)
-{
-    return ctx->work;
-}
-
-static const char *h_deps_dir(struct farm_ctx *ctx)
-{
-    (void)ctx;
-    return NULL;
-}
-
-static int h_cancelled(struct farm_ctx *ctx)
-{
-    (void)ctx;
-    return 0;
-}
-
-/* The param value, or the table's default, as the worker applies it. */
-static json_t *param(struct farm_ctx *ctx, const char *name, json_t **owned)
-{
-    *owned = NULL;
-    json_t *v = json_object_get(ctx->params, name);
-    if (v)
-        return v;
-    for (const struct farm_param *p = ctx->pl->params; p->name; p++)
-        if (strcmp(p->name, name) == 0 && p->default_json)
-            return *owned = json_loads(p->default_json, JSON_DECODE_ANY, NULL);
-    return NULL;
-}
-
-static int h_param_string(struct farm_ctx *ctx, const char *name, const char **out)
-{
-    json_t *own, *v = param(ctx, name, &own);
-    int rc = !v ? -ENOENT : !json_is_string(v) ? -EINVAL : 0;
-    if (!rc) {
-        /* Keep defaults alive for the run: park them in the params object. */
-        if (own)
-            json_object_set(ctx->params, name, own);
-        *out = json_string_value(own ? json_object_get(ctx->params, name) : v);
-    }
-    json_decref(own);
-    return rc;
-}
-
-static int h_param_int(struct farm_ctx *ctx, const char *name, int64_t *out)
-{
-    json_t *own, *v = param(ctx, name, &own);
-    int rc = !v ? -ENOENT : !json_is_integer(v) ? -EINVAL : 0;
-    if (!rc)
-        *out = json_integer_value(v);
-    json_decref(own);
-    return rc;
-}
-
-static int h_param_number(struct farm_ctx *ctx, const char *name, double *out)
-{
-    json_t *own, *v = param(ctx, name, &own);
-    int rc = !v ? -ENOENT : !json_is_number(v) ? -EINVAL : 0;
-    if (!rc)
-        *out = json_number_value(v);
-    json_decref(own);
-    return rc;
-}
-
-static int h_param_bool(struct farm_ctx *ctx, const char *name, int *out)
-{
-    json_t *own, *v = param(ctx, name, &own);
-    int rc = !v ? -ENOENT : !json_is_boolean(v) ? -EINVAL : 0;
-    if (!rc)
-        *out = json_is_true(v);
-    json_decref(own);
-    return rc;
-}
-
-static const char *h_scratch_dir(struct farm_ctx *ctx)
-{
-    return ctx->scratch;
-}
-
-static const struct farm_host host = {
-    .size = sizeof(struct farm_host),
-    .abi_major = FARM_PLUGIN_ABI_MAJOR,
-    .abi_minor = FARM_PLUGIN_ABI_MINOR,
-    .log = h_log,
-    .progress = h_progress,
-    .metric = h_metric,
-    .artifact = h_artifact,
-    .params_json = h_params_json,
-    .work_dir = h_work_dir,
-    .deps_dir = h_deps_dir,
-    .cancelled = h_cancelled,
-    .param_string = h_param_string,
-    .param_int = h_param_int,
-    .param_number = h_param_number,
-    .param_bool = h_param_bool,
-    .scratch_dir = h_scratch_dir,
-};
-
-static int setup(void **state)
-{
-    (void)state;
-    char path[1024];
-    const char *b = getenv("FARM_BUILD_DIR");
-    snprintf(path, sizeof path, "%s/plugins/graphsched.so", b ? b : ".");
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        fprintf(stderr, "%s\n", dlerror());
-        return -1;
-    }
-    farm_plugin_entry_fn fn = (farm_plugin_entry_fn)(uintptr_t)dlsym(h, FARM_PLUGIN_SYMBOL);
-    if (!fn)
-        return -1;
-    plugin = fn();
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/farm-gs-plugin-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-static struct farm_ctx *new_ctx(const char *name, const char *params)
-{
-    struct farm_ctx *ctx = calloc(1, sizeof *ctx);
-    const char *src = getenv("FARM_SOURCE_DIR");
-    ctx->pl = plugin;
-    ctx->params = json_loads(params, 0, NULL);
-    assert_non_null(ctx->params);
-    snprintf(ctx->work, sizeof ctx->work, "%s/examples/model-repo", src ? src : ".");
-    snprintf(ctx->scratch, sizeof ctx->scratch, "%s/%s-scratch", tmpdir, name);
-    snprintf(ctx->artifacts, sizeof ctx->artifacts, "%s/%s-artifacts", tmpdir, name);
-    assert_int_equal(mkdir(ctx->scratch, 0700), 0);
-    assert_int_equal(mkdir(ctx->artifacts, 0700), 0);
+    char cache[FH_PATH + 16];
+    snprintf(cache, sizeof cache, "%s/cal.json", fh_root);
+    struct fh_ctx *ctx = fh_ctx_new(tag, params, FH_DEFAULTS);
+    json_object_set_new(ctx->params, "calibration_cache", json_string(cache));
+    int rc = fh_run(ctx);
+    if (rc != want)
+        fail_msg("run returned %d, not %d: %s", rc, want, ctx->log);
     return ctx;
-}
-
-static void free_ctx(struct farm_ctx *ctx)
-{
-    json_decref(ctx->params);
-    free(ctx);
-}
-
-static double get_metric(const struct farm_ctx *ctx, const char *name)
-{
-    for (int i = 0; i < ctx->nmetrics; i++)
-        if (strcmp(ctx->metric_name[i], name) == 0)
-            return ctx->metric_value[i];
-    fail_msg("no metric %s", name);
-    return NAN;
 }
 
 static void test_descriptor(void **state)
 {
     (void)state;
-    assert_string_equal(plugin->name, "graphsched");
-    assert_int_equal(plugin->abi_major, FARM_PLUGIN_ABI_MAJOR);
+    fh_assert_descriptor("graphsched");
     int required = 0;
-    for (const struct farm_param *p = plugin->params; p->name; p++)
+    for (const struct farm_param *p = fh_plugin->params; p->name; p++)
         required += p->required;
     assert_int_equal(required, 2);
 }
@@ -246,37 +43,31 @@ static void test_descriptor(void **state)
 static void test_run_example(void **state)
 {
     (void)state;
-    char params[2048];
-    snprintf(params, sizeof params,
-             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
-             "\"graphsched/cluster-hetero.yaml\", \"budget\": 24, \"repeats\": 3, "
-             "\"calibration_cache\": \"%s/cal.json\"}",
-             tmpdir);
-    struct farm_ctx *ctx = new_ctx("ok", params);
-    int rc = plugin->run(&host, ctx);
-    if (rc)
-        fail_msg("run failed (%d): %s", rc, ctx->log);
+    struct fh_ctx *ctx = run("ok",
+                             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
+                             "\"graphsched/cluster-hetero.yaml\", \"budget\": 24, \"repeats\": 3}",
+                             0);
     print_message("%s", ctx->log);
-    double pred = get_metric(ctx, "predicted_makespan");
-    double meas = get_metric(ctx, "measured_makespan");
+    double pred = fh_metric(ctx, "predicted_makespan");
+    double meas = fh_metric(ctx, "measured_makespan");
     assert_true(pred > 0 && meas > 0);
-    assert_true(fabs(get_metric(ctx, "cost_model_error") - (meas - pred) / pred) < 1e-12);
-    assert_true(get_metric(ctx, "slr") >= 1);
-    assert_true(get_metric(ctx, "speedup") > 0);
-    assert_true(fabs(get_metric(ctx, "efficiency") - get_metric(ctx, "speedup") / 4) < 1e-12);
-    int ncand = (int)get_metric(ctx, "candidates_examined");
+    assert_true(fabs(fh_metric(ctx, "cost_model_error") - (meas - pred) / pred) < 1e-12);
+    assert_true(fh_metric(ctx, "slr") >= 1);
+    assert_true(fh_metric(ctx, "speedup") > 0);
+    assert_true(fabs(fh_metric(ctx, "efficiency") - fh_metric(ctx, "speedup") / 4) < 1e-12);
+    int ncand = (int)fh_metric(ctx, "candidates_examined");
     assert_true(ncand >= 2 && ncand <= 24);
-    assert_true(get_metric(ctx, "scheduler_time") > 0);
-    assert_true(get_metric(ctx, "result_error") <= 1e-4);
+    assert_true(fh_metric(ctx, "scheduler_time") > 0);
+    assert_true(fh_metric(ctx, "result_error") <= 1e-4);
     /* The chosen candidate's prediction is the best over every method. */
     for (int m = 0; m < 5; m++) {
         static const char *const names[] = {
             "predicted_makespan.heft", "predicted_makespan.cpop", "predicted_makespan.peft",
             "predicted_makespan.lookahead", "predicted_makespan.refine"};
-        assert_true(pred <= get_metric(ctx, names[m]));
+        assert_true(pred <= fh_metric(ctx, names[m]));
     }
 
-    char path[2048];
+    char path[FH_PATH + 32];
     json_error_t je;
     snprintf(path, sizeof path, "%s/candidates.json", ctx->artifacts);
     json_t *cands = json_load_file(path, 0, &je);
@@ -286,7 +77,7 @@ static void test_run_example(void **state)
     for (size_t i = 0; i < json_array_size(cands); i++)
         if (json_is_true(json_object_get(json_array_get(cands, i), "chosen")))
             chosen = (int)i;
-    assert_int_equal(chosen, (int)get_metric(ctx, "chosen_candidate"));
+    assert_int_equal(chosen, (int)fh_metric(ctx, "chosen_candidate"));
     json_decref(cands);
 
     snprintf(path, sizeof path, "%s/schedule.json", ctx->artifacts);
@@ -322,15 +113,7 @@ static void test_run_example(void **state)
         bars++;
     assert_int_equal(bars, 2 * nt); /* predicted and measured bars, one tooltip each */
     assert_non_null(strstr(svg, "</svg>"));
-    free_ctx(ctx);
-}
-
-static int has_metric(const struct farm_ctx *ctx, const char *name)
-{
-    for (int i = 0; i < ctx->nmetrics; i++)
-        if (strcmp(ctx->metric_name[i], name) == 0)
-            return 1;
-    return 0;
+    fh_ctx_free(ctx);
 }
 
 /* The example on two cores with the default budget: the result matches the
@@ -338,39 +121,29 @@ static int has_metric(const struct farm_ctx *ctx, const char *name)
 static void test_run_two_cores(void **state)
 {
     (void)state;
-    char params[2048];
-    snprintf(params, sizeof params,
-             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": \"graphsched/cluster.yaml\", "
-             "\"repeats\": 1, \"calibration_cache\": \"%s/cal.json\"}",
-             tmpdir);
-    struct farm_ctx *ctx = new_ctx("two", params);
-    int rc = plugin->run(&host, ctx);
-    if (rc)
-        fail_msg("run failed (%d): %s", rc, ctx->log);
-    assert_true(get_metric(ctx, "result_error") <= 1e-4);
-    assert_true(get_metric(ctx, "speedup") > 1.2);
-    free_ctx(ctx);
+    struct fh_ctx *ctx = run("two",
+                             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
+                             "\"graphsched/cluster.yaml\", \"repeats\": 1}",
+                             0);
+    assert_true(fh_metric(ctx, "result_error") <= 1e-4);
+    assert_true(fh_metric(ctx, "speedup") > 1.2);
+    fh_ctx_free(ctx);
 }
 
 /* Planning only: predictions and artifacts, no measured numbers. */
 static void test_plan_only(void **state)
 {
     (void)state;
-    char params[2048];
-    snprintf(params, sizeof params,
-             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": \"graphsched/cluster.yaml\", "
-             "\"execute\": false, \"methods\": \"peft\", \"budget\": 5, "
-             "\"calibration_cache\": \"%s/cal.json\"}",
-             tmpdir);
-    struct farm_ctx *ctx = new_ctx("plan", params);
-    int rc = plugin->run(&host, ctx);
-    if (rc)
-        fail_msg("run failed (%d): %s", rc, ctx->log);
-    assert_true(get_metric(ctx, "predicted_makespan") > 0);
-    assert_true(get_metric(ctx, "candidates_examined") == 5);
-    assert_false(has_metric(ctx, "measured_makespan"));
-    assert_false(has_metric(ctx, "predicted_makespan.heft"));
-    char path[2048];
+    struct fh_ctx *ctx = run("plan",
+                             "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
+                             "\"graphsched/cluster.yaml\", \"execute\": false, "
+                             "\"methods\": \"peft\", \"budget\": 5}",
+                             0);
+    assert_true(fh_metric(ctx, "predicted_makespan") > 0);
+    assert_true(fh_metric(ctx, "candidates_examined") == 5);
+    assert_int_equal(fh_metric_count(ctx, "measured_makespan"), 0);
+    assert_int_equal(fh_metric_count(ctx, "predicted_makespan.heft"), 0);
+    char path[FH_PATH + 32];
     json_error_t je;
     snprintf(path, sizeof path, "%s/schedule.json", ctx->artifacts);
     json_t *sched = json_load_file(path, 0, &je);
@@ -378,44 +151,44 @@ static void test_plan_only(void **state)
     assert_true(json_is_null(json_object_get(sched, "measured_makespan")));
     assert_string_equal(json_string_value(json_object_get(sched, "method")), "peft");
     json_decref(sched);
-    free_ctx(ctx);
+    fh_ctx_free(ctx);
 }
 
 static void test_run_errors(void **state)
 {
     (void)state;
-    char params[2048];
+    char params[2 * FH_PATH];
     const char *src = getenv("FARM_SOURCE_DIR");
     snprintf(params, sizeof params,
              "{\"graph\": \"%s/tests/unit/fixtures/graphsched/bad_shape.yaml\", \"cluster\": "
-             "\"graphsched/cluster.yaml\", \"calibration_cache\": \"%s/cal.json\"}",
-             src ? src : ".", tmpdir);
-    struct farm_ctx *ctx = new_ctx("bad-graph", params);
-    assert_int_equal(plugin->run(&host, ctx), -5006 /* FARM_EBADSPEC */);
+             "\"graphsched/cluster.yaml\"}",
+             src ? src : ".");
+    struct fh_ctx *ctx = run("bad-graph", params, -5006 /* FARM_EBADSPEC */);
     assert_non_null(strstr(ctx->log, "bad_shape.yaml:5:5: ops[0]: matmul"));
-    free_ctx(ctx);
+    fh_ctx_free(ctx);
 
-    ctx = new_ctx("bad-methods", "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
-                                 "\"graphsched/cluster.yaml\", \"methods\": \"heft,magic\"}");
-    assert_int_equal(plugin->run(&host, ctx), -5007 /* FARM_EBADPARAM */);
+    ctx = run("bad-methods",
+              "{\"graph\": \"graphsched/block.yaml\", \"cluster\": "
+              "\"graphsched/cluster.yaml\", \"methods\": \"heft,magic\"}",
+              -5007 /* FARM_EBADPARAM */);
     assert_non_null(strstr(ctx->log, "methods: \"heft,magic\""));
-    free_ctx(ctx);
+    fh_ctx_free(ctx);
 
-    ctx = new_ctx("missing", "{\"graph\": \"graphsched/nope.yaml\", \"cluster\": "
-                             "\"graphsched/cluster.yaml\"}");
-    assert_int_equal(plugin->run(&host, ctx), -ENOENT);
+    ctx = run("missing",
+              "{\"graph\": \"graphsched/nope.yaml\", \"cluster\": \"graphsched/cluster.yaml\"}",
+              -ENOENT);
     assert_non_null(strstr(ctx->log, "graphsched/nope.yaml"));
-    free_ctx(ctx);
+    fh_ctx_free(ctx);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_descriptor),
-        cmocka_unit_test(test_run_example),
-        cmocka_unit_test(test_plan_only),
-        cmocka_unit_test(test_run_two_cores),
+        cmocka_unit_test(test_descriptor), cmocka_unit_test(test_run_example),
+        cmocka_unit_test(test_plan_only),  cmocka_unit_test(test_run_two_cores),
         cmocka_unit_test(test_run_errors),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    if (fh_open("graphsched") != 0)
+        return 1;
+    return cmocka_run_group_tests(tests, NULL, fh_close);
 }
