@@ -1,7 +1,8 @@
 """farm's queue against task-spooler, nq and a bare loop; see bench/queue.sh.
 
 Every figure is the median of REPEATS runs on a fresh queue; ratios are
-farm / peer (below 1 means farm is faster). farm runs with its default
+farm / peer (below 1 means farm is faster), the median of the ratios of
+runs taken in the same round. farm runs with its default
 durability (normal: every commit survives a crash of farmd).
 """
 import json, os, shutil, socket, statistics, subprocess, sys, tempfile, time
@@ -64,18 +65,6 @@ def batch_file(n, path):
     with open(path, "w") as f:
         for _ in range(n):
             f.write('{"cmd": ["/bin/true"]}\n')
-
-
-def median_time(fn, setup=None, teardown=None):
-    times = []
-    for _ in range(REPEATS):
-        ctx = setup() if setup else None
-        t0 = time.perf_counter()
-        fn(ctx)
-        times.append(time.perf_counter() - t0)
-        if teardown:
-            teardown(ctx)
-    return statistics.median(times), times
 
 
 def bare_loop(_):
@@ -183,16 +172,39 @@ def pct(v, p):
 def main():
     print(f"# queue benchmark: {N} no-op tasks, {JOBS} jobs, median of {REPEATS} runs")
     print(f"# machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    bare, _ = median_time(bare_loop)
-    tsp, _ = median_time(tsp_run, tsp_setup, tsp_teardown)
-    nq, _ = median_time(nq_run, nq_setup, lambda d: shutil.rmtree(d, ignore_errors=True))
-    fl, _ = median_time(farm_loop, Farm, Farm.close)
-    fb, _ = median_time(farm_batch, Farm, Farm.close)
-    print(f"bare loop of {N} /bin/true        {bare:7.3f} s   ({bare / tsp:.2f}x tsp)")
+    # The peers and farm take turns, one run of each per round: tsp and nq
+    # create a file per job, and how fast a file system allocates inodes
+    # depends on what was deleted just before, so running each one's repeats
+    # back to back would favour whoever comes first. Ratios are medians of
+    # the ratios within each round.
+    peers = [("bare", bare_loop, None, None),
+             ("tsp", tsp_run, tsp_setup, tsp_teardown),
+             ("nq", nq_run, nq_setup, lambda d: shutil.rmtree(d, ignore_errors=True)),
+             ("farm_loop", farm_loop, Farm, Farm.close),
+             ("farm_batch", farm_batch, Farm, Farm.close)]
+    runs = {name: [] for name, _, _, _ in peers}
+    for _ in range(REPEATS):
+        for name, fn, setup, teardown in peers:
+            ctx = setup() if setup else None
+            t0 = time.perf_counter()
+            fn(ctx)
+            runs[name].append(time.perf_counter() - t0)
+            if teardown:
+                teardown(ctx)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+
+    def ratio(a, b):
+        return statistics.median(x / y for x, y in zip(runs[a], runs[b]))
+
+    bare, tsp, nq, fl, fb = (med[k] for k in ("bare", "tsp", "nq", "farm_loop", "farm_batch"))
+    print(f"tsp runs: {' '.join(f'{t:.3f}' for t in runs['tsp'])} s")
+    print(f"bare loop of {N} /bin/true        {bare:7.3f} s   ({ratio('bare', 'tsp'):.2f}x tsp)")
     print(f"tsp: {N} submits + drain          {tsp:7.3f} s")
-    print(f"nq:  {N} submits + drain          {nq:7.3f} s   ({nq / tsp:.2f}x tsp)")
-    print(f"(a) farm: {N} submits + drain     {fl:7.3f} s   {fl / tsp:.2f}x tsp  (goal <= 0.80)  {fl / nq:.2f}x nq")
-    print(f"(b) farm: --batch {N} + drain     {fb:7.3f} s   {fb / tsp:.2f}x tsp  (goal <= 0.40)")
+    print(f"nq:  {N} submits + drain          {nq:7.3f} s   ({ratio('nq', 'tsp'):.2f}x tsp)")
+    print(f"(a) farm: {N} submits + drain     {fl:7.3f} s   {ratio('farm_loop', 'tsp'):.2f}x tsp"
+          f"  (goal <= 0.80)  {ratio('farm_loop', 'nq'):.2f}x nq")
+    print(f"(b) farm: --batch {N} + drain     {fb:7.3f} s   {ratio('farm_batch', 'tsp'):.2f}x tsp"
+          f"  (goal <= 0.40)")
 
     # (c) drain rate of 10,000 queued tasks
     rates = []
