@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include "farmd.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -382,29 +383,79 @@ void farmd_finish_dependents(int64_t id, const char *state)
     free(deps);
 }
 
-/* Moves `path` into trash/, which retention empties: out of the way at once,
- * removed later. */
-static void to_trash(const char *path)
+/* Scratch slots: $FARM_HOME/scratch/<this farmd's start time>/<slot>. A
+ * new farmd never reuses an earlier one's paths, where a process that
+ * outlived its attempt may still write; and a slot whose worker sent no
+ * result, or could not empty it, is retired for good: retention removes
+ * both. */
+static unsigned char *g_retired;
+static int g_nretired;
+
+static int slot_retired(int k)
 {
-    static unsigned n;
-    char dst[PATH_MAX + 96];
-    snprintf(dst, sizeof dst, "%s/trash", farmd.home);
-    mkdir(dst, 0700);
-    snprintf(dst, sizeof dst, "%s/trash/%lld.%d.%u", farmd.home, (long long)farm_now_ms(),
-             (int)getpid(), n++);
-    if (rename(path, dst) < 0 && errno != ENOENT)
-        farm_rmtree(path);
+    return k < g_nretired && g_retired[k];
 }
 
-/* The lowest scratch slot no running attempt holds. */
+static void slot_retire(int k)
+{
+    if (k >= g_nretired) {
+        int n = k + 64;
+        unsigned char *p = realloc(g_retired, (size_t)n);
+        if (!p)
+            return;
+        memset(p + g_nretired, 0, (size_t)(n - g_nretired));
+        g_retired = p;
+        g_nretired = n;
+    }
+    g_retired[k] = 1;
+}
+
+static void scratch_base(char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/scratch/%lld", farmd.home, (long long)farmd.started_ms);
+}
+
+/* The lowest scratch slot that no running attempt holds and is not retired. */
 static int free_slot(void)
 {
     for (int k = 0;; k++) {
         struct run *r = farmd.runs;
+        if (slot_retired(k))
+            continue;
         while (r && r->slot != k)
             r = r->next;
         if (!r)
             return k;
+    }
+}
+
+/* Retention's part: the scratch directories of earlier farmds, and this
+ * one's retired slots. */
+static void scratch_prune(void)
+{
+    char dir[PATH_MAX], mine[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+    snprintf(dir, sizeof dir, "%.3000s/scratch", farmd.home);
+    snprintf(mine, sizeof mine, "%lld", (long long)farmd.started_ms);
+    if ((d = opendir(dir))) {
+        while ((e = readdir(d))) {
+            char path[PATH_MAX + 300];
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+                !strcmp(e->d_name, mine))
+                continue;
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            farm_rmtree(path);
+        }
+        closedir(d);
+    }
+    scratch_base(dir, sizeof dir);
+    for (int k = 0; k < g_nretired; k++) {
+        char path[PATH_MAX + 32];
+        if (!g_retired[k])
+            continue;
+        snprintf(path, sizeof path, "%s/%d", dir, k);
+        farm_rmtree(path);
     }
 }
 
@@ -462,14 +513,12 @@ static void finalize(struct run *r)
         state = "interrupted";
     }
 
-    if (!r->result || json_is_true(json_object_get(r->result, "scratch_left"))) {
+    if (!r->result || json_is_true(json_object_get(r->result, "scratch_left")))
         /* The worker did not empty its scratch slot (it died, or a file
-         * would not go), or a process of the task may still write there:
-         * the next attempt in this slot gets a fresh directory. */
-        char dir[PATH_MAX + 64];
-        snprintf(dir, sizeof dir, "%s/scratch/%d", farmd.home, r->slot);
-        to_trash(dir);
-    }
+         * would not go, or the path is no longer its directory), or a
+         * process of the task may still write there: no attempt gets it
+         * again. */
+        slot_retire(r->slot);
 
     farmd_tx();
     st = farm__db_stmt(farmd.db,
@@ -986,7 +1035,8 @@ static int start_run(int64_t id)
     snprintf(path, sizeof path, "%s/artifacts", run_dir);
     json_object_set_new(spec, "artifacts_dir", json_string(path));
     slot = free_slot();
-    snprintf(path, sizeof path, "%s/scratch/%d", farmd.home, slot);
+    scratch_base(path, sizeof path);
+    snprintf(path + strlen(path), sizeof path - strlen(path), "/%d", slot);
     json_object_set_new(spec, "scratch_dir", json_string(path));
     if (json_is_string(json_object_get(t, "snapshot"))) {
         json_object_set(spec, "src", json_object_get(t, "snapshot"));
@@ -1191,7 +1241,6 @@ static void retention(uv_timer_t *t)
     sqlite3_stmt *st;
     int64_t *ids = NULL;
     size_t n = 0, cap = 0;
-    char dir_trash[PATH_MAX];
     (void)t;
     farmd_tx();
     /* Run directories: beyond the keep_runs newest finished ones, or too
@@ -1218,8 +1267,7 @@ static void retention(uv_timer_t *t)
         farm__db_run(st, "i", ids[i]);
     }
     free(ids);
-    snprintf(dir_trash, sizeof dir_trash, "%.2000s/trash", farmd.home);
-    farm_rmtree(dir_trash);
+    scratch_prune();
     if (n == 5000) /* more to do: another pass soon, not in one long stall */
         uv_timer_start(&farmd.retention_timer, retention, 1000, 600000);
     /* Rows: tasks that ended before the cutoff go, with what hangs off them. */
@@ -1419,6 +1467,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "farmd: %s\n", err.msg);
         return 2;
     }
+    {
+        /* Absolute from here on: workers change directory before they
+         * write into the home (a log, a scratch directory). */
+        char real[PATH_MAX];
+        if (realpath(farmd.home, real))
+            snprintf(farmd.home, sizeof farmd.home, "%.2000s", real);
+    }
     umask(022);
     if (farm_exe_dir(exe, sizeof exe) < 0 ||
         snprintf(farmd.worker_path, sizeof farmd.worker_path, "%s/farm-worker", exe) >=
@@ -1458,9 +1513,6 @@ int main(int argc, char **argv)
     farm_mkdirs(path, 0700);
     snprintf(path, sizeof path, "%s/plugins", farmd.home);
     farm_mkdirs(path, 0700);
-    /* Scratch slots of an earlier farmd may hold a dead attempt's files. */
-    snprintf(path, sizeof path, "%s/scratch", farmd.home);
-    to_trash(path);
 
     snprintf(path, sizeof path, "%s/farm.db", farmd.home);
     if (farm__db_open(path, farmd.cfg.durability_full, &farmd.db, &err) < 0) {

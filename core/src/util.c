@@ -119,11 +119,15 @@ int farm_mkdirs(const char *path, unsigned mode)
     return 0;
 }
 
-static int rmtree_at(int dfd, const char *name)
+/* Removes `name` below `dfd` and all under it. Directories on another file
+ * system than `dev` (mount points) are not entered: removing one fails. */
+static int rmtree_at(int dfd, const char *name, dev_t dev)
 {
     struct stat st;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : -errno;
+    if (S_ISDIR(st.st_mode) && st.st_dev != dev)
+        return unlinkat(dfd, name, AT_REMOVEDIR) < 0 ? -errno : 0;
     if (S_ISDIR(st.st_mode)) {
         int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         DIR *d;
@@ -147,7 +151,7 @@ static int rmtree_at(int dfd, const char *name)
         while ((e = readdir(d))) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                 continue;
-            int r = rmtree_at(dirfd(d), e->d_name);
+            int r = rmtree_at(dirfd(d), e->d_name, dev);
             if (r < 0 && rc == 0)
                 rc = r;
         }
@@ -163,7 +167,10 @@ static int rmtree_at(int dfd, const char *name)
 
 int farm_rmtree(const char *path)
 {
-    return rmtree_at(AT_FDCWD, path);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return rmtree_at(AT_FDCWD, path, st.st_dev);
 }
 
 int farm_empty_dir(int dfd)
@@ -171,9 +178,10 @@ int farm_empty_dir(int dfd)
     /* Read with getdents64 on the caller's descriptor, from the start: an
      * empty directory (the common case) costs two system calls. */
     char buf[8192];
+    struct stat st;
     int rc = 0;
     long n;
-    if (lseek(dfd, 0, SEEK_SET) < 0)
+    if (fstat(dfd, &st) < 0 || lseek(dfd, 0, SEEK_SET) < 0)
         return -errno;
     while ((n = syscall(SYS_getdents64, dfd, buf, sizeof buf)) > 0) {
         int removed = 0;
@@ -188,7 +196,7 @@ int farm_empty_dir(int dfd)
             off += e->d_reclen;
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
                 continue;
-            int r = rmtree_at(dfd, e->d_name);
+            int r = rmtree_at(dfd, e->d_name, st.st_dev);
             if (r < 0 && rc == 0)
                 rc = r;
             removed = 1;

@@ -16,7 +16,6 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -647,22 +646,47 @@ static pid_t exec_start(json_t *task, struct logsink *sink, int out_fd, json_t *
 
 /* The scratch directory is a slot that farmd hands from attempt to attempt:
  * made when missing, emptied when the attempt ends. Returns an open
- * descriptor of it, or -1 with `*result` set. */
-static int scratch_open(const char *path, struct logsink *sink, json_t **result)
+ * descriptor of it (its identity in `*st`), or -1 with `*result` set (and
+ * the slot reported unusable, so that farmd retires it). */
+static int scratch_open(const char *path, struct stat *st, struct logsink *sink, json_t **result)
 {
     int fd;
-    if (mkdir(path, 0700) < 0 && errno == ENOENT)
-        farm_mkdirs(path, 0700);
-    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
+    if (mkdir(path, 0755) < 0 && errno == ENOENT)
+        farm_mkdirs(path, 0755);
+    /* Never through a symlink a task may have put in the slot's place. */
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && fstat(fd, st) == 0) {
+        /* A task may have changed the mode: every attempt starts alike. */
+        if ((st->st_mode & 07777) != 0755)
+            fchmod(fd, 0755);
+        return fd;
+    }
+    {
         char why[PATH_MAX + 128];
         snprintf(why, sizeof why, "cannot make the scratch directory %s: %s", path,
                  strerror(errno));
+        if (fd >= 0)
+            close(fd);
         sink_printf(sink, "farm: %s\n", why);
-        *result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed", "exit_code",
-                            1, "reason", why);
+        *result = json_pack("{s:s,s:s,s:i,s:s,s:b}", "ev", "result", "state", "failed",
+                            "exit_code", 1, "reason", why, "scratch_left", 1);
     }
-    return fd;
+    return -1;
+}
+
+/* Empties the scratch slot at the end of the attempt. 0, or -1 when the
+ * slot must not be handed out again: something would not go, or the path
+ * no longer names the directory the attempt started with (the task removed
+ * it, or put a symlink or another directory there). */
+static int scratch_close(int fd, const struct stat *was, const char *path)
+{
+    struct stat now;
+    int rc = farm_empty_dir(fd);
+    if (lstat(path, &now) < 0 || !S_ISDIR(now.st_mode) || now.st_dev != was->st_dev ||
+        now.st_ino != was->st_ino)
+        rc = -1;
+    close(fd);
+    return rc < 0 ? -1 : 0;
 }
 
 /* Runs one attempt. The task is `parsed` (the fork server parses its start
@@ -678,6 +702,7 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
     int out_pipe[2], res_pipe[2] = {-1, -1};
     pid_t child;
     int direct, scratch_fd = -1;
+    struct stat scratch_st;
     struct logsink sink = {.fd = -1};
     int64_t grace_ms, deadline = -1;
     int cancelled = 0, farmd_gone = 0, child_status = 0, child_done = 0;
@@ -761,7 +786,7 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
         }
     }
     if (jstr(task, "scratch_dir") &&
-        (scratch_fd = scratch_open(jstr(task, "scratch_dir"), &sink, &result)) < 0)
+        (scratch_fd = scratch_open(jstr(task, "scratch_dir"), &scratch_st, &sink, &result)) < 0)
         goto finish;
 
     if (direct) {
@@ -948,15 +973,17 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
         json_object_set_new(result, "log_truncated", json_true());
 
 finish:
-    if (scratch_fd >= 0) {
+    if (scratch_fd >= 0 && scratch_close(scratch_fd, &scratch_st, jstr(task, "scratch_dir")) < 0) {
         /* Every process of the attempt is gone: nothing writes there now. */
-        if (farm_empty_dir(scratch_fd) < 0) {
-            sink_printf(&sink, "farm: could not empty the scratch directory %s\n",
-                        jstr(task, "scratch_dir"));
-            json_object_set_new(result, "scratch_left", json_true());
-        }
-        close(scratch_fd);
+        sink_printf(&sink, "farm: the scratch directory %s could not be emptied or was replaced; "
+                           "it is not used again\n",
+                    jstr(task, "scratch_dir"));
+        json_object_set_new(result, "scratch_left", json_true());
     }
+    if (sink.fd < 0 && sink.path)
+        /* A silent attempt: no log of an earlier, unrecorded run of it may
+         * pass for this one's. */
+        unlink(sink.path);
     if (event_ok && !farmd_gone) {
         farm_json_write_line(EVENT_FD, result);
         /* Our end of the stream: farmd goes on while this process exits. */
@@ -1090,9 +1117,10 @@ static int describe_all(void)
  *   server -> farmd  lines, several to a datagram:
  *                    "P TOKEN PID" (started) or "E TOKEN ERRNO" (fork failed),
  *                    "X PID STATUS" (a child ended; STATUS as from waitpid)
- * The server's lines wait up to REPORT_MS and go out together: farmd needs
- * them only to signal a worker and to learn how a worker that sent no result
- * died, and one wake-up of farmd for many tasks costs less than one each. */
+ * "P" and "E" go out at once; "X" lines wait up to REPORT_MS and go out
+ * together (or with the next "P"): farmd needs them only to learn how a
+ * worker that sent no result died, and one wake-up of farmd for many tasks
+ * costs less than one each. */
 
 #define CTL_FD 3
 
@@ -1129,6 +1157,10 @@ static void server_send(const char *msg)
     memcpy(g_report + g_report_len, msg, n);
     g_report[g_report_len + n] = '\n';
     g_report_len += n + 1;
+    /* A start goes out at once (with what waits): farmd needs the pid to
+     * signal the worker, and must not lose it if we die. */
+    if (msg[0] != 'X')
+        server_flush();
 }
 
 static void server_reap(void)
@@ -1147,14 +1179,9 @@ static int serve(void)
 {
     struct sigaction sa = {.sa_handler = server_on_chld};
     sigset_t chld, old;
-    /* The built-in exec plugin runs most tasks: map it once here, so that a
-     * task's dlopen of it only takes a reference. (It has no constructors;
-     * no other plugin's code is ever loaded into the server.) */
-    if (builtin_exec()) {
-        char path[PATH_MAX];
-        if (farm__plugin_find("exec", NULL, path, sizeof path, NULL) == 0)
-            dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    }
+    /* Whether exec tasks start their command here: asked once, before any
+     * fork. (No plugin's code is ever loaded into the server.) */
+    builtin_exec();
     /* farmd starts us with LD_BIND_NOW (every symbol bound now, none in a
      * worker); tasks must not inherit it unless farmd's own environment had
      * it. */

@@ -17,8 +17,10 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
     memset(c, 0, sizeof *c);
     if (json_is_string(run)) {
         c->argv = calloc(4, sizeof *c->argv);
-        if (!c->argv)
+        if (!c->argv) {
+            snprintf(msg, len, "exec: out of memory");
             return -ENOMEM;
+        }
         c->argv[0] = "sh";
         c->argv[1] = "-c";
         c->argv[2] = (char *)json_string_value(run);
@@ -32,8 +34,10 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
         return -EINVAL;
     }
     c->argv = calloc(n + 1, sizeof *c->argv);
-    if (!c->argv)
+    if (!c->argv) {
+        snprintf(msg, len, "exec: out of memory");
         return -ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         json_t *a = json_array_get(argv, i);
         if (!json_is_string(a)) {

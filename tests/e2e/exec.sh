@@ -35,6 +35,39 @@ id=$(farm submit -- sh -c 'echo "n=$(ls -A "$FARM_SCRATCH_DIR" | wc -l) $FARM_SC
 farm wait "$id" >/dev/null
 expect_eq "same slot, empty" "n=0 $scratch" "$(farm logs "$id")"
 
+# A task that puts a symlink where its scratch directory was: what the link
+# points to is left alone, and that slot is not handed out again.
+mkdir "$T/outside"
+echo keep >"$T/outside/file"
+id=$(farm submit -- sh -c 'rm -rf "$FARM_SCRATCH_DIR" && ln -s '"$T"'/outside "$FARM_SCRATCH_DIR"')
+farm wait "$id" >/dev/null || fail "symlink task: $(reason_of "$id")"
+expect_contains "the slot is given up" "is not used again" "$(farm logs "$id")"
+id=$(farm submit -- sh -c 'test -d "$FARM_SCRATCH_DIR" && test ! -L "$FARM_SCRATCH_DIR" &&
+    echo "next=$FARM_SCRATCH_DIR $(ls -A "$FARM_SCRATCH_DIR" | wc -l)"')
+farm wait "$id" >/dev/null || fail "after the symlink task: $(reason_of "$id")"
+expect_eq "the symlink's target is untouched" keep "$(cat "$T/outside/file")"
+next=$(farm logs "$id")
+case "$next" in "next=$scratch "*) fail "the replaced slot was handed out again: $next" ;; esac
+expect_contains "a fresh, empty slot" " 0" "$next"
+
+# A task that changes its scratch directory's mode: the next attempt in the
+# slot starts with the usual one.
+id=$(farm submit -- sh -c 'chmod 0500 "$FARM_SCRATCH_DIR"; echo "$FARM_SCRATCH_DIR"')
+farm wait "$id" >/dev/null
+slot=$(farm logs "$id")
+id=$(farm submit -- sh -c 'echo "$FARM_SCRATCH_DIR $(stat -c %a "$FARM_SCRATCH_DIR")"')
+farm wait "$id" >/dev/null
+expect_eq "mode restored" "$slot 755" "$(farm logs "$id")"
+
+# A silent attempt shows no log left at its path by an earlier, unrecorded run.
+farm pause >/dev/null
+id=$(farm submit -- true)
+mkdir -p "$FARM_HOME/runs/$id"
+echo stale >"$FARM_HOME/runs/$id/log"
+farm resume >/dev/null
+farm wait "$id" >/dev/null
+expect_eq "no stale log" "" "$(farm logs "$id")"
+
 # Exit codes: the command's status; a signal gives 128 + the signal and a
 # line in the log.
 id=$(farm submit -- sh -c 'exit 42')
