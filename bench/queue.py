@@ -119,6 +119,25 @@ def farm_batch(f):
     f.wait_ids(ids)
 
 
+def cpu_ticks(pid):
+    """(own, reaped children's) user+system CPU ticks of `pid`."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+
+
+def fork_server_pid(farmd_pid):
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                st = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+                cmd = open(f"/proc/{d}/cmdline").read()
+            except OSError:
+                continue
+            if int(st[1]) == farmd_pid and "--serve" in cmd:
+                return int(d)
+    raise RuntimeError("no fork server below farmd")
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmHWM:"):
@@ -206,8 +225,10 @@ def main():
     print(f"(b) farm: --batch {N} + drain     {fb:7.3f} s   {ratio('farm_batch', 'tsp'):.2f}x tsp"
           f"  (goal <= 0.40)")
 
-    # (c) drain rate of 10,000 queued tasks
-    rates = []
+    # (c) drain rate of 10,000 queued tasks, and where the CPU time goes:
+    # farmd, the fork server (its forks), and the workers with the commands
+    # they ran (the fork server's reaped children).
+    rates, cpu = [], {"farmd": [], "server": [], "workers": []}
     for _ in range(REPEATS):
         f = Farm()
         try:
@@ -215,13 +236,23 @@ def main():
             batch_file(10000, path)
             f.run("pause")
             f.run(f"submit --batch {path} >{ids}")
+            server = fork_server_pid(f.pid())
+            c0 = cpu_ticks(f.pid()), cpu_ticks(server)
             t0 = time.perf_counter()
             f.run("resume")
             f.wait_ids(ids)
             rates.append(10000 / (time.perf_counter() - t0))
+            c1 = cpu_ticks(f.pid()), cpu_ticks(server)
+            tick = os.sysconf("SC_CLK_TCK")
+            cpu["farmd"].append((c1[0][0] - c0[0][0]) / tick / 10000)
+            cpu["server"].append((c1[1][0] - c0[1][0]) / tick / 10000)
+            cpu["workers"].append((c1[1][1] - c0[1][1]) / tick / 10000)
         finally:
             f.close()
     print(f"(c) farm: drain 10,000 queued       {statistics.median(rates):7.0f} tasks/s  (goal >= 1500)")
+    print("    CPU per task: farmd {:.0f} us, fork server {:.0f} us, workers and their commands "
+          "{:.0f} us".format(*(statistics.median(cpu[k]) * 1e6
+                               for k in ("farmd", "server", "workers"))))
 
     # (d) submit latency, and (e) its cost with 0, 10k, 100k queued;
     # (f) peak RSS and (g) restart time with 100,000 tasks.
