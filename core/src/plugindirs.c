@@ -16,18 +16,28 @@
 
 int farm__plugin_dirs(const char *home, char dirs[][PATH_MAX], int max)
 {
-    char exe[PATH_MAX];
+    /* The built-in directories sit beside the running executable, which
+     * does not move while it runs: they are looked up once per process
+     * (farmd checks a plugin at every submit). */
+    static char builtin[2][PATH_MAX];
+    static int nbuiltin = -1;
     int n = 0;
-    if (farm_exe_dir(exe, sizeof exe) == 0) {
-        char d[PATH_MAX + 32];
-        struct stat st;
-        snprintf(d, sizeof d, "%s/../plugins", exe);
-        if (n < max && stat(d, &st) == 0 && S_ISDIR(st.st_mode) && realpath(d, dirs[n]))
-            n++;
-        snprintf(d, sizeof d, "%s/../lib/farm/plugins", exe);
-        if (n < max && stat(d, &st) == 0 && S_ISDIR(st.st_mode) && realpath(d, dirs[n]))
-            n++;
+    if (nbuiltin < 0) {
+        char exe[PATH_MAX];
+        nbuiltin = 0;
+        if (farm_exe_dir(exe, sizeof exe) == 0) {
+            static const char *const rel[] = {"../plugins", "../lib/farm/plugins"};
+            for (int i = 0; i < 2; i++) {
+                char d[PATH_MAX + 32];
+                struct stat st;
+                snprintf(d, sizeof d, "%s/%s", exe, rel[i]);
+                if (stat(d, &st) == 0 && S_ISDIR(st.st_mode) && realpath(d, builtin[nbuiltin]))
+                    nbuiltin++;
+            }
+        }
     }
+    for (int i = 0; i < nbuiltin && n < max; i++)
+        memcpy(dirs[n++], builtin[i], PATH_MAX);
     if (home && n < max) {
         snprintf(dirs[n], PATH_MAX, "%.*s/plugins", PATH_MAX - 16, home);
         n++;
