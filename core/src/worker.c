@@ -316,6 +316,18 @@ static const char *jstr(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+/* The variables every task's code sees (docs/spec.md). */
+static void task_env(json_t *task)
+{
+    setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
+    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
+    setenv("FARM_SCRATCH_DIR", jstr(task, "scratch_dir"), 1);
+    if (jstr(task, "deps_dir"))
+        setenv("FARM_DEPS_DIR", jstr(task, "deps_dir"), 1);
+    else
+        unsetenv("FARM_DEPS_DIR");
+}
+
 /* The plugin process: never returns. */
 static void plugin_main(json_t *task, const char *home, int result_fd)
 {
@@ -363,13 +375,7 @@ static void plugin_main(json_t *task, const char *home, int result_fd)
     ctx.params_text = json_dumps(ctx.params, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(desc);
 
-    setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
-    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
-    setenv("FARM_SCRATCH_DIR", ctx.scratch_dir, 1);
-    if (ctx.deps_dir)
-        setenv("FARM_DEPS_DIR", ctx.deps_dir, 1);
-    else
-        unsetenv("FARM_DEPS_DIR");
+    task_env(task);
 
     rc = plugin->run(&g_host, &ctx);
     fflush(stdout);
@@ -608,13 +614,7 @@ static pid_t exec_start(json_t *task, struct logsink *sink, int out_fd, json_t *
     pid_t pid;
     int rc;
 
-    setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
-    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
-    setenv("FARM_SCRATCH_DIR", jstr(task, "scratch_dir"), 1);
-    if (jstr(task, "deps_dir"))
-        setenv("FARM_DEPS_DIR", jstr(task, "deps_dir"), 1);
-    else
-        unsetenv("FARM_DEPS_DIR");
+    task_env(task);
     if (!wd || chdir(wd) < 0) {
         sink_printf(sink, "farm: cannot enter work dir %s: %s\n", wd ? wd : "(none)",
                     strerror(wd ? errno : ENOENT));
