@@ -8,7 +8,11 @@
 
 #include "farm/error.h"
 
-#define FARM_SCHEMA_VERSION 1
+#define FARM_SCHEMA_VERSION 2
+
+/* The states of a task still to run or running, as tasks_live's condition:
+ * a query on them writes this text so that it can use the index. */
+#define FARM_LIVE_STATES "(state='queued' OR state='waiting' OR state='running')"
 
 /* Opens (creating if needed) the database at `path` in WAL mode, migrates it
  * to FARM_SCHEMA_VERSION, and sets synchronous to FULL (`full`) or NORMAL. */

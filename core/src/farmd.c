@@ -252,8 +252,8 @@ static void maybe_note(int64_t task)
     snprintf(repo, sizeof repo, "%s", sqlite3_column_text(st, 1));
     snprintf(commit, sizeof commit, "%s", sqlite3_column_text(st, 2));
     sqlite3_reset(st);
-    st = farm__db_stmt(farmd.db, "SELECT count(*) FROM tasks WHERE submission=? AND state IN "
-                                 "('queued','waiting','running')");
+    st = farm__db_stmt(farmd.db, "SELECT count(*) FROM tasks WHERE submission=? AND "
+                                 FARM_LIVE_STATES);
     if (farm__db_run(st, "i", sub) != SQLITE_ROW || sqlite3_column_int(st, 0) > 0) {
         sqlite3_reset(st);
         return;

@@ -328,8 +328,8 @@ static void op_status(struct client *c, json_t *req)
     sqlite3_stmt *st;
     json_t *counts = json_object();
     (void)req;
-    st = farm__db_stmt(farmd.db, "SELECT state, count(*) FROM tasks WHERE state IN "
-                                 "('queued','waiting','running') GROUP BY state");
+    st = farm__db_stmt(farmd.db, "SELECT state, count(*) FROM tasks WHERE " FARM_LIVE_STATES
+                                 " GROUP BY state");
     while (sqlite3_step(st) == SQLITE_ROW)
         json_object_set_new(counts, (const char *)sqlite3_column_text(st, 0),
                             json_integer(sqlite3_column_int64(st, 1)));
