@@ -1,18 +1,23 @@
 /*
- * farm-worker: runs one attempt of one task, or describes plugins.
+ * farm-worker: runs one attempt of one task.
  *
+ *   farm-worker --serve              the fork server farmd keeps (below)
  *   farm-worker --run RUN_DIR        run RUN_DIR/task.json; events on fd 3
- *   farm-worker --describe NAME|PATH print the plugin's table as JSON
- *   farm-worker --describe-all       every plugin in the search path
+ *   farm-worker --describe NAME|PATH, --describe-all
+ *                                    answered by farm-plugin-host
  *
  * A run has two processes. The supervisor (this process) is a child
  * subreaper: everything the task starts, even after setsid or a double fork,
- * stays below it. It forks the plugin process, copies the plugin's stdout and
- * stderr into the log file under the size cap, and on SIGTERM (cancel,
+ * stays below it. It starts the task's process, copies that process's stdout
+ * and stderr into the log file under the size cap, and on SIGTERM (cancel,
  * timeout, farmd stopping) or when farmd goes away, it sends SIGTERM to every
- * descendant, waits the grace period, then SIGKILLs whatever is left. The
- * plugin process loads the plugin and calls run(); a crash there ends only
- * that process, and the supervisor reports it with the signal's name.
+ * descendant, waits the grace period, then SIGKILLs whatever is left. For an
+ * exec task the task's process is the command itself; for any other plugin it
+ * is farm-plugin-host, which loads the plugin and calls run(): a crash there
+ * ends only that process, and the supervisor reports it with the signal's
+ * name. This process never loads a plugin, so that it can be linked
+ * statically: it is forked for every attempt, and a static process forks,
+ * runs and exits with fewer mappings to copy and tear down.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -44,272 +50,6 @@
 #define EVENT_FD 3
 
 extern char **environ;
-
-/* ---- the plugin process: the host table ---------------------------------- */
-
-struct farm_ctx {
-    json_t *task;
-    json_t *params;
-    char *params_text;
-    const char *work_dir, *deps_dir, *scratch_dir, *artifacts_dir;
-    int event_fd;
-    int exit_code, exit_code_set;
-    int64_t last_progress_ms;
-    pthread_mutex_t lock;
-};
-
-static volatile sig_atomic_t g_cancelled;
-
-static void on_term(int sig)
-{
-    (void)sig;
-    g_cancelled = 1;
-}
-
-static void emit(struct farm_ctx *ctx, json_t *ev)
-{
-    if (ctx->event_fd < 0) {
-        json_decref(ev);
-        return;
-    }
-    pthread_mutex_lock(&ctx->lock);
-    farm_json_write_line(ctx->event_fd, ev);
-    pthread_mutex_unlock(&ctx->lock);
-    json_decref(ev);
-}
-
-static void host_log(struct farm_ctx *ctx, int level, const char *fmt, ...)
-{
-    static const char *names[] = {"debug", "info", "warn", "error"};
-    char line[4096];
-    va_list ap;
-    int n;
-    (void)ctx;
-    if (level < 0 || level > 3)
-        level = FARM_LOG_INFO;
-    n = snprintf(line, sizeof line, "[%s] ", names[level]);
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    n = (int)strlen(line);
-    if (n == 0 || line[n - 1] != '\n') {
-        line[n++] = '\n';
-        line[n] = '\0';
-    }
-    farm_write_all(STDERR_FILENO, line, (size_t)n);
-}
-
-static void host_progress(struct farm_ctx *ctx, double fraction, const char *what)
-{
-    int64_t now = farm_mono_ms();
-    if (!(fraction >= 0))
-        fraction = 0;
-    if (fraction > 1)
-        fraction = 1;
-    /* At most ten updates a second, but always the last one. */
-    if (fraction < 1 && now - ctx->last_progress_ms < 100)
-        return;
-    ctx->last_progress_ms = now;
-    emit(ctx, json_pack("{s:s,s:f,s:s?}", "ev", "progress", "fraction", fraction, "what", what));
-}
-
-static int valid_metric_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 128)
-        return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("_./-", *s)))
-            return 0;
-    return 1;
-}
-
-static int host_metric(struct farm_ctx *ctx, const char *name, double value, int64_t step)
-{
-    json_t *ev;
-    if (!name || !valid_metric_name(name))
-        return -EINVAL;
-    ev = json_pack("{s:s,s:s,s:I,s:I}", "ev", "metric", "name", name, "step", (json_int_t)step,
-                   "t", (json_int_t)farm_now_ms());
-    /* JSON has no NaN or infinity: a non-finite value travels as null. */
-    json_object_set_new(ev, "value", isfinite(value) ? json_real(value) : json_null());
-    emit(ctx, ev);
-    return 0;
-}
-
-static int valid_artifact_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
-        return 0;
-    return strchr(s, '/') == NULL;
-}
-
-static int host_artifact(struct farm_ctx *ctx, const char *path, const char *name)
-{
-    char src[PATH_MAX], dst[PATH_MAX];
-    struct stat st;
-    struct farm_err err;
-    int in, out, rc = 0;
-    if (!path)
-        return -EINVAL;
-    if (!name)
-        name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    if (!valid_artifact_name(name))
-        return -EINVAL;
-    if (path[0] == '/')
-        snprintf(src, sizeof src, "%s", path);
-    else
-        snprintf(src, sizeof src, "%s/%s", ctx->work_dir, path);
-    if (snprintf(dst, sizeof dst, "%s/%s", ctx->artifacts_dir, name) >= (int)sizeof dst)
-        return -ENAMETOOLONG;
-    if (stat(src, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EINVAL;
-    farm_err_clear(&err);
-    if ((rc = farm_mkdirs(ctx->artifacts_dir, 0755)) < 0)
-        return rc;
-    in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return -errno;
-    out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        rc = -errno;
-        close(in);
-        return rc;
-    }
-    for (;;) {
-        char buf[65536];
-        ssize_t n = read(in, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        if ((rc = farm_write_all(out, buf, (size_t)n)) < 0)
-            break;
-    }
-    close(in);
-    if (close(out) < 0 && rc == 0)
-        rc = -errno;
-    if (rc < 0) {
-        unlink(dst);
-        return rc;
-    }
-    emit(ctx, json_pack("{s:s,s:s,s:I}", "ev", "artifact", "name", name, "size",
-                        (json_int_t)st.st_size));
-    return 0;
-}
-
-static const char *host_params_json(struct farm_ctx *ctx)
-{
-    return ctx->params_text;
-}
-static const char *host_work_dir(struct farm_ctx *ctx)
-{
-    return ctx->work_dir;
-}
-static const char *host_deps_dir(struct farm_ctx *ctx)
-{
-    return ctx->deps_dir;
-}
-static const char *host_scratch_dir(struct farm_ctx *ctx)
-{
-    /* Made on first use. */
-    if (ctx->scratch_dir)
-        farm_mkdirs(ctx->scratch_dir, 0755);
-    return ctx->scratch_dir;
-}
-static int host_cancelled(struct farm_ctx *ctx)
-{
-    (void)ctx;
-    return g_cancelled != 0;
-}
-
-static int host_param_string(struct farm_ctx *ctx, const char *name, const char **out)
-{
-    json_t *v = json_object_get(ctx->params, name);
-    if (!v || json_is_null(v))
-        return -ENOENT;
-    if (!json_is_string(v))
-        return -EINVAL;
-    *out = json_string_value(v);
-    return 0;
-}
-
-static int host_param_int(struct farm_ctx *ctx, const char *name, int64_t *out)
-{
-    json_t *v = json_object_get(ctx->params, name);
-    if (!v || json_is_null(v))
-        return -ENOENT;
-    if (!json_is_integer(v))
-        return -EINVAL;
-    *out = json_integer_value(v);
-    return 0;
-}
-
-static int host_param_number(struct farm_ctx *ctx, const char *name, double *out)
-{
-    json_t *v = json_object_get(ctx->params, name);
-    if (!v || json_is_null(v))
-        return -ENOENT;
-    if (!json_is_number(v))
-        return -EINVAL;
-    *out = json_number_value(v);
-    return 0;
-}
-
-static int host_param_bool(struct farm_ctx *ctx, const char *name, int *out)
-{
-    json_t *v = json_object_get(ctx->params, name);
-    if (!v || json_is_null(v))
-        return -ENOENT;
-    if (!json_is_boolean(v))
-        return -EINVAL;
-    *out = json_is_true(v);
-    return 0;
-}
-
-static void host_set_exit_code(struct farm_ctx *ctx, int code)
-{
-    ctx->exit_code = code;
-    ctx->exit_code_set = 1;
-}
-
-static const struct farm_host g_host = {
-    .size = sizeof(struct farm_host),
-    .abi_major = FARM_PLUGIN_ABI_MAJOR,
-    .abi_minor = FARM_PLUGIN_ABI_MINOR,
-    .log = host_log,
-    .progress = host_progress,
-    .metric = host_metric,
-    .artifact = host_artifact,
-    .params_json = host_params_json,
-    .work_dir = host_work_dir,
-    .deps_dir = host_deps_dir,
-    .cancelled = host_cancelled,
-    .param_string = host_param_string,
-    .param_int = host_param_int,
-    .param_number = host_param_number,
-    .param_bool = host_param_bool,
-    .scratch_dir = host_scratch_dir,
-    .set_exit_code = host_set_exit_code,
-};
-
-/* Writes the plugin process's outcome to the supervisor: one JSON line. */
-static void report(int fd, const char *state, int exit_code, const char *reason, int rc)
-{
-    json_t *r = json_pack("{s:s,s:i,s:i}", "state", state, "exit_code", exit_code, "rc", rc);
-    if (reason)
-        json_object_set_new(r, "reason", json_string(reason));
-    farm_json_write_line(fd, r);
-    json_decref(r);
-}
 
 static const char *jstr(json_t *o, const char *k)
 {
@@ -328,69 +68,44 @@ static void task_env(json_t *task)
         unsetenv("FARM_DEPS_DIR");
 }
 
-/* The plugin process: never returns. */
-static void plugin_main(json_t *task, const char *home, int result_fd)
+/* ---- the plugin process -------------------------------------------------- */
+
+/* farm-plugin-host, beside this executable: the plugin process of a task
+ * whose plugin is loaded (every plugin but the built-in exec). */
+static const char *plugin_host(void)
 {
-    struct farm_ctx ctx = {.task = task, .event_fd = EVENT_FD};
-    const struct farm_plugin *plugin;
-    struct farm_err err;
-    char path[PATH_MAX];
-    json_t *desc;
-    struct sigaction sa = {.sa_handler = on_term};
-    int rc;
-
-    pthread_mutex_init(&ctx.lock, NULL);
-    /* Commands the plugin starts must not inherit the event channel. */
-    fcntl(EVENT_FD, F_SETFD, FD_CLOEXEC);
-    /* Cancellation is cooperative here: the handler only sets the flag that
-     * cancelled() returns; the supervisor kills the process after the grace
-     * period if the plugin does not return. */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    ctx.work_dir = jstr(task, "work_dir");
-    ctx.deps_dir = jstr(task, "deps_dir");
-    ctx.scratch_dir = jstr(task, "scratch_dir");
-    ctx.artifacts_dir = jstr(task, "artifacts_dir");
-    if (chdir(ctx.work_dir) < 0) {
-        fprintf(stderr, "farm: cannot enter work dir %s: %s\n", ctx.work_dir, strerror(errno));
-        report(result_fd, "failed", 1, "cannot enter the work directory", -errno);
-        _exit(0);
+    static char path[PATH_MAX];
+    if (!path[0]) {
+        char dir[PATH_MAX];
+        if (farm_exe_dir(dir, sizeof dir) == 0)
+            snprintf(path, sizeof path, "%.*s/farm-plugin-host", PATH_MAX - 20, dir);
     }
-    farm_err_clear(&err);
-    if ((rc = farm__plugin_find(jstr(task, "plugin"), home, path, sizeof path, &err)) < 0 ||
-        (rc = farm__plugin_load(path, home, &plugin, &err)) < 0) {
-        fprintf(stderr, "farm: %s\n", err.msg);
-        report(result_fd, "failed", 1, err.msg, rc);
-        _exit(0);
-    }
-    desc = farm__plugin_describe(plugin, path);
-    if ((rc = farm__params_check(desc, json_object_get(task, "params"), &err)) < 0) {
-        fprintf(stderr, "farm: %s\n", err.msg);
-        report(result_fd, "failed", 2, err.msg, rc);
-        _exit(0);
-    }
-    ctx.params = farm__params_with_defaults(desc, json_object_get(task, "params"));
-    ctx.params_text = json_dumps(ctx.params, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(desc);
+    return path;
+}
 
-    task_env(task);
-
-    rc = plugin->run(&g_host, &ctx);
-    fflush(stdout);
-    fflush(stderr);
-    if (rc == 0 && !g_cancelled) {
-        int code = ctx.exit_code_set ? ctx.exit_code : 0;
-        report(result_fd, code == 0 ? "succeeded" : "failed", code,
-               code == 0 ? NULL : "the command exited with a non-zero status", 0);
-    } else {
-        char why[256];
-        snprintf(why, sizeof why, "plugin %s returned %d (%s)", plugin->name, rc,
-                 rc < 0 ? farm_strerror(rc) : "not a negative code");
-        report(result_fd, "failed", ctx.exit_code_set ? ctx.exit_code : 1,
-               rc == 0 ? NULL : why, rc);
+/* In the forked child: hands the task (as prepared: with its deps_dir) to
+ * farm-plugin-host on descriptor 4 and the result pipe on 5, and becomes
+ * it. Never returns. */
+static void plugin_process(json_t *task, int result_fd)
+{
+    char *text = json_dumps(task, JSON_COMPACT);
+    int mfd = memfd_create("farm-task", MFD_CLOEXEC), tfd, rfd;
+    const char *host = plugin_host();
+    char why[PATH_MAX + 128];
+    json_t *r;
+    if (text && mfd >= 0 && farm_write_all(mfd, text, strlen(text)) == 0 &&
+        lseek(mfd, 0, SEEK_SET) == 0 && (tfd = fcntl(mfd, F_DUPFD_CLOEXEC, 10)) >= 0 &&
+        (rfd = fcntl(result_fd, F_DUPFD_CLOEXEC, 10)) >= 0 && dup2(tfd, 4) == 4 &&
+        dup2(rfd, 5) == 5) {
+        char *argv[] = {"farm-plugin-host", "--task", NULL};
+        if (host[0])
+            execv(host, argv);
     }
+    snprintf(why, sizeof why, "cannot start the plugin host %s: %s",
+             host[0] ? host : "farm-plugin-host", strerror(host[0] ? errno : ENOENT));
+    fprintf(stderr, "farm: %s\n", why);
+    r = json_pack("{s:s,s:i,s:s}", "state", "failed", "exit_code", 127, "reason", why);
+    farm_json_write_line(result_fd, r);
     _exit(0);
 }
 
@@ -484,24 +199,6 @@ static int signal_descendants(int sig)
     free(pids);
     free(ppids);
     return count;
-}
-
-static const char *signame(int sig)
-{
-    switch (sig) {
-    case SIGSEGV: return "SIGSEGV";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGILL: return "SIGILL";
-    case SIGKILL: return "SIGKILL";
-    case SIGTERM: return "SIGTERM";
-    case SIGINT: return "SIGINT";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGTRAP: return "SIGTRAP";
-    case SIGSYS: return "SIGSYS";
-    default: return "a signal";
-    }
 }
 
 struct logsink {
@@ -821,7 +518,7 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
             int devnull = open("/dev/null", O_WRONLY);
             dup2(devnull, EVENT_FD);
         }
-        plugin_main(task, home[0] ? home : NULL, res_pipe[1]);
+        plugin_process(task, res_pipe[1]);
     }
     close(out_pipe[1]);
     if (!direct)
@@ -944,7 +641,7 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
                              : NULL;
         if (WIFSIGNALED(child_status) && !cancelled && !direct) {
             char why[128];
-            snprintf(why, sizeof why, "plugin crashed: %s", signame(WTERMSIG(child_status)));
+            snprintf(why, sizeof why, "plugin crashed: %s", farm_signame(WTERMSIG(child_status)));
             result = json_pack("{s:s,s:s,s:i,s:s}", "ev", "result", "state", "failed",
                                "exit_code", 128 + WTERMSIG(child_status), "reason", why);
         } else if (cancelled) {
@@ -998,108 +695,6 @@ finish:
     if (sink.fd >= 0 && sink.fd != STDOUT_FILENO)
         close(sink.fd);
     return rc;
-}
-
-/* ---- describe ------------------------------------------------------------ */
-
-static int describe(const char *name)
-{
-    char path[PATH_MAX], home[PATH_MAX];
-    const struct farm_plugin *p;
-    struct farm_err err;
-    const char *h = farm_home_path(home, sizeof home) == 0 ? home : NULL;
-    json_t *d;
-    farm_err_clear(&err);
-    if (farm__plugin_find(name, h, path, sizeof path, &err) < 0 ||
-        farm__plugin_load(path, h, &p, &err) < 0) {
-        d = json_pack("{s:{s:s,s:s}}", "error", "code", farm_err_name(err.code), "message",
-                      err.msg);
-        farm_json_write_line(STDOUT_FILENO, d);
-        json_decref(d);
-        return 2;
-    }
-    d = farm__plugin_describe(p, path);
-    farm_json_write_line(STDOUT_FILENO, d);
-    json_decref(d);
-    return 0;
-}
-
-/* Each plugin is loaded in a child of its own, so that one plugin's
- * constructors or crash cannot spoil another's description. */
-static int describe_all(void)
-{
-    char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], home[PATH_MAX];
-    const char *h = farm_home_path(home, sizeof home) == 0 ? home : NULL;
-    int n = farm__plugin_dirs(h, dirs, FARM_PLUGIN_MAX_DIRS);
-    json_t *all = json_array();
-    for (int i = 0; i < n; i++) {
-        DIR *d = opendir(dirs[i]);
-        struct dirent *e;
-        if (!d)
-            continue;
-        while ((e = readdir(d))) {
-            size_t len = strlen(e->d_name);
-            char path[PATH_MAX + 256];
-            int fds[2];
-            pid_t pid;
-            if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
-                continue;
-            snprintf(path, sizeof path, "%.4000s/%.255s", dirs[i], e->d_name);
-            if (pipe(fds) < 0)
-                continue;
-            pid = fork();
-            if (pid == 0) {
-                const struct farm_plugin *p;
-                struct farm_err err;
-                json_t *desc;
-                close(fds[0]);
-                farm_err_clear(&err);
-                if (farm__plugin_load(path, h, &p, &err) < 0)
-                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
-                                     farm_err_name(err.code), "message", err.msg);
-                else
-                    desc = farm__plugin_describe(p, path);
-                farm_json_write_line(fds[1], desc);
-                _exit(0);
-            }
-            close(fds[1]);
-            {
-                char *buf = NULL;
-                size_t cap = 0, got = 0;
-                int st = 0;
-                for (;;) {
-                    if (got + 4096 > cap) {
-                        cap = cap ? cap * 2 : 8192;
-                        buf = realloc(buf, cap);
-                    }
-                    ssize_t r = read(fds[0], buf + got, cap - got - 1);
-                    if (r <= 0)
-                        break;
-                    got += (size_t)r;
-                }
-                close(fds[0]);
-                waitpid(pid, &st, 0);
-                json_t *desc = NULL;
-                if (buf) {
-                    buf[got] = '\0';
-                    desc = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
-                }
-                if (!desc) {
-                    char why[PATH_MAX + 512];
-                    snprintf(why, sizeof why, "%s: refused: crashed while loading (%s)", path,
-                             WIFSIGNALED(st) ? signame(WTERMSIG(st)) : "no description");
-                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
-                                     "FARM_EBADPLUGIN", "message", why);
-                }
-                json_array_append_new(all, desc);
-                free(buf);
-            }
-        }
-        closedir(d);
-    }
-    farm_json_write_line(STDOUT_FILENO, all);
-    json_decref(all);
-    return 0;
 }
 
 /* ---- the fork server ----------------------------------------------------- */
@@ -1295,10 +890,17 @@ int main(int argc, char **argv)
 
     if (argc == 3 && !strcmp(argv[1], "--run"))
         return run_task(argv[2], NULL, NULL);
-    if (argc == 3 && !strcmp(argv[1], "--describe"))
-        return describe(argv[2]);
-    if (argc == 2 && !strcmp(argv[1], "--describe-all"))
-        return describe_all();
+    if ((argc == 3 && !strcmp(argv[1], "--describe")) ||
+        (argc == 2 && !strcmp(argv[1], "--describe-all"))) {
+        /* Describing loads plugins: that is farm-plugin-host's. */
+        const char *host = plugin_host();
+        argv[0] = "farm-plugin-host";
+        if (host[0])
+            execv(host, argv);
+        fprintf(stderr, "farm-worker: cannot start the plugin host %s: %s\n",
+                host[0] ? host : "farm-plugin-host", strerror(host[0] ? errno : ENOENT));
+        return 2;
+    }
     fprintf(stderr, "usage: farm-worker --run RUN_DIR | --describe PLUGIN | --describe-all\n"
                     "farm-worker is started by farmd and `farm run`; see `farm --help`.\n");
     return 2;

@@ -68,4 +68,23 @@ expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
 kill -0 "$pid" || fail "farmd died"
 id=$(farm submit -- echo after)
 expect_status "a task after the crashes" 0 farm wait "$id"
+# An installation without its plugin host: describing a plugin (farm run,
+# farm plugin info) fails and names the missing file; a worker whose plugin
+# host has gone missing fails the task and says why.
+mkdir -p "$T/inst/bin"
+for b in farm farmd farm-worker farm-prepare; do cp "$FARM_BIN/$b" "$T/inst/bin/"; done
+ln -s "$(cd "$FARM_BIN/../plugins" && pwd)" "$T/inst/plugins"
+nohost="cannot start the plugin host $T/inst/bin/farm-plugin-host: No such file or directory"
+expect_status "farm run without the plugin host" 2 "$T/inst/bin/farm" run "$T/fx/ok.so"
+expect_contains "farm run without the plugin host" "$nohost" "$(cat "$T/err")"
+expect_status "farm plugin without the plugin host" 2 "$T/inst/bin/farm" plugin info "$T/fx/ok.so"
+expect_contains "farm plugin without the plugin host" "$nohost" "$(cat "$T/err")"
+mkdir -p "$T/rd"
+printf '{"id": 1, "id_text": "1", "attempt": 1, "plugin": "%s", "params": {}, "run_dir": "%s", "work_dir": "%s", "log": "-"}\n' \
+    "$T/fx/ok.so" "$T/rd" "$T/rd" >"$T/rd/task.json"
+# (Without an event channel on descriptor 3 the result goes to stderr.)
+expect_status "worker without the plugin host" 1 sh -c 'exec 3>&-; exec "$0" "$@"' \
+    "$T/inst/bin/farm-worker" --run "$T/rd"
+expect_contains "worker without the plugin host: result" "\"reason\": \"$nohost\"" \
+    "$(tail -n 1 "$T/err" | sed 's/":"/": "/g')"
 echo "sdk_crash: ok"

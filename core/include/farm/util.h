@@ -59,6 +59,10 @@ int farm_write_file(const char *path, const void *data, size_t len, int sync);
 /* The directory of the running executable (from /proc/self/exe). */
 int farm_exe_dir(char *buf, size_t len);
 
+/* The name of a signal that ends a crashed process ("SIGSEGV"), or "a
+ * signal". Static string. */
+const char *farm_signame(int sig);
+
 /* Writes all of buf to fd, retrying on EINTR and short writes. */
 int farm_write_all(int fd, const void *buf, size_t len);
 
