@@ -156,21 +156,116 @@ static void send_error(struct client *c, int code, const char *msg)
 
 /* ---- task objects -------------------------------------------------------- */
 
-static json_t *time_or_null(sqlite3_stmt *st, int col)
+/* What the rows of one reply share, made once per reply rather than once per
+ * task: the tasks of a batch mostly have the same params and labels text, and
+ * their times fall within a few seconds. Zeroed before use, released by
+ * rowmemo_release. */
+struct rowmemo {
+    struct jsonmemo {
+        char *text;
+        json_t *v;
+    } json[2]; /* labels, params */
+    struct timememo {
+        int64_t sec, ms;
+        size_t len; /* 0: nothing remembered */
+        char text[40];
+        json_t *v;   /* the text of ms */
+    } time[3];       /* created_at, started_at, finished_at */
+    json_t *text[3]; /* state, plugin, task */
+};
+
+static void rowmemo_release(struct rowmemo *m)
 {
-    char buf[40];
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return json_null();
-    return json_string(farm_rfc3339(sqlite3_column_int64(st, col), buf, sizeof buf));
+    for (size_t i = 0; i < sizeof m->json / sizeof m->json[0]; i++) {
+        free(m->json[i].text);
+        json_decref(m->json[i].v);
+    }
+    for (size_t i = 0; i < sizeof m->time / sizeof m->time[0]; i++)
+        json_decref(m->time[i].v);
+    for (size_t i = 0; i < sizeof m->text / sizeof m->text[0]; i++)
+        json_decref(m->text[i]);
 }
 
-static json_t *json_col(sqlite3_stmt *st, int col)
+/* json_string(s), or with a memo the previous value again when equal. */
+static json_t *text_json(const char *s, json_t **memo)
 {
+    json_t *j;
+    if (memo && *memo && s && !strcmp(json_string_value(*memo), s))
+        return json_incref(*memo);
+    j = json_string(s);
+    if (memo && j) {
+        json_decref(*memo);
+        *memo = json_incref(j);
+    }
+    return j;
+}
+
+/* farm_rfc3339 of `ms`. With a memo, the text of the previous time again
+ * when equal; otherwise the date and the time of day are formatted once per
+ * second and only the milliseconds are written after that, as long as the
+ * text ends in ".mmmZ". */
+static json_t *time_json(int64_t ms, struct timememo *m)
+{
+    char buf[40];
+    if (!m || ms < 0)
+        return json_string_nocheck(farm_rfc3339(ms, buf, sizeof buf));
+    if (m->v && ms == m->ms)
+        return json_incref(m->v);
+    if (m->len && ms / 1000 == m->sec) {
+        int f = (int)(ms % 1000);
+        m->text[m->len - 4] = (char)('0' + f / 100);
+        m->text[m->len - 3] = (char)('0' + f / 10 % 10);
+        m->text[m->len - 2] = (char)('0' + f % 10);
+    } else {
+        farm_rfc3339(ms, m->text, sizeof m->text);
+        m->sec = ms / 1000;
+        m->len = strlen(m->text);
+        if (m->len < 5 || m->text[m->len - 5] != '.' || m->text[m->len - 1] != 'Z')
+            m->len = 0;
+    }
+    json_decref(m->v);
+    m->v = json_string_nocheck(m->text);
+    m->ms = ms;
+    return json_incref(m->v);
+}
+
+static json_t *time_or_null(sqlite3_stmt *st, int col, struct timememo *m)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL)
+        return json_null();
+    return time_json(sqlite3_column_int64(st, col), m);
+}
+
+/* The JSON value stored as text in column `col`. With a memo, a text equal
+ * to the previous one gives the previous value again (shared, not copied). */
+static json_t *json_col(sqlite3_stmt *st, int col, struct jsonmemo *m)
+{
+    const char *text;
     json_t *j;
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
         return json_null();
-    j = json_loads((const char *)sqlite3_column_text(st, col), JSON_DECODE_ANY, NULL);
-    return j ? j : json_null();
+    text = (const char *)sqlite3_column_text(st, col);
+    if (m && m->text && !strcmp(m->text, text))
+        return json_incref(m->v);
+    j = json_loads(text, JSON_DECODE_ANY, NULL);
+    if (!j)
+        j = json_null();
+    if (m) {
+        char *copy = strdup(text);
+        if (copy) {
+            free(m->text);
+            json_decref(m->v);
+            m->text = copy;
+            m->v = json_incref(j);
+        }
+    }
+    return j;
+}
+
+/* Sets a key that is a literal of this file (ASCII, so not checked again). */
+static void put(json_t *o, const char *key, json_t *v)
+{
+    json_object_set_new_nocheck(o, key, v);
 }
 
 #define TASK_COLS                                                                          \
@@ -178,100 +273,50 @@ static json_t *json_col(sqlite3_stmt *st, int col)
     "t.created_at, t.started_at, t.finished_at, t.deps, t.deps_result, t.labels, t.params, " \
     "t.timeout, t.retries, t.submission, s.git_repo, s.git_commit, s.git_ref, s.kind, "      \
     "s.source, t.pending_needs, t.run_pruned"
+#define TASK_FROM " FROM tasks t LEFT JOIN submissions s ON s.id=t.submission "
 
-static json_t *task_from_row(sqlite3_stmt *st, int full)
+/* Adds what costs a query each: metrics, artifacts, needs, the attempts
+ * (with `history`) and the progress of a running task. */
+static void add_details(json_t *t, int64_t id, int history)
 {
-    json_t *t = json_object();
-    int64_t id = sqlite3_column_int64(st, 0);
-    const char *state = (const char *)sqlite3_column_text(st, 1);
-    char path[PATH_MAX + 64];
-    json_object_set_new(t, "id", json_integer(id));
-    if (farmd.paused && !strcmp(state, "queued")) {
-        json_object_set_new(t, "state", json_string("waiting"));
-    } else {
-        json_object_set_new(t, "state", json_string(state));
-    }
-    json_object_set_new(t, "exit_code", sqlite3_column_type(st, 2) == SQLITE_NULL
-                                            ? json_null()
-                                            : json_integer(sqlite3_column_int(st, 2)));
-    json_object_set_new(t, "plugin", json_string((const char *)sqlite3_column_text(st, 3)));
-    json_object_set_new(t, "task", json_string((const char *)sqlite3_column_text(st, 4)));
-    json_object_set_new(t, "priority", json_integer(sqlite3_column_int64(st, 5)));
-    json_object_set_new(t, "attempts", json_integer(sqlite3_column_int(st, 6)));
-    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
-        json_object_set_new(t, "reason", json_string((const char *)sqlite3_column_text(st, 7)));
-    else if (farmd.paused && !strcmp(state, "queued"))
-        json_object_set_new(t, "reason", json_string("queue paused"));
-    else if (!strcmp(state, "waiting"))
-        json_object_set_new(t, "reason", json_string("waiting for tasks it needs"));
-    else
-        json_object_set_new(t, "reason", json_null());
-    json_object_set_new(t, "created_at", time_or_null(st, 8));
-    json_object_set_new(t, "started_at", time_or_null(st, 9));
-    json_object_set_new(t, "finished_at", time_or_null(st, 10));
-    {
-        json_t *deps = json_col(st, 12);
-        if (json_is_null(deps) && sqlite3_column_type(st, 11) != SQLITE_NULL) {
-            json_decref(deps);
-            deps = json_pack("{s:n,s:n,s:n,s:n,s:n}", "key", "hit", "source_task", "restore_ms",
-                             "build_ms");
-        }
-        json_object_set_new(t, "deps", deps);
-    }
-    json_object_set_new(t, "labels", json_col(st, 13));
-    json_object_set_new(t, "params", json_col(st, 14));
-    json_object_set_new(t, "timeout", json_integer(sqlite3_column_int64(st, 15)));
-    json_object_set_new(t, "retries", json_integer(sqlite3_column_int64(st, 16)));
-    json_object_set_new(t, "submission", sqlite3_column_type(st, 17) == SQLITE_NULL
-                                             ? json_null()
-                                             : json_integer(sqlite3_column_int64(st, 17)));
-    if (sqlite3_column_type(st, 18) != SQLITE_NULL)
-        json_object_set_new(t, "git",
-                            json_pack("{s:s,s:s,s:s?}", "repo", sqlite3_column_text(st, 18),
-                                      "commit", sqlite3_column_text(st, 19), "ref",
-                                      sqlite3_column_text(st, 20)));
-    snprintf(path, sizeof path, "%s/runs/%lld", farmd.home, (long long)id);
-    json_object_set_new(t, "run_dir", json_string(path));
-    json_object_set_new(t, "run_pruned", json_boolean(sqlite3_column_int(st, 24)));
-    snprintf(path, sizeof path, "%s/runs/%lld/log", farmd.home, (long long)id);
-    json_object_set_new(t, "log", json_string(path));
-    if (full) {
-        sqlite3_stmt *q;
-        json_t *m = json_object(), *a = json_array(), *needs = json_array(), *att = json_array();
-        q = farm__db_stmt(farmd.db,
-                          "SELECT name, value FROM metrics WHERE task=? AND rowid IN "
-                          "(SELECT max(rowid) FROM metrics WHERE task=? GROUP BY name)");
-        sqlite3_bind_int64(q, 1, id);
-        sqlite3_bind_int64(q, 2, id);
-        while (sqlite3_step(q) == SQLITE_ROW)
-            json_object_set_new(m, (const char *)sqlite3_column_text(q, 0),
-                                sqlite3_column_type(q, 1) == SQLITE_NULL
-                                    ? json_null()
-                                    : json_real(sqlite3_column_double(q, 1)));
-        q = farm__db_stmt(farmd.db, "SELECT name FROM artifacts WHERE task=? ORDER BY name");
-        sqlite3_bind_int64(q, 1, id);
-        while (sqlite3_step(q) == SQLITE_ROW)
-            json_array_append_new(a, json_string((const char *)sqlite3_column_text(q, 0)));
-        q = farm__db_stmt(farmd.db, "SELECT needs FROM task_needs WHERE task=? ORDER BY needs");
-        sqlite3_bind_int64(q, 1, id);
-        while (sqlite3_step(q) == SQLITE_ROW)
-            json_array_append_new(needs, json_integer(sqlite3_column_int64(q, 0)));
+    sqlite3_stmt *q;
+    json_t *m = json_object(), *a = json_array(), *needs = json_array(), *att = NULL;
+    q = farm__db_stmt(farmd.db, "SELECT name, value FROM metrics WHERE task=? AND rowid IN "
+                                "(SELECT max(rowid) FROM metrics WHERE task=? GROUP BY name)");
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_int64(q, 2, id);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        json_object_set_new(m, (const char *)sqlite3_column_text(q, 0),
+                            sqlite3_column_type(q, 1) == SQLITE_NULL
+                                ? json_null()
+                                : json_real(sqlite3_column_double(q, 1)));
+    q = farm__db_stmt(farmd.db, "SELECT name FROM artifacts WHERE task=? ORDER BY name");
+    sqlite3_bind_int64(q, 1, id);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        json_array_append_new(a, json_string((const char *)sqlite3_column_text(q, 0)));
+    q = farm__db_stmt(farmd.db, "SELECT needs FROM task_needs WHERE task=? ORDER BY needs");
+    sqlite3_bind_int64(q, 1, id);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        json_array_append_new(needs, json_integer(sqlite3_column_int64(q, 0)));
+    if (history) {
+        att = json_array();
         q = farm__db_stmt(farmd.db, "SELECT n, state, exit_code, reason, started_at, "
                                     "finished_at, log FROM attempts WHERE task=? ORDER BY n");
         sqlite3_bind_int64(q, 1, id);
         while (sqlite3_step(q) == SQLITE_ROW) {
             json_t *o = json_object();
             int n = sqlite3_column_int(q, 0);
-            json_object_set_new(o, "n", json_integer(n));
-            json_object_set_new(o, "state", json_string((const char *)sqlite3_column_text(q, 1)));
-            json_object_set_new(o, "exit_code", sqlite3_column_type(q, 2) == SQLITE_NULL
-                                                    ? json_null()
-                                                    : json_integer(sqlite3_column_int(q, 2)));
-            json_object_set_new(o, "reason", sqlite3_column_type(q, 3) == SQLITE_NULL
-                                                 ? json_null()
-                                                 : json_string((const char *)sqlite3_column_text(q, 3)));
-            json_object_set_new(o, "started_at", time_or_null(q, 4));
-            json_object_set_new(o, "finished_at", time_or_null(q, 5));
+            put(o, "n", json_integer(n));
+            put(o, "state", json_string((const char *)sqlite3_column_text(q, 1)));
+            put(o, "exit_code",
+                sqlite3_column_type(q, 2) == SQLITE_NULL ? json_null()
+                                                         : json_integer(sqlite3_column_int(q, 2)));
+            put(o, "reason",
+                sqlite3_column_type(q, 3) == SQLITE_NULL
+                    ? json_null()
+                    : json_string((const char *)sqlite3_column_text(q, 3)));
+            put(o, "started_at", time_or_null(q, 4, NULL));
+            put(o, "finished_at", time_or_null(q, 5, NULL));
             json_array_append_new(att, o);
         }
         /* Logs of earlier attempts were renamed log.N when the next began. */
@@ -286,33 +331,139 @@ static json_t *task_from_row(sqlite3_stmt *st, int full)
                 else
                     snprintf(lp, sizeof lp, "%s/runs/%lld/log.%zu", farmd.home, (long long)id,
                              i + 1);
-                json_object_set_new(o, "log", json_string(lp));
+                put(o, "log", json_string(lp));
             }
         }
-        json_object_set_new(t, "metrics", m);
-        json_object_set_new(t, "artifacts", a);
-        json_object_set_new(t, "needs", needs);
-        json_object_set_new(t, "attempt_history", att);
-        {
-            struct run *r = farmd_find_run(id);
-            if (r)
-                json_object_set_new(t, "progress",
-                                    json_pack("{s:f,s:s?}", "fraction", r->progress, "what",
-                                              r->progress_what));
-        }
     }
+    put(t, "metrics", m);
+    put(t, "artifacts", a);
+    put(t, "needs", needs);
+    if (att)
+        put(t, "attempt_history", att);
+    {
+        struct run *r = farmd_find_run(id);
+        if (r)
+            put(t, "progress",
+                json_pack("{s:f,s:s?}", "fraction", r->progress, "what", r->progress_what));
+    }
+}
+
+/* The task object of the current row of a TASK_COLS query. `memo` may be
+ * NULL; with one, values can be shared with other task objects built with
+ * it, so nothing may modify them. */
+static json_t *task_from_row(sqlite3_stmt *st, int full, struct rowmemo *memo)
+{
+    json_t *t = json_object();
+    int64_t id = sqlite3_column_int64(st, 0);
+    const char *state = (const char *)sqlite3_column_text(st, 1);
+    int paused_queued = farmd.paused && !strcmp(state, "queued");
+    char path[PATH_MAX + 64];
+    int n;
+    put(t, "id", json_integer(id));
+    put(t, "state", text_json(paused_queued ? "waiting" : state, memo ? &memo->text[0] : NULL));
+    put(t, "exit_code",
+        sqlite3_column_type(st, 2) == SQLITE_NULL ? json_null()
+                                                  : json_integer(sqlite3_column_int(st, 2)));
+    put(t, "plugin",
+        text_json((const char *)sqlite3_column_text(st, 3), memo ? &memo->text[1] : NULL));
+    put(t, "task",
+        text_json((const char *)sqlite3_column_text(st, 4), memo ? &memo->text[2] : NULL));
+    put(t, "priority", json_integer(sqlite3_column_int64(st, 5)));
+    put(t, "attempts", json_integer(sqlite3_column_int(st, 6)));
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+        put(t, "reason", json_string((const char *)sqlite3_column_text(st, 7)));
+    else if (paused_queued)
+        put(t, "reason", json_string("queue paused"));
+    else if (!strcmp(state, "waiting"))
+        put(t, "reason", json_string("waiting for tasks it needs"));
+    else
+        put(t, "reason", json_null());
+    put(t, "created_at", time_or_null(st, 8, memo ? &memo->time[0] : NULL));
+    put(t, "started_at", time_or_null(st, 9, memo ? &memo->time[1] : NULL));
+    put(t, "finished_at", time_or_null(st, 10, memo ? &memo->time[2] : NULL));
+    {
+        json_t *deps = json_col(st, 12, NULL);
+        if (json_is_null(deps) && sqlite3_column_type(st, 11) != SQLITE_NULL) {
+            json_decref(deps);
+            deps = json_pack("{s:n,s:n,s:n,s:n,s:n}", "key", "hit", "source_task", "restore_ms",
+                             "build_ms");
+        }
+        put(t, "deps", deps);
+    }
+    put(t, "labels", json_col(st, 13, memo ? &memo->json[0] : NULL));
+    put(t, "params", json_col(st, 14, memo ? &memo->json[1] : NULL));
+    put(t, "timeout", json_integer(sqlite3_column_int64(st, 15)));
+    put(t, "retries", json_integer(sqlite3_column_int64(st, 16)));
+    put(t, "submission",
+        sqlite3_column_type(st, 17) == SQLITE_NULL ? json_null()
+                                                   : json_integer(sqlite3_column_int64(st, 17)));
+    if (sqlite3_column_type(st, 18) != SQLITE_NULL)
+        put(t, "git",
+            json_pack("{s:s,s:s,s:s?}", "repo", sqlite3_column_text(st, 18), "commit",
+                      sqlite3_column_text(st, 19), "ref", sqlite3_column_text(st, 20)));
+    n = snprintf(path, sizeof path, "%s/runs/%lld", farmd.home, (long long)id);
+    put(t, "run_dir", json_string(path));
+    put(t, "run_pruned", json_boolean(sqlite3_column_int(st, 24)));
+    if (n > 0 && (size_t)n + sizeof "/log" <= sizeof path)
+        memcpy(path + n, "/log", sizeof "/log");
+    else
+        snprintf(path, sizeof path, "%s/runs/%lld/log", farmd.home, (long long)id);
+    put(t, "log", json_string(path));
+    if (full)
+        add_details(t, id, 1);
     return t;
 }
 
 json_t *farmd_task_json(int64_t id, int full)
 {
-    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT " TASK_COLS " FROM tasks t LEFT JOIN "
-                                               "submissions s ON s.id=t.submission WHERE t.id=?");
+    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT " TASK_COLS TASK_FROM "WHERE t.id=?");
     json_t *t = NULL;
     if (farm__db_run(st, "i", id) == SQLITE_ROW)
-        t = task_from_row(st, full);
+        t = task_from_row(st, full, NULL);
     sqlite3_reset(st);
     return t;
+}
+
+/* Ids at most this far apart are read with one range query, stepping over
+ * the rows between them: a row costs SQLite about 4k instructions, a new
+ * lookup about 10k. */
+#define RANGE_GAP 2
+
+/* Appends the task objects of `ids` to `out`, in that order; an id without a
+ * task is left out, a repeated one appears again. Ascending ids close to each
+ * other (a batch's) are read with one range query instead of one lookup
+ * each; any order works. */
+static void append_tasks(json_t *out, const int64_t *ids, size_t n, int full)
+{
+    sqlite3_stmt *st =
+        farm__db_stmt(farmd.db, "SELECT " TASK_COLS TASK_FROM "WHERE t.id BETWEEN ? AND ? "
+                                "ORDER BY t.id");
+    struct rowmemo memo;
+    size_t i = 0;
+    memset(&memo, 0, sizeof memo);
+    while (st && i < n) {
+        size_t j = i + 1, k = i;
+        while (j < n && ids[j] >= ids[j - 1] &&
+               (uint64_t)ids[j] - (uint64_t)ids[j - 1] <= RANGE_GAP)
+            j++;
+        sqlite3_bind_int64(st, 1, ids[i]);
+        sqlite3_bind_int64(st, 2, ids[j - 1]);
+        while (k < j && sqlite3_step(st) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(st, 0);
+            json_t *t = NULL;
+            while (k < j && ids[k] < id)
+                k++;
+            for (; k < j && ids[k] == id; k++) {
+                if (!t)
+                    t = task_from_row(st, full, &memo);
+                json_array_append(out, t);
+            }
+            json_decref(t);
+        }
+        sqlite3_reset(st);
+        i = j;
+    }
+    rowmemo_release(&memo);
 }
 
 /* ---- ops ----------------------------------------------------------------- */
@@ -341,9 +492,16 @@ static void op_status(struct client *c, json_t *req)
                      farmd.cfg.durability_full ? "full" : "normal", "counts", counts));
 }
 
-/* One task to insert, checked and normalised before anything is written. */
+/* One task to insert, checked and normalised before anything is written.
+ * The text and JSON values are borrowed: from the request, from `t` or from
+ * what the task made itself (made_name, made_plugin). */
 struct newtask {
-    json_t *t; /* name, plugin, params, priority, timeout, retries, labels, paths */
+    const char *name, *plugin;
+    json_t *params, *labels, *paths; /* NULL: stored as NULL */
+    int64_t priority, timeout, retries;
+    json_t *t;         /* a farm.yaml task's own copy (submit --dir) */
+    json_t *made_name; /* the name of an unnamed exec task */
+    char *made_plugin; /* a relative plugin path, resolved */
     int64_t *after;
     size_t n_after;
     int *needs_idx; /* indexes into this submission (farm.yaml needs) */
@@ -352,27 +510,104 @@ struct newtask {
     char *skip; /* recorded skipped at once, with this reason */
 };
 
-static int check_task(json_t *t, size_t idx, struct farm_err *err)
+/* Points the fields of `w` into its task object `w->t`. */
+static void borrow_fields(struct newtask *w)
 {
-    json_t *desc;
-    const char *plugin = json_string_value(json_object_get(t, "plugin"));
+    w->name = json_string_value(json_object_get(w->t, "name"));
+    w->plugin = json_string_value(json_object_get(w->t, "plugin"));
+    w->params = json_object_get(w->t, "params");
+    w->labels = json_object_get(w->t, "labels");
+    w->paths = json_object_get(w->t, "paths");
+    w->priority = jint(w->t, "priority", 0);
+    w->timeout = jint(w->t, "timeout", 0);
+    w->retries = jint(w->t, "retries", 0);
+}
+
+/* Checks a task's params against its plugin's table. `descs` holds the
+ * descriptions already looked up for this request, by plugin name: finding
+ * and stating the plugin file once per request, not once per task, also
+ * keeps a plugin that changes during the request from being judged by two
+ * versions. */
+static int check_task(const char *plugin, json_t *params, json_t *descs, struct farm_err *err)
+{
+    json_t *desc = json_object_get(descs, plugin);
     int rc;
-    if (!plugin)
-        return farm_err_set(err, FARM_EBADREQ, "tasks[%zu]: plugin must be text", idx);
-    if ((rc = farmd_describe_plugin(plugin, &desc, err)) < 0)
-        return rc;
-    if ((rc = farm__params_check(desc, json_object_get(t, "params"), err)) < 0)
+    if (!desc) {
+        if ((rc = farmd_describe_plugin(plugin, &desc, err)) < 0)
+            return rc;
+        json_object_set(descs, plugin, desc);
+    }
+    if ((rc = farm__params_check(desc, params, err)) < 0)
         return rc;
     if (!strcmp(plugin, "exec")) {
         /* What the table cannot say (one of two, a list of text): exec's own
          * check, the one its command start runs. */
         struct farm_exec_cmd cmd;
         char msg[256];
-        if (farm_exec_cmd_parse(json_object_get(t, "params"), &cmd, msg, sizeof msg) < 0)
+        if (farm_exec_cmd_parse(params, &cmd, msg, sizeof msg) < 0)
             return farm_err_set(err, FARM_EBADPARAM, "plugin %s", msg);
         farm_exec_cmd_free(&cmd);
     }
     return 0;
+}
+
+/* Whether json_dumps writes `a` and `b` the same: json_equal, but with the
+ * keys of objects in the same order and reals equal to the bit (0.0 and
+ * -0.0 are written differently). Parsed keys hold no NUL, so strcmp is
+ * enough for them. */
+static int same_json(json_t *a, json_t *b)
+{
+    if (a == b)
+        return 1;
+    if (!a || !b || json_typeof(a) != json_typeof(b))
+        return 0;
+    switch (json_typeof(a)) {
+    case JSON_OBJECT: {
+        void *i = json_object_iter(a), *j = json_object_iter(b);
+        if (json_object_size(a) != json_object_size(b))
+            return 0;
+        for (; i && j; i = json_object_iter_next(a, i), j = json_object_iter_next(b, j))
+            if (strcmp(json_object_iter_key(i), json_object_iter_key(j)) != 0 ||
+                !same_json(json_object_iter_value(i), json_object_iter_value(j)))
+                return 0;
+        return !i && !j;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(a);
+        if (n != json_array_size(b))
+            return 0;
+        for (size_t k = 0; k < n; k++)
+            if (!same_json(json_array_get(a, k), json_array_get(b, k)))
+                return 0;
+        return 1;
+    }
+    case JSON_REAL: {
+        double x = json_real_value(a), y = json_real_value(b);
+        return memcmp(&x, &y, sizeof x) == 0;
+    }
+    default:
+        return json_equal(a, b);
+    }
+}
+
+/* json_dumps of `v` (NULL for NULL), made again only when `v` would be
+ * written differently from the last value: the tasks of one request often
+ * have the same params, and share the one empty labels object. */
+struct dumped {
+    json_t *v;
+    char *text;
+};
+
+static const char *dump_once(struct dumped *d, json_t *v)
+{
+    if (!v)
+        return NULL;
+    if (!d->text || !same_json(v, d->v)) {
+        free(d->text);
+        d->text = json_dumps(v, JSON_COMPACT);
+        d->v = v;
+    }
+    return d->text;
 }
 
 static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t *deps,
@@ -381,40 +616,46 @@ static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t
     int64_t now = farm_now_ms();
     sqlite3_stmt *st;
     char *deps_text = deps ? json_dumps(deps, JSON_COMPACT) : NULL;
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = nt[i].t;
-        char *params = json_dumps(json_object_get(t, "params"), JSON_COMPACT);
-        char *labels = json_dumps(json_object_get(t, "labels"), JSON_COMPACT);
-        char *paths = json_object_get(t, "paths") ? json_dumps(json_object_get(t, "paths"), JSON_COMPACT) : NULL;
-        st = farm__db_stmt(farmd.db,
-                           "INSERT INTO tasks(submission, name, plugin, state, priority, params, "
-                           "timeout, retries, labels, deps, paths, created_at) "
-                           "VALUES(?,?,?,'queued',?,?,?,?,?,?,?,?)");
-        if (submission > 0)
-            sqlite3_bind_int64(st, 1, submission);
-        sqlite3_bind_text(st, 2, json_string_value(json_object_get(t, "name")), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, json_string_value(json_object_get(t, "plugin")), -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 4, jint(t, "priority", 0));
-        sqlite3_bind_text(st, 5, params, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 6, jint(t, "timeout", 0));
-        sqlite3_bind_int64(st, 7, jint(t, "retries", 0));
-        sqlite3_bind_text(st, 8, labels, -1, SQLITE_TRANSIENT);
-        if (deps_text)
-            sqlite3_bind_text(st, 9, deps_text, -1, SQLITE_TRANSIENT);
-        if (paths)
-            sqlite3_bind_text(st, 10, paths, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 11, now);
-        int rc = sqlite3_step(st);
-        free(params);
-        free(labels);
-        free(paths);
-        if (rc != SQLITE_DONE) {
-            free(deps_text);
-            return farm_err_set(err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
-        }
-        nt[i].id = sqlite3_last_insert_rowid(farmd.db);
+    struct dumped params = {NULL, NULL}, labels = {NULL, NULL};
+    int rc = 0;
+    /* One statement for all: what is the same for every task is bound once,
+     * and the text stays the caller's until the step (SQLITE_STATIC). */
+    st = farm__db_stmt(farmd.db,
+                       "INSERT INTO tasks(submission, name, plugin, state, priority, params, "
+                       "timeout, retries, labels, deps, paths, created_at) "
+                       "VALUES(?,?,?,'queued',?,?,?,?,?,?,?,?)");
+    if (!st) {
+        free(deps_text);
+        return farm_err_set(err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
     }
+    if (submission > 0)
+        sqlite3_bind_int64(st, 1, submission);
+    sqlite3_bind_text(st, 9, deps_text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 11, now);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const struct newtask *w = &nt[i];
+        char *paths = w->paths ? json_dumps(w->paths, JSON_COMPACT) : NULL;
+        sqlite3_bind_text(st, 2, w->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, w->plugin, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, w->priority);
+        sqlite3_bind_text(st, 5, dump_once(&params, w->params), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, w->timeout);
+        sqlite3_bind_int64(st, 7, w->retries);
+        sqlite3_bind_text(st, 8, dump_once(&labels, w->labels), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 10, paths, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = farm_err_set(err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
+        else
+            nt[i].id = sqlite3_last_insert_rowid(farmd.db);
+        sqlite3_reset(st);
+        free(paths);
+    }
+    sqlite3_clear_bindings(st);
     free(deps_text);
+    free(params.text);
+    free(labels.text);
+    if (rc < 0)
+        return rc;
     /* Dependencies: --after ids and farm.yaml needs. */
     for (size_t i = 0; i < n; i++) {
         int pending = 0;
@@ -449,7 +690,7 @@ static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t
             st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='waiting', pending_needs=? WHERE id=?");
             farm__db_run(st, "ii", (int64_t)pending, nt[i].id);
         } else {
-            farmd_ready_push(nt[i].id, jint(nt[i].t, "priority", 0));
+            farmd_ready_push(nt[i].id, nt[i].priority);
         }
     }
     return 0;
@@ -457,8 +698,12 @@ static int insert_tasks(struct newtask *nt, size_t n, int64_t submission, json_t
 
 static void free_newtasks(struct newtask *nt, size_t n)
 {
+    if (!nt)
+        return;
     for (size_t i = 0; i < n; i++) {
         json_decref(nt[i].t);
+        json_decref(nt[i].made_name);
+        free(nt[i].made_plugin);
         free(nt[i].after);
         free(nt[i].needs_idx);
         free(nt[i].skip);
@@ -469,11 +714,18 @@ static void free_newtasks(struct newtask *nt, size_t n)
 static void reply_submitted(struct client *c, struct newtask *nt, size_t n, int full)
 {
     json_t *ids = json_array(), *tasks = full ? json_array() : json_null();
+    int64_t *idv = full ? calloc(n, sizeof *idv) : NULL;
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(ids, json_integer(nt[i].id));
-        if (full)
-            json_array_append_new(tasks, farmd_task_json(nt[i].id, 1));
+        if (idv)
+            idv[i] = nt[i].id;
     }
+    if (idv)
+        append_tasks(tasks, idv, n, 1);
+    else if (full)
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(tasks, farmd_task_json(nt[i].id, 1));
+    free(idv);
     farmd_client_send(c, json_pack("{s:b,s:o,s:o}", "ok", 1, "ids", ids, "tasks", tasks));
 }
 
@@ -496,6 +748,37 @@ static int submission_row(const char *kind, const char *source, const char *cwd,
     return 0;
 }
 
+/* Appends `s` to the name being made in buf[cap] (`*len` bytes so far),
+ * cut where snprintf would cut it. */
+static void name_append(char *buf, size_t cap, size_t *len, const char *s)
+{
+    size_t n = strlen(s), room = cap - 1 - *len;
+    if (n > room)
+        n = room;
+    memcpy(buf + *len, s, n);
+    *len += n;
+    buf[*len] = '\0';
+}
+
+/* The fields of a task in a submit request. */
+enum field {
+    F_NAME,
+    F_PLUGIN,
+    F_PARAMS,
+    F_PRIORITY,
+    F_TIMEOUT,
+    F_RETRIES,
+    F_AFTER,
+    F_LABELS,
+    F_COUNT
+};
+
+static const char *const fields[F_COUNT] = {
+    [F_NAME] = "name",         [F_PLUGIN] = "plugin",   [F_PARAMS] = "params",
+    [F_PRIORITY] = "priority", [F_TIMEOUT] = "timeout", [F_RETRIES] = "retries",
+    [F_AFTER] = "after",       [F_LABELS] = "labels",
+};
+
 /* submit with a list of tasks (CLI argv tasks, --batch). */
 static void op_submit_tasks(struct client *c, json_t *req)
 {
@@ -505,103 +788,115 @@ static void op_submit_tasks(struct client *c, json_t *req)
     struct farm_err err;
     size_t n, i;
     int64_t sub = 0;
+    /* The plugins described so far, and the {} of tasks without params or
+     * labels: both shared by the tasks of this request. */
+    json_t *descs, *empty;
+    json_t *f[F_COUNT];                   /* a task's fields, by enum field */
+    const struct newtask *checked = NULL; /* the last task check_task passed */
     farm_err_clear(&err);
     if (!json_is_array(tasks) || (n = json_array_size(tasks)) == 0)
         { send_error(c, FARM_EBADREQ, "submit: tasks must be a non-empty list"); return; }
     nt = calloc(n, sizeof *nt);
+    descs = json_object();
+    empty = json_object();
     json_array_foreach(tasks, i, t)
     {
-        json_t *norm, *after, *v;
+        struct newtask *w = &nt[i];
+        json_t *after, *v;
         const char *k;
         if (!json_is_object(t)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu]: expected an object", i);
             goto bad;
         }
+        memset(f, 0, sizeof f);
         json_object_foreach(t, k, v)
         {
-            static const char *known[] = {"name", "plugin", "params", "priority", "timeout",
-                                          "retries", "after", "labels", NULL};
-            int ok = 0;
-            for (int q = 0; known[q]; q++)
-                ok |= !strcmp(k, known[q]);
-            if (!ok) {
+            int q = 0;
+            while (q < F_COUNT && strcmp(k, fields[q]) != 0)
+                q++;
+            if (q == F_COUNT) {
                 farm_err_set(&err, FARM_EBADREQ,
                              "tasks[%zu]: unknown field \"%s\" (expected name, plugin, params, "
                              "priority, timeout, retries, after, labels)",
                              i, k);
                 goto bad;
             }
+            f[q] = v;
         }
-        norm = json_pack("{s:s,s:O?,s:I,s:I,s:I}", "plugin",
-                         json_is_string(json_object_get(t, "plugin"))
-                             ? json_string_value(json_object_get(t, "plugin"))
-                             : "exec",
-                         "params", json_object_get(t, "params"), "priority",
-                         (json_int_t)jint(t, "priority", 0), "timeout", (json_int_t)jint(t, "timeout", 0),
-                         "retries", (json_int_t)jint(t, "retries", 0));
-        nt[i].t = norm;
-        if (!json_is_object(json_object_get(norm, "params")))
-            json_object_set_new(norm, "params", json_object());
+        w->plugin = json_is_string(f[F_PLUGIN]) ? json_string_value(f[F_PLUGIN]) : "exec";
+        w->params = json_is_object(f[F_PARAMS]) ? f[F_PARAMS] : empty;
+        w->priority = json_is_integer(f[F_PRIORITY]) ? json_integer_value(f[F_PRIORITY]) : 0;
+        w->timeout = json_is_integer(f[F_TIMEOUT]) ? json_integer_value(f[F_TIMEOUT]) : 0;
+        w->retries = json_is_integer(f[F_RETRIES]) ? json_integer_value(f[F_RETRIES]) : 0;
         /* A plugin named by a relative path is the submitter's, not
          * farmd's: resolve it against the request's cwd. */
         {
-            const char *pl = json_string_value(json_object_get(norm, "plugin"));
-            size_t pn = pl ? strlen(pl) : 0;
-            if (pl && pl[0] != '/' && (strchr(pl, '/') || (pn > 3 && !strcmp(pl + pn - 3, ".so"))) &&
+            const char *pl = w->plugin;
+            size_t pn = strlen(pl);
+            if (pl[0] != '/' && (strchr(pl, '/') || (pn > 3 && !strcmp(pl + pn - 3, ".so"))) &&
                 cwd) {
                 char abs[PATH_MAX * 2];
                 snprintf(abs, sizeof abs, "%s/%s", cwd, pl);
-                json_object_set_new(norm, "plugin", json_string(abs));
+                w->made_plugin = strdup(abs);
+                if (w->made_plugin)
+                    w->plugin = w->made_plugin;
             }
         }
-        if ((v = json_object_get(t, "priority")) && !json_is_integer(v)) {
+        if ((v = f[F_PRIORITY]) && !json_is_integer(v)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].priority: expected an integer", i);
             goto bad;
         }
-        if ((v = json_object_get(t, "timeout")) && (!json_is_integer(v) || json_integer_value(v) < 0)) {
+        if ((v = f[F_TIMEOUT]) && (!json_is_integer(v) || json_integer_value(v) < 0)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].timeout: expected whole seconds >= 0", i);
             goto bad;
         }
-        if ((v = json_object_get(t, "retries")) &&
+        if ((v = f[F_RETRIES]) &&
             (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].retries: expected 0 to 100", i);
             goto bad;
         }
-        if ((v = json_object_get(t, "labels")) && !json_is_object(v)) {
+        if ((v = f[F_LABELS]) && !json_is_object(v)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].labels: expected an object", i);
             goto bad;
         }
-        if (v)
-            json_object_set(norm, "labels", v);
-        else
-            json_object_set_new(norm, "labels", json_object());
-        if (json_is_string(json_object_get(t, "name"))) {
-            json_object_set(norm, "name", json_object_get(t, "name"));
+        w->labels = v ? v : empty;
+        if (json_is_string(f[F_NAME])) {
+            w->name = json_string_value(f[F_NAME]);
         } else {
             /* An unnamed exec task is named after its command. */
-            json_t *p = json_object_get(norm, "params");
+            json_t *argv = json_object_get(w->params, "argv"), *run;
             char name[128] = "";
-            if (json_is_array(json_object_get(p, "argv"))) {
+            size_t len = 0;
+            if (json_is_array(argv)) {
                 size_t q;
                 json_t *a;
-                json_array_foreach(json_object_get(p, "argv"), q, a)
+                json_array_foreach(argv, q, a)
                 {
-                    size_t l = strlen(name);
-                    snprintf(name + l, sizeof name - l, "%s%s", q ? " " : "",
-                             json_is_string(a) ? json_string_value(a) : "?");
+                    if (q)
+                        name_append(name, sizeof name, &len, " ");
+                    name_append(name, sizeof name, &len,
+                                json_is_string(a) ? json_string_value(a) : "?");
                 }
-            } else if (json_is_string(json_object_get(p, "run"))) {
-                snprintf(name, sizeof name, "%s", json_string_value(json_object_get(p, "run")));
+            } else if (json_is_string(run = json_object_get(w->params, "run"))) {
+                name_append(name, sizeof name, &len, json_string_value(run));
             } else {
-                snprintf(name, sizeof name, "%s", json_string_value(json_object_get(norm, "plugin")));
+                name_append(name, sizeof name, &len, w->plugin);
             }
-            json_object_set_new(norm, "name", json_string(name));
+            /* NULL when the cut split a character: the insert then fails. */
+            w->made_name = json_string(name);
+            w->name = json_string_value(w->made_name);
         }
-        if (check_task(norm, i, &err) < 0) {
-            farm_err_prefix(&err, "tasks[%zu]: ", i);
-            goto bad;
+        /* The check depends on the plugin and the params only: a task like
+         * the one before it passes as that one did. */
+        if (!checked || strcmp(w->plugin, checked->plugin) != 0 ||
+            !same_json(w->params, checked->params)) {
+            if (check_task(w->plugin, w->params, descs, &err) < 0) {
+                farm_err_prefix(&err, "tasks[%zu]: ", i);
+                goto bad;
+            }
+            checked = w;
         }
-        after = json_object_get(t, "after");
+        after = f[F_AFTER];
         if (after) {
             size_t q;
             json_t *a;
@@ -609,7 +904,7 @@ static void op_submit_tasks(struct client *c, json_t *req)
                 farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].after: expected a list of task ids", i);
                 goto bad;
             }
-            nt[i].after = calloc(json_array_size(after) + 1, sizeof *nt[i].after);
+            w->after = calloc(json_array_size(after) + 1, sizeof *w->after);
             json_array_foreach(after, q, a)
             {
                 sqlite3_stmt *st;
@@ -626,9 +921,9 @@ static void op_submit_tasks(struct client *c, json_t *req)
                                      "of this submission", i, q, (long long)dep);
                         goto bad;
                     }
-                    if (!nt[i].needs_idx)
-                        nt[i].needs_idx = calloc(json_array_size(after) + 1, sizeof(int));
-                    nt[i].needs_idx[nt[i].n_needs++] = (int)((int64_t)i + dep);
+                    if (!w->needs_idx)
+                        w->needs_idx = calloc(json_array_size(after) + 1, sizeof(int));
+                    w->needs_idx[w->n_needs++] = (int)((int64_t)i + dep);
                     continue;
                 }
                 st = farm__db_stmt(farmd.db, "SELECT 1 FROM tasks WHERE id=?");
@@ -638,7 +933,7 @@ static void op_submit_tasks(struct client *c, json_t *req)
                     goto bad;
                 }
                 sqlite3_reset(st);
-                nt[i].after[nt[i].n_after++] = dep;
+                w->after[w->n_after++] = dep;
             }
         }
     }
@@ -646,12 +941,13 @@ static void op_submit_tasks(struct client *c, json_t *req)
     if (submission_row("cli", NULL, cwd, NULL, &sub) < 0 ||
         insert_tasks(nt, n, sub, NULL, &err) < 0) {
         send_error(c, err.code ? err.code : FARM_EDB, err.msg[0] ? err.msg : "database error");
-        free_newtasks(nt, n);
-        return;
+    } else {
+        reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
+        farmd_schedule();
     }
-    reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
     free_newtasks(nt, n);
-    farmd_schedule();
+    json_decref(descs);
+    json_decref(empty);
     return;
 bad:
     {
@@ -660,6 +956,8 @@ bad:
         farmd_client_send(c, e);
     }
     free_newtasks(nt, n);
+    json_decref(descs);
+    json_decref(empty);
 }
 
 /* submit --dir: the CLI has copied the directory to snapshots/incoming-*;
@@ -705,8 +1003,7 @@ static void coalesce(int64_t sub, json_t *git, struct newtask *nt, size_t n)
         size_t k = 0;
         sqlite3_bind_text(st, 1, repo, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, ref, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(st, 3, json_string_value(json_object_get(nt[i].t, "name")), -1,
-                          SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, nt[i].name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 4, sub);
         while (k < 256 && sqlite3_step(st) == SQLITE_ROW)
             ids[k++] = sqlite3_column_int64(st, 0);
@@ -906,6 +1203,8 @@ static void op_submit_dir(struct client *c, json_t *req)
             }
         }
     }
+    for (size_t i = 0; i < n; i++)
+        borrow_fields(&nt[i]);
     farmd_tx();
     if (submission_row(git ? "git" : "dir", source, NULL, git, &sub) < 0) {
         farm_err_set(&err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
@@ -964,6 +1263,7 @@ static void op_list(struct client *c, json_t *req)
     char sql[1024];
     sqlite3_stmt *st;
     json_t *out = json_array();
+    struct rowmemo memo;
     int paused_waiting = state && farmd.paused && !strcmp(state, "waiting");
     snprintf(sql, sizeof sql,
              "SELECT * FROM (SELECT " TASK_COLS " FROM tasks t LEFT JOIN submissions s ON "
@@ -976,8 +1276,9 @@ static void op_list(struct client *c, json_t *req)
     if (commit)
         sqlite3_bind_text(st, 2, commit, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1);
+    memset(&memo, 0, sizeof memo);
     while (sqlite3_step(st) == SQLITE_ROW) {
-        json_t *t = task_from_row(st, 0);
+        json_t *t = task_from_row(st, 0, &memo);
         if (state && strcmp(json_string_value(json_object_get(t, "state")), state) != 0) {
             json_decref(t);
             continue;
@@ -985,22 +1286,13 @@ static void op_list(struct client *c, json_t *req)
         json_array_append_new(out, t);
     }
     sqlite3_reset(st);
-    /* metrics and artifacts for each (the contract's fields) */
+    rowmemo_release(&memo);
+    /* metrics, artifacts and needs for each (the contract's fields) */
     {
         size_t i;
         json_t *t;
         json_array_foreach(out, i, t)
-        {
-            json_t *full = farmd_task_json(json_integer_value(json_object_get(t, "id")), 1);
-            if (full) {
-                json_object_set(t, "metrics", json_object_get(full, "metrics"));
-                json_object_set(t, "artifacts", json_object_get(full, "artifacts"));
-                json_object_set(t, "needs", json_object_get(full, "needs"));
-                if (json_object_get(full, "progress"))
-                    json_object_set(t, "progress", json_object_get(full, "progress"));
-                json_decref(full);
-            }
-        }
+            add_details(t, json_integer_value(json_object_get(t, "id")), 0);
     }
     farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "tasks", out));
 }
@@ -1155,11 +1447,7 @@ static void op_parallel(struct client *c, json_t *req)
 static void wait_reply(struct client *c)
 {
     json_t *tasks = json_array();
-    for (size_t i = 0; i < c->n_wait; i++) {
-        json_t *t = farmd_task_json(c->wait_ids[i], c->wait_full);
-        if (t)
-            json_array_append_new(tasks, t);
-    }
+    append_tasks(tasks, c->wait_ids, c->n_wait, c->wait_full);
     c->waiting = 0;
     farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "tasks", tasks));
 }
