@@ -341,8 +341,10 @@ static void add_details(json_t *t, int64_t id, int history)
     if (att)
         put(t, "attempt_history", att);
     {
+        /* A run being finalized (its task's end is what is being
+         * reported) has no progress to show any more. */
         struct run *r = farmd_find_run(id);
-        if (r)
+        if (r && !r->finalized)
             put(t, "progress",
                 json_pack("{s:f,s:s?}", "fraction", r->progress, "what", r->progress_what));
     }
@@ -729,6 +731,22 @@ static void reply_submitted(struct client *c, struct newtask *nt, size_t n, int 
     farmd_client_send(c, json_pack("{s:b,s:o,s:o}", "ok", 1, "ids", ids, "tasks", tasks));
 }
 
+/* A submission's rows go in together or not at all: they share the loop
+ * iteration's transaction with other changes, so a failed insert rolls back
+ * to this savepoint instead of leaving half a batch to be committed. */
+static void submit_begin(void)
+{
+    farmd_tx();
+    farm__db_exec(farmd.db, "SAVEPOINT submit", NULL);
+}
+
+static void submit_end(int ok)
+{
+    if (!ok)
+        farm__db_exec(farmd.db, "ROLLBACK TO submit", NULL);
+    farm__db_exec(farmd.db, "RELEASE submit", NULL);
+}
+
 static int submission_row(const char *kind, const char *source, const char *cwd,
                           json_t *git, int64_t *out)
 {
@@ -736,7 +754,7 @@ static int submission_row(const char *kind, const char *source, const char *cwd,
         farmd.db, "INSERT INTO submissions(kind, source, work_dir, git_repo, git_commit, "
                   "git_ref, info, created_at) VALUES(?,?,?,?,?,?,?,?)");
     char *info = git ? json_dumps(git, JSON_COMPACT) : NULL;
-    int rc = farm__db_run(st, "ssssssi" "i", kind, source, cwd,
+    int rc = farm__db_run(st, "sssssssi", kind, source, cwd,
                           git ? json_string_value(json_object_get(git, "repo")) : NULL,
                           git ? json_string_value(json_object_get(git, "commit")) : NULL,
                           git ? json_string_value(json_object_get(git, "ref")) : NULL, info,
@@ -749,12 +767,16 @@ static int submission_row(const char *kind, const char *source, const char *cwd,
 }
 
 /* Appends `s` to the name being made in buf[cap] (`*len` bytes so far),
- * cut where snprintf would cut it. */
+ * cut at the end of buf, but never inside a UTF-8 character. */
 static void name_append(char *buf, size_t cap, size_t *len, const char *s)
 {
     size_t n = strlen(s), room = cap - 1 - *len;
-    if (n > room)
+    if (n > room) {
         n = room;
+        /* Never inside a UTF-8 character: back to the start of the one cut. */
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
     memcpy(buf + *len, s, n);
     *len += n;
     buf[*len] = '\0';
@@ -882,7 +904,6 @@ static void op_submit_tasks(struct client *c, json_t *req)
             } else {
                 name_append(name, sizeof name, &len, w->plugin);
             }
-            /* NULL when the cut split a character: the insert then fails. */
             w->made_name = json_string(name);
             w->name = json_string_value(w->made_name);
         }
@@ -937,11 +958,13 @@ static void op_submit_tasks(struct client *c, json_t *req)
             }
         }
     }
-    farmd_tx();
+    submit_begin();
     if (submission_row("cli", NULL, cwd, NULL, &sub) < 0 ||
         insert_tasks(nt, n, sub, NULL, &err) < 0) {
+        submit_end(0);
         send_error(c, err.code ? err.code : FARM_EDB, err.msg[0] ? err.msg : "database error");
     } else {
+        submit_end(1);
         reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
         farmd_schedule();
     }
@@ -1035,7 +1058,7 @@ static void op_submit_dir(struct client *c, json_t *req)
     struct newtask *nt = NULL;
     size_t n = 0;
     int64_t sub;
-    int rc;
+    int rc, in_savepoint = 0, adopted = 0;
 
     farm_err_clear(&err);
     snprintf(prefix, sizeof prefix, "%s/snapshots/incoming-", farmd.home);
@@ -1205,7 +1228,8 @@ static void op_submit_dir(struct client *c, json_t *req)
     }
     for (size_t i = 0; i < n; i++)
         borrow_fields(&nt[i]);
-    farmd_tx();
+    submit_begin();
+    in_savepoint = 1;
     if (submission_row(git ? "git" : "dir", source, NULL, git, &sub) < 0) {
         farm_err_set(&err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
         goto bad;
@@ -1216,6 +1240,7 @@ static void op_submit_dir(struct client *c, json_t *req)
             farm_err_set(&err, -errno, "cannot adopt snapshot %s: %s", incoming, strerror(errno));
             goto bad;
         }
+        adopted = 1;
     }
     {
         sqlite3_stmt *st = farm__db_stmt(farmd.db, "UPDATE submissions SET snapshot=?, spec=? WHERE id=?");
@@ -1227,6 +1252,7 @@ static void op_submit_dir(struct client *c, json_t *req)
         goto bad;
     if (git && spec.coalesce)
         coalesce(sub, git, nt, n);
+    submit_end(1);
     reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
     free_newtasks(nt, n);
     free(want);
@@ -1235,8 +1261,12 @@ static void op_submit_dir(struct client *c, json_t *req)
     farmd_schedule();
     return;
 bad:
+    if (in_savepoint)
+        submit_end(0);
     send_error(c, err.code ? err.code : FARM_EBADSPEC, err.msg);
-    if (incoming)
+    if (adopted)
+        farm_rmtree(final);
+    else if (incoming)
         farm_rmtree(incoming);
     free_newtasks(nt, n);
     free(want);
