@@ -715,19 +715,20 @@ finish:
  * "P" and "E" go out at once; "X" lines wait up to REPORT_MS and go out
  * together (or with the next "P"): farmd needs them only to learn how a
  * worker that sent no result died, and one wake-up of farmd for many tasks
- * costs less than one each. */
+ * costs less than one each. For the same reason, while starts arrive less
+ * than BURST_MS apart, exits are collected at each start rather than on
+ * SIGCHLD; an "X" line then comes at most BURST_MS + REPORT_MS late. */
 
 #define CTL_FD 3
 
-static volatile sig_atomic_t g_server_chld;
-
+/* SIGCHLD only has to interrupt ppoll: the loop reaps at every turn. */
 static void server_on_chld(int sig)
 {
     (void)sig;
-    g_server_chld = 1;
 }
 
 #define REPORT_MS 5
+#define BURST_MS 20
 
 static char g_report[4096];
 static size_t g_report_len;
@@ -762,7 +763,6 @@ static void server_reap(void)
 {
     int st;
     pid_t pid;
-    g_server_chld = 0;
     while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
         char msg[64];
         snprintf(msg, sizeof msg, "X %d %d", (int)pid, st);
@@ -773,7 +773,8 @@ static void server_reap(void)
 static int serve(void)
 {
     struct sigaction sa = {.sa_handler = server_on_chld};
-    sigset_t chld, old;
+    sigset_t chld, old, blocked;
+    int64_t last_start = INT64_MIN / 2;
     /* Whether exec tasks start their command here: asked once, before any
      * fork. (No plugin's code is ever loaded into the server.) */
     builtin_exec();
@@ -795,6 +796,8 @@ static int serve(void)
     /* SIGCHLD is delivered only inside ppoll, so that none is missed
      * between a check and the wait. */
     sigprocmask(SIG_BLOCK, &chld, &old);
+    blocked = old;
+    sigaddset(&blocked, SIGCHLD);
     for (;;) {
         static char buf[1 << 20];
         char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -811,19 +814,28 @@ static int serve(void)
 
         struct pollfd pf = {.fd = CTL_FD, .events = POLLIN};
         struct timespec wait_ts, *wait = NULL;
-        if (g_server_chld)
-            server_reap();
+        int64_t now = farm_mono_ms(), left = -1;
+        /* While starts keep coming (a queue draining), exits are collected
+         * here, at each start, instead of waking up for every SIGCHLD: one
+         * wake-up per task instead of two. Once starts stop for BURST_MS,
+         * SIGCHLD wakes us again. */
+        int burst = now - last_start < BURST_MS;
+        server_reap();
         if (g_report_len) {
-            int64_t left = g_report_since + REPORT_MS - farm_mono_ms();
+            left = g_report_since + REPORT_MS - now;
             if (left <= 0) {
                 server_flush();
-            } else {
-                wait_ts.tv_sec = 0;
-                wait_ts.tv_nsec = (long)left * 1000000L;
-                wait = &wait_ts;
+                left = -1;
             }
         }
-        if ((n = ppoll(&pf, 1, wait, &old)) <= 0) {
+        if (burst && (left < 0 || last_start + BURST_MS - now < left))
+            left = last_start + BURST_MS - now;
+        if (left >= 0) {
+            wait_ts.tv_sec = 0;
+            wait_ts.tv_nsec = (long)left * 1000000L;
+            wait = &wait_ts;
+        }
+        if ((n = ppoll(&pf, 1, wait, burst ? &blocked : &old)) <= 0) {
             if (n == 0 || errno == EINTR)
                 continue;
             break;
@@ -850,6 +862,7 @@ static int serve(void)
                 close(fds[i]);
             continue;
         }
+        last_start = farm_mono_ms();
         parsed = json && *json ? json_loads(json, 0, NULL) : NULL;
         /* SIGCHLD is blocked here, so the reaper cannot report the child
          * before its "P" line has gone out. */

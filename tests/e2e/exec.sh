@@ -121,5 +121,46 @@ farm daemon start --jobs 1 >/dev/null
 farm wait "$id" >/dev/null || fail "re-run after farmd's death: $(reason_of "$id")"
 expect_contains "slot empty after restart" "again: 0" "$(farm logs "$id")"
 
+# An unnamed exec task is named after its command, cut at 127 bytes but
+# never inside a character; a batch with such a task goes in whole.
+long=$("$PY" -c 'print("é" * 80)')
+printf '{"cmd": ["echo", "first"]}\n{"cmd": ["echo", "%s"]}\n' "$long" >"$T/utf8.batch"
+farm submit --batch "$T/utf8.batch" >"$T/utf8.ids" || fail "utf-8 batch refused"
+expect_eq "utf-8 batch: two ids" 2 "$(wc -l <"$T/utf8.ids")"
+farm wait $(cat "$T/utf8.ids") >/dev/null || fail "utf-8 batch did not succeed"
+name=$(farm show "$(tail -n 1 "$T/utf8.ids")" --json | jget - 'j["task"]')
+"$PY" -c 'import sys; n = sys.argv[1]; b = n.encode(); assert len(b) <= 127 and len(b) >= 120 and n == "echo " + "é" * ((len(b) - 5) // 2), (len(b), n)' "$name" ||
+    fail "utf-8 name cut badly: [$name]"
+
+# The supervisor itself killed: the task fails, and says by which signal,
+# both while the fork server is collecting exits at each start (a burst of
+# starts) and once it is idle again.
+farm parallel 4 >/dev/null
+i=0
+while [ $i -lt 2000 ]; do echo '{"cmd": ["true"]}'; i=$((i + 1)); done >"$T/nop.batch"
+for when in burst idle; do
+    id=$(farm submit -- sh -c 'echo up >'"$T"'/sv.up; sleep 300')
+    i=0
+    while [ ! -e "$T/sv.up" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    [ -e "$T/sv.up" ] || fail "$when: the task did not start"
+    rm -f "$T/sv.up"
+    if [ "$when" = burst ]; then
+        # Other tasks start one after another while the supervisor dies.
+        farm submit --batch "$T/nop.batch" >"$T/nop.ids"
+    fi
+    srv=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
+    sleeper=$(pgrep -f 'sleep 300' -n)
+    sv=$(ps -o ppid= -p "$(ps -o ppid= -p "$sleeper" | tr -d ' ')" | tr -d ' ')
+    expect_eq "$when: the supervisor is the fork server's child" "$srv" \
+        "$(ps -o ppid= -p "$sv" | tr -d ' ')"
+    kill -KILL "$sv"
+    wait_state "$id" failed 5
+    expect_eq "$when: reason" "worker killed by signal 9" "$(reason_of "$id")"
+    pkill -f 'sleep 300' || true
+    if [ "$when" = burst ]; then
+        farm wait $(cat "$T/nop.ids") >/dev/null || fail "burst: the other tasks did not all succeed"
+    fi
+done
+
 farm daemon stop >/dev/null
 echo "ok exec"
