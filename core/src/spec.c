@@ -148,7 +148,7 @@ static int parse_task(struct farm_spec *spec, size_t idx, json_t *t, struct farm
     json_t *v, *out;
     char what[64], got[160];
     int rc = 0;
-    json_int_t n;
+    json_int_t n = 0; /* the default of timeout, retries and priority */
 
     if (!json_is_object(t)) {
         show(t, got, sizeof got);

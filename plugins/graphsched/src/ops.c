@@ -473,7 +473,7 @@ static int load_cluster(struct farm_yaml_doc *doc, struct farm_gs_cluster *c,
             nd->speed[k] = 1.0;
         v = json_object_get(x, "speed");
         if (json_is_number(v)) {
-            double s;
+            double s = 1.0; /* the default speed, as above */
             if ((rc = get_pos(doc, x, v, where, 0, &s, err)))
                 return rc;
             for (int k = 0; k < FARM_GS_NCLASSES; k++)

@@ -174,7 +174,7 @@ static int parse_data(struct ctx *c, const json_t *o, struct farm_data_desc *d)
     int rc = check_keys(c, o, "data", keys);
     if (rc < 0)
         return rc;
-    const char *src, *path, *labels;
+    const char *src, *path = NULL, *labels = NULL; /* NULL: key not given */
     const json_t *sn;
     if ((rc = get_str(c, o, "data", "source", true, &src, &sn)) < 0)
         return rc;
@@ -311,7 +311,7 @@ static int parse_layers(struct ctx *c, const json_t *layers, const json_t *input
                             what, in, prev, width);
             }
             if (on) {
-                size_t out;
+                size_t out = width; /* an activation keeps its width */
                 if ((rc = get_uint(c, l, what, "out", false, 0, &out, NULL)) < 0)
                     return rc;
                 if (out != width)
@@ -349,7 +349,7 @@ static int build(struct farm_yaml_doc *doc, const char *dir, struct farm_model_d
     struct farm_model_desc *m = calloc(1, sizeof *m);
     if (!m)
         return farm_err_set(err, -ENOMEM, "out of memory");
-    const char *name, *loss, *init;
+    const char *name = NULL, *loss = NULL, *init = NULL; /* NULL: key not given */
     const json_t *input_node, *ln, *in_n;
     if ((rc = get_str(&c, root, "model", "name", false, &name, NULL)) < 0)
         goto fail;
