@@ -77,7 +77,11 @@ int farm__db_open(const char *path, int full, sqlite3 **out, struct farm_err *er
     sqlite3 *db;
     sqlite3_stmt *st;
     int version = 0, rc;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+    /* One thread uses the connection (farmd's loop; the statement cache
+     * below assumes it too): no mutex around every SQLite call. */
+    if (sqlite3_open_v2(path, &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) !=
         SQLITE_OK) {
         farm_err_set(err, FARM_EDB, "%s: cannot open database: %s", path, sqlite3_errmsg(db));
         sqlite3_close(db);
