@@ -37,8 +37,9 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
         return cli_usage("wait", "expected at least one task id");
     if ((fd = cli_connect(cli, 1)) < 0)
         return CLI_UNREACHABLE;
-    json_t *req = json_pack("{s:s,s:O,s:b,s:b,s:i}", "op", "wait", "ids", ids, "progress", tty,
-                            "full", cli->json, "v", FARM_PROTO_VERSION);
+    /* The table needs a few fields of each task; --json prints them all. */
+    json_t *req = json_pack("{s:s,s:O,s:b,s:b,s:b,s:i}", "op", "wait", "ids", ids, "progress", tty,
+                            "full", cli->json, "brief", !cli->json, "v", FARM_PROTO_VERSION);
     if (farm_json_write_line(fd, req) < 0) {
         json_decref(req);
         fprintf(stderr, "farm wait: lost the connection to farmd\n");

@@ -350,9 +350,10 @@ static void add_details(json_t *t, int64_t id, int history)
     }
 }
 
-/* The task object of the current row of a TASK_COLS query. `memo` may be
- * NULL; with one, values can be shared with other task objects built with
- * it, so nothing may modify them. */
+/* The task object of the current row of a TASK_COLS query: with `full` 1
+ * its details too, with -1 only what a table of tasks shows (a brief wait
+ * reply). `memo` may be NULL; with one, values can be shared with other
+ * task objects built with it, so nothing may modify them. */
 static json_t *task_from_row(sqlite3_stmt *st, int full, struct rowmemo *memo)
 {
     json_t *t = json_object();
@@ -370,8 +371,10 @@ static json_t *task_from_row(sqlite3_stmt *st, int full, struct rowmemo *memo)
         text_json((const char *)sqlite3_column_text(st, 3), memo ? &memo->text[1] : NULL));
     put(t, "task",
         text_json((const char *)sqlite3_column_text(st, 4), memo ? &memo->text[2] : NULL));
-    put(t, "priority", json_integer(sqlite3_column_int64(st, 5)));
-    put(t, "attempts", json_integer(sqlite3_column_int(st, 6)));
+    if (full >= 0) {
+        put(t, "priority", json_integer(sqlite3_column_int64(st, 5)));
+        put(t, "attempts", json_integer(sqlite3_column_int(st, 6)));
+    }
     if (sqlite3_column_type(st, 7) != SQLITE_NULL)
         put(t, "reason", json_string((const char *)sqlite3_column_text(st, 7)));
     else if (paused_queued)
@@ -392,6 +395,8 @@ static json_t *task_from_row(sqlite3_stmt *st, int full, struct rowmemo *memo)
         }
         put(t, "deps", deps);
     }
+    if (full < 0)
+        return t; /* brief: what a table of tasks shows */
     put(t, "labels", json_col(st, 13, memo ? &memo->json[0] : NULL));
     put(t, "params", json_col(st, 14, memo ? &memo->json[1] : NULL));
     put(t, "timeout", json_integer(sqlite3_column_int64(st, 15)));
@@ -1560,7 +1565,8 @@ static void op_wait(struct client *c, json_t *req)
     c->wait_progress = json_is_true(json_object_get(req, "progress"));
     /* Metrics, artifacts and attempts cost queries per task: only for
      * callers that print JSON. */
-    c->wait_full = !json_is_false(json_object_get(req, "full"));
+    c->wait_full = json_is_true(json_object_get(req, "brief")) ? -1
+                   : !json_is_false(json_object_get(req, "full"));
     c->waiting = 1;
     if (c->wait_left == 0)
         wait_reply(c);

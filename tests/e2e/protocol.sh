@@ -70,7 +70,22 @@ s = conn()
 s.sendall(b'{"v":1,"op":"submit","tasks":[{"plugin":"exec","params":{"argv":["true"]}}]}\n')
 r = reply(s)
 assert r["ok"] is True and len(r["ids"]) == 1, r
-print(r["ids"][0])
+tid = r["ids"][0]
+# wait: the task objects as show gives them (by default, or with full),
+# without their details (full: false), or only a table's fields (brief).
+keys = {}
+for kind, extra in (("default", ""), ("plain", ',"full":false'), ("full", ',"full":true'),
+                    ("brief", ',"brief":true')):
+    s.sendall(('{"v":1,"op":"wait","ids":[%d]%s}\n' % (tid, extra)).encode())
+    w = reply(s)
+    assert w["ok"] is True and w["tasks"][0]["id"] == tid and w["tasks"][0]["state"] == "succeeded", w
+    keys[kind] = list(w["tasks"][0])
+assert keys["brief"] == ["id", "state", "exit_code", "plugin", "task", "reason", "created_at",
+                         "started_at", "finished_at", "deps"], keys["brief"]
+assert set(keys["brief"]) < set(keys["plain"]) < set(keys["full"]), keys
+assert "params" in keys["plain"] and "attempt_history" in keys["full"], keys
+assert keys["default"] == keys["full"], keys
+print(tid)
 idle.close()
 P
 id=$("$PY" "$T/proto.py") || fail "protocol checks"
