@@ -259,6 +259,8 @@ static void maybe_note(int64_t task)
     size_t len = 0, ok = 0, n = 0;
     FILE *f;
     struct farm_err err;
+    if (farmd.git_submissions == 0)
+        return; /* no commit to note on: nothing came from git */
     if (farm__db_run(st, "i", task) != SQLITE_ROW) {
         sqlite3_reset(st);
         return;
@@ -363,9 +365,6 @@ void farmd_finish_dependents(int64_t id, const char *state)
     size_t n = 0, cap = 0;
     char name[256] = "";
     farmd_tx();
-    st = farm__db_stmt(farmd.db, "SELECT name FROM tasks WHERE id=?");
-    if (farm__db_run(st, "i", id) == SQLITE_ROW)
-        snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 0));
     st = farm__db_stmt(farmd.db, "SELECT n.task FROM task_needs n JOIN tasks t ON t.id=n.task "
                                  "WHERE n.needs=? AND t.state IN ('waiting','queued')");
     sqlite3_bind_int64(st, 1, id);
@@ -375,6 +374,14 @@ void farmd_finish_dependents(int64_t id, const char *state)
             deps = realloc(deps, cap * sizeof *deps);
         }
         deps[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (n > 0 && strcmp(state, "succeeded") != 0) {
+        /* Named in the reason of each task skipped for it. */
+        st = farm__db_stmt(farmd.db, "SELECT name FROM tasks WHERE id=?");
+        if (farm__db_run(st, "i", id) == SQLITE_ROW)
+            snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
     }
     for (size_t i = 0; i < n; i++) {
         if (!strcmp(state, "succeeded")) {
@@ -536,15 +543,18 @@ static void finalize(struct run *r)
         slot_retire(r->slot);
 
     farmd_tx();
-    st = farm__db_stmt(farmd.db,
-                       "SELECT retries, attempts, interrupts, priority FROM tasks WHERE id=?");
-    if (farm__db_run(st, "i", r->id) == SQLITE_ROW) {
-        retries = sqlite3_column_int(st, 0);
-        attempts = sqlite3_column_int(st, 1);
-        interrupts = sqlite3_column_int(st, 2);
-        prio = sqlite3_column_int64(st, 3);
+    if (!strcmp(state, "failed") || !strcmp(state, "timed_out")) {
+        /* Whether there is an attempt left: only a failure asks. */
+        st = farm__db_stmt(farmd.db,
+                           "SELECT retries, attempts, interrupts, priority FROM tasks WHERE id=?");
+        if (farm__db_run(st, "i", r->id) == SQLITE_ROW) {
+            retries = sqlite3_column_int(st, 0);
+            attempts = sqlite3_column_int(st, 1);
+            interrupts = sqlite3_column_int(st, 2);
+            prio = sqlite3_column_int64(st, 3);
+        }
+        sqlite3_reset(st);
     }
-    sqlite3_reset(st);
     if (r->deps) {
         char *d = json_dumps(r->deps, JSON_COMPACT);
         st = farm__db_stmt(farmd.db, "UPDATE tasks SET deps_result=? WHERE id=?");
@@ -1537,6 +1547,13 @@ int main(int argc, char **argv)
     if (farm__db_open(path, farmd.cfg.durability_full, &farmd.db, &err) < 0) {
         fprintf(stderr, "farmd: %s\n", err.msg);
         return 2;
+    }
+    {
+        sqlite3_stmt *st =
+            farm__db_stmt(farmd.db, "SELECT count(*) FROM submissions WHERE kind='git'");
+        if (farm__db_run(st, "") == SQLITE_ROW)
+            farmd.git_submissions = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
     }
     apply_settings();
     farmd.plugin_cache = json_object();

@@ -79,6 +79,7 @@ struct daemon {
         uv_poll_t poll;
     } srv; /* the fork server: farm-worker --serve */
     int64_t started_ms;
+    int64_t git_submissions; /* at least this many in the database; 0: none */
 };
 
 extern struct daemon farmd;

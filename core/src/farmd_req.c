@@ -1258,6 +1258,8 @@ static void op_submit_dir(struct client *c, json_t *req)
     if (git && spec.coalesce)
         coalesce(sub, git, nt, n);
     submit_end(1);
+    if (git)
+        farmd.git_submissions++;
     reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
     free_newtasks(nt, n);
     free(want);

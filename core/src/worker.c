@@ -774,6 +774,7 @@ static int serve(void)
 {
     struct sigaction sa = {.sa_handler = server_on_chld};
     sigset_t chld, old, blocked;
+    int nul;
     int64_t last_start = INT64_MIN / 2;
     /* Whether exec tasks start their command here: asked once, before any
      * fork. (No plugin's code is ever loaded into the server.) */
@@ -798,6 +799,8 @@ static int serve(void)
     sigprocmask(SIG_BLOCK, &chld, &old);
     blocked = old;
     sigaddset(&blocked, SIGCHLD);
+    /* Every worker's stdin, opened once. */
+    nul = open("/dev/null", O_RDWR | O_CLOEXEC);
     for (;;) {
         static char buf[1 << 20];
         char cbuf[CMSG_SPACE(2 * sizeof(int))];
@@ -868,7 +871,6 @@ static int serve(void)
          * before its "P" line has gone out. */
         pid = fork();
         if (pid == 0) {
-            int nul = open("/dev/null", O_RDWR);
             sigprocmask(SIG_SETMASK, &old, NULL);
             signal(SIGCHLD, SIG_DFL);
             setsid();
@@ -878,7 +880,6 @@ static int serve(void)
             dup2(fds[0], EVENT_FD); /* replaces the control socket */
             close(fds[0]);
             close(fds[1]);
-            close(nul);
             _exit(run_task(run_dir, json && *json ? json : NULL, parsed));
         }
         {
