@@ -801,6 +801,9 @@ static int serve(void)
     sigaddset(&blocked, SIGCHLD);
     /* Every worker's stdin, opened once. */
     nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* Which signals a command must get back at their defaults: asked once
+     * here rather than about every signal at every start. */
+    farm_exec_cmd_prepare();
     for (;;) {
         static char buf[1 << 20];
         char cbuf[CMSG_SPACE(2 * sizeof(int))];

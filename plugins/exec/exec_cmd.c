@@ -4,11 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size_t len)
 {
@@ -53,33 +53,86 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
     return 0;
 }
 
+/* The signals to set back to their default before the command starts. */
+static sigset_t g_reset;
+static int g_reset_known;
+
+void farm_exec_cmd_prepare(void)
+{
+    sigemptyset(&g_reset);
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+            sa.sa_handler != SIG_DFL)
+            sigaddset(&g_reset, sig);
+    }
+    g_reset_known = 1;
+}
+
 int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const envp[],
                         pid_t *pid)
 {
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_t fa;
-    sigset_t none, all;
-    int rc;
+    /* The signals farm's own processes handle or ignore, which they may have
+     * set after farm_exec_cmd_prepare. */
+    static const int own[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGCHLD,
+                              SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM};
+    sigset_t all, saved, reset;
+    volatile int err = 0;
+    pid_t p;
 
-    posix_spawnattr_init(&attr);
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    posix_spawn_file_actions_init(&fa);
-    if (out_fd >= 0) {
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-        posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
+    if (g_reset_known) {
+        reset = g_reset;
+        for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+            sigaddset(&reset, own[i]);
+    } else {
+        sigfillset(&reset);
     }
-    if (c->shell)
-        rc = posix_spawn(pid, c->file, &fa, &attr, c->argv, envp);
-    else
-        rc = posix_spawnp(pid, c->file, &fa, &attr, c->argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    return rc;
+    /* vfork: the child borrows this process's memory until it execs, so no
+     * copy of the page tables and no stack of its own to map. No handler of
+     * ours may run in it: every signal stays blocked until the child has set
+     * the dispositions back to their defaults. */
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);
+    p = vfork();
+    if (p == 0) {
+        struct sigaction dfl;
+        sigset_t none;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP && sigismember(&reset, sig) == 1)
+                sigaction(sig, &dfl, NULL);
+        if (out_fd >= 0) {
+            int nul = open("/dev/null", O_RDONLY);
+            if (nul < 0 || (nul != STDIN_FILENO && dup2(nul, STDIN_FILENO) < 0) ||
+                dup2(out_fd, STDOUT_FILENO) < 0 || dup2(out_fd, STDERR_FILENO) < 0) {
+                err = errno ? errno : EBADF;
+                _exit(127);
+            }
+            if (nul != STDIN_FILENO)
+                close(nul);
+        }
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (c->shell)
+            execve(c->file, c->argv, envp);
+        else
+            execvpe(c->file, c->argv, envp);
+        err = errno;
+        _exit(127);
+    }
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    if (p < 0)
+        return errno;
+    if (err) {
+        /* The child could not start the command and has exited. */
+        int rc = err;
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return rc;
+    }
+    *pid = p;
+    return 0;
 }
 
 void farm_exec_cmd_free(struct farm_exec_cmd *c)

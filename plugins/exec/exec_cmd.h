@@ -24,9 +24,16 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
 
 /* Starts the command with default signal handling and no blocked signal.
  * `out_fd` is -1 (inherit) or becomes stdout and stderr, with stdin from
- * /dev/null. Returns 0 or an errno value. */
+ * /dev/null. Returns 0 or an errno value (the command could not be started:
+ * not found, not executable, ...). */
 int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const envp[],
                         pid_t *pid);
+
+/* Records which signals are not at their default disposition in this
+ * process, for farm_exec_cmd_spawn in it and in the processes forked from it
+ * (which then set back only those, and the ones farm's own code handles,
+ * instead of every signal). Without it, every signal is set back. */
+void farm_exec_cmd_prepare(void);
 
 void farm_exec_cmd_free(struct farm_exec_cmd *c);
 

@@ -163,4 +163,29 @@ for when in burst idle; do
 done
 
 farm daemon stop >/dev/null
+
+# A command starts with every signal at its default and none blocked, even
+# when farmd was started with signals ignored (nohup, a shell's trap ''),
+# through the worker and through the exec plugin itself (farm run). (Signals
+# 32 and 33 are glibc's own, which its sigaction refuses to touch.)
+sigs() {
+    "$PY" -c 'import sys
+f = dict(l.split(":\t") for l in open(sys.argv[1]).read().splitlines() if l.startswith("Sig"))
+print("blocked %x ignored %x" % (int(f["SigBlk"], 16), int(f["SigIgn"], 16) & 0x7fffffff))' "$1"
+}
+(trap '' HUP USR1 PIPE TERM; farm daemon start --jobs 1 >/dev/null)
+id=$(farm submit -- grep -E '^Sig(Ign|Blk)' /proc/self/status)
+farm wait "$id" >/dev/null || fail "signal task: $(reason_of "$id")"
+farm logs "$id" >"$T/sig.out"
+expect_eq "signals of a command" "blocked 0 ignored 0" "$(sigs "$T/sig.out")"
+(trap '' HUP USR1 PIPE TERM; farm run exec --param run="grep -E '^Sig(Ign|Blk)' /proc/self/status" \
+    >"$T/run.out" 2>/dev/null) || fail "farm run of the signal check failed"
+expect_eq "signals of a command of farm run" "blocked 0 ignored 0" "$(sigs "$T/run.out")"
+# And the shell's own trap '' did take (the check can fail).
+(trap '' HUP USR1 PIPE TERM; grep -E '^Sig(Ign|Blk)' /proc/self/status >"$T/sh.out")
+ign=$(sigs "$T/sh.out" | sed 's/.*ignored //')
+expect_eq "signals ignored by the shell's trap (HUP USR1 PIPE TERM)" 5201 \
+    "$(printf '%x' $((0x$ign & 0x5201)))"
+
+farm daemon stop >/dev/null
 echo "ok exec"
