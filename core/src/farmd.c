@@ -535,6 +535,12 @@ static void finalize(struct run *r)
         state = "interrupted";
     }
 
+    if (!r->result && r->pid > 0)
+        /* The worker died without its result (killed from outside): what
+         * it had started is still in its process group, with no supervisor
+         * left to stop it. (A process that left the group escapes; a group
+         * with no member left is not there to signal.) */
+        kill(-r->pid, SIGKILL);
     if (!r->result || json_is_true(json_object_get(r->result, "scratch_left")))
         /* The worker did not empty its scratch slot (it died, or a file
          * would not go, or the path is no longer its directory), or a

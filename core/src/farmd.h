@@ -79,7 +79,8 @@ struct daemon {
         uv_poll_t poll;
     } srv; /* the fork server: farm-worker --serve */
     int64_t started_ms;
-    int64_t git_submissions; /* at least this many in the database; 0: none */
+    int64_t git_submissions; /* git submissions made, counted from the start's
+                                database; 0: none, so no task needs a git note */
 };
 
 extern struct daemon farmd;

@@ -1239,8 +1239,16 @@ static void op_submit_dir(struct client *c, json_t *req)
         farm_err_set(&err, FARM_EDB, "database: %s", sqlite3_errmsg(farmd.db));
         goto bad;
     }
+    if (git)
+        /* Before the tasks go in: one that ends at once (skipped) may need
+         * its note. (One too many after a rollback does no harm.) */
+        farmd.git_submissions++;
     if (incoming) {
         snprintf(final, sizeof final, "%s/snapshots/%lld", farmd.home, (long long)sub);
+        /* A directory of that name belongs to no submission: left by one
+         * that was rolled back, or by a farmd that died before its commit
+         * (the id is handed out again). */
+        farm_rmtree(final);
         if (rename(incoming, final) < 0) {
             farm_err_set(&err, -errno, "cannot adopt snapshot %s: %s", incoming, strerror(errno));
             goto bad;
@@ -1258,8 +1266,6 @@ static void op_submit_dir(struct client *c, json_t *req)
     if (git && spec.coalesce)
         coalesce(sub, git, nt, n);
     submit_end(1);
-    if (git)
-        farmd.git_submissions++;
     reply_submitted(c, nt, n, json_is_true(json_object_get(req, "full")));
     free_newtasks(nt, n);
     free(want);

@@ -41,6 +41,7 @@
 #define EVENT_FD 3
 #define TASK_FD 4
 #define RESULT_FD 5
+
 /* ---- the plugin process: the host table ---------------------------------- */
 
 struct farm_ctx {
@@ -307,7 +308,6 @@ static void report(int fd, const char *state, int exit_code, const char *reason,
     json_decref(r);
 }
 
-
 static const char *jstr(json_t *o, const char *k)
 {
     return json_string_value(json_object_get(o, k));
@@ -479,7 +479,6 @@ static int describe_all(void)
     return 0;
 }
 
-
 /* --task: reads the task the supervisor wrote, then runs it. */
 static int run_plugin_task(void)
 {
@@ -487,6 +486,7 @@ static int run_plugin_task(void)
     size_t cap = 0, got = 0;
     json_error_t je;
     json_t *task;
+    int rerr = 0;
     /* What the plugin starts inherits none of these. */
     fcntl(TASK_FD, F_SETFD, FD_CLOEXEC);
     fcntl(RESULT_FD, F_SETFD, FD_CLOEXEC);
@@ -503,11 +503,22 @@ static int run_plugin_task(void)
         n = read(TASK_FD, text + got, cap - got - 1);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0)
+            rerr = errno;
         if (n <= 0)
             break;
         got += (size_t)n;
     }
     close(TASK_FD);
+    if (rerr) {
+        char why[256];
+        snprintf(why, sizeof why, "farm-plugin-host: cannot read the task on fd %d: %s", TASK_FD,
+                 strerror(rerr));
+        fprintf(stderr, "farm: %s\n", why);
+        report(RESULT_FD, "failed", 1, why, -rerr);
+        free(text);
+        return 0;
+    }
     if (!text || !(text[got] = '\0', task = json_loads(text, 0, &je))) {
         char why[256];
         snprintf(why, sizeof why, "farm-plugin-host: the task on fd %d is not JSON (%s)", TASK_FD,

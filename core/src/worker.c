@@ -59,13 +59,18 @@ static const char *jstr(json_t *o, const char *k)
 /* The variables every task's code sees (docs/spec.md). */
 static void task_env(json_t *task)
 {
+    static const char *const vars[][2] = {{"FARM_RUN_DIR", "run_dir"},
+                                           {"FARM_SCRATCH_DIR", "scratch_dir"},
+                                           {"FARM_DEPS_DIR", "deps_dir"}};
     setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
-    setenv("FARM_RUN_DIR", jstr(task, "run_dir"), 1);
-    setenv("FARM_SCRATCH_DIR", jstr(task, "scratch_dir"), 1);
-    if (jstr(task, "deps_dir"))
-        setenv("FARM_DEPS_DIR", jstr(task, "deps_dir"), 1);
-    else
-        unsetenv("FARM_DEPS_DIR");
+    /* A task given by hand (farm-worker --run) may lack some: then the
+     * variable is not set, rather than inherited from whoever started us. */
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        if (jstr(task, vars[i][1]))
+            setenv(vars[i][0], jstr(task, vars[i][1]), 1);
+        else
+            unsetenv(vars[i][0]);
+    }
 }
 
 /* ---- the plugin process -------------------------------------------------- */
@@ -77,8 +82,9 @@ static const char *plugin_host(void)
     static char path[PATH_MAX];
     if (!path[0]) {
         char dir[PATH_MAX];
-        if (farm_exe_dir(dir, sizeof dir) == 0)
-            snprintf(path, sizeof path, "%.*s/farm-plugin-host", PATH_MAX - 20, dir);
+        if (farm_exe_dir(dir, sizeof dir) == 0 &&
+            (size_t)snprintf(path, sizeof path, "%s/farm-plugin-host", dir) >= sizeof path)
+            path[0] = '\0'; /* too long a path: reported as not found */
     }
     return path;
 }
@@ -93,6 +99,8 @@ static void plugin_process(json_t *task, int result_fd)
     const char *host = plugin_host();
     char why[PATH_MAX + 128];
     json_t *r;
+    /* The plugin, and what it starts, see the task's variables. */
+    task_env(task);
     if (text && mfd >= 0 && farm_write_all(mfd, text, strlen(text)) == 0 &&
         lseek(mfd, 0, SEEK_SET) == 0 && (tfd = fcntl(mfd, F_DUPFD_CLOEXEC, 10)) >= 0 &&
         (rfd = fcntl(result_fd, F_DUPFD_CLOEXEC, 10)) >= 0 && dup2(tfd, 4) == 4 &&

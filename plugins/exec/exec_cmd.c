@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,8 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
                               SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM};
     sigset_t all, saved, reset;
     volatile int err = 0;
+    const char *search = getenv("PATH");
+    char buf[PATH_MAX];
     pid_t p;
 
     if (g_reset_known) {
@@ -114,11 +117,43 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
         }
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (c->shell)
+        if (c->shell || strchr(c->file, '/')) {
             execve(c->file, c->argv, envp);
-        else
-            execvpe(c->file, c->argv, envp);
-        err = errno;
+            err = errno;
+        } else {
+            /* Looked up in PATH as execvp would, but a file that is not a
+             * program (ENOEXEC) is an error, never handed to a shell:
+             * argv runs without one. */
+            const char *d = search ? search : "/bin:/usr/bin";
+            size_t flen = strlen(c->file);
+            int denied = 0, why = ENOENT;
+            /* (err is the parent's too: set only once nothing started.) */
+            for (;;) {
+                const char *end = strchr(d, ':');
+                size_t dlen = end ? (size_t)(end - d) : strlen(d);
+                if (dlen == 0) {
+                    d = ".";
+                    dlen = 1;
+                }
+                if (dlen + 1 + flen < sizeof buf) {
+                    memcpy(buf, d, dlen);
+                    buf[dlen] = '/';
+                    memcpy(buf + dlen + 1, c->file, flen + 1);
+                    execve(buf, c->argv, envp);
+                    if (errno == EACCES)
+                        denied = 1;
+                    else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE &&
+                             errno != ENODEV && errno != ETIMEDOUT) {
+                        why = errno;
+                        break;
+                    }
+                }
+                if (!end)
+                    break;
+                d = end + 1;
+            }
+            err = why == ENOENT && denied ? EACCES : why;
+        }
         _exit(127);
     }
     sigprocmask(SIG_SETMASK, &saved, NULL);

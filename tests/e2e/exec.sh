@@ -79,6 +79,28 @@ expect_status "killed command" 1 farm wait "$id"
 expect_eq "exit code 137" 137 "$(code_of "$id")"
 expect_contains "signal in log" "command killed by signal 9" "$(farm logs "$id")"
 
+# The same variables for a task whose plugin loads in farm-plugin-host
+# (exec.so named by its path), and under farm run.
+so="$FARM_BIN/../plugins/exec.so"
+printf '{"plugin": "%s", "params": {"run": "echo task=$FARM_TASK_ID run=$FARM_RUN_DIR scratch=$FARM_SCRATCH_DIR"}}\n' \
+    "$so" >"$T/host.batch"
+id=$(farm submit --batch "$T/host.batch")
+farm wait "$id" >/dev/null || fail "plugin-host task: $(reason_of "$id")"
+expect_contains "variables in the plugin host" \
+    "task=$id run=$FARM_HOME/runs/$id scratch=$FARM_HOME/scratch/" "$(farm logs "$id")"
+farm run "$so" --param run='echo task=$FARM_TASK_ID run=${FARM_RUN_DIR:+set} scratch=${FARM_SCRATCH_DIR:+set}' \
+    >"$T/hostrun.out" 2>/dev/null || fail "farm run of exec.so failed"
+expect_contains "variables under farm run" "task=local run=set scratch=set" "$(cat "$T/hostrun.out")"
+
+# An executable file that is not a program is not handed to a shell: argv
+# runs without one (127, and the log says why).
+printf 'echo ran-by-a-shell\n' >"$T/noshebang"
+chmod +x "$T/noshebang"
+id=$(farm submit -- "$T/noshebang")
+expect_status "not a program" 1 farm wait "$id"
+expect_eq "not a program: exit code 127" 127 "$(code_of "$id")"
+expect_contains "not a program: log" "Exec format error" "$(farm logs "$id")"
+
 # A command that does not exist: 127, and the log says why.
 id=$(farm submit -- /nonexistent/cmd-xyz arg)
 expect_status "missing command" 1 farm wait "$id"
@@ -135,11 +157,14 @@ name=$(farm show "$(tail -n 1 "$T/utf8.ids")" --json | jget - 'j["task"]')
 # The supervisor itself killed: the task fails, and says by which signal,
 # both while the fork server is collecting exits at each start (a burst of
 # starts) and once it is idle again.
+# A process is running: it exists and is not a zombie left to a parent that
+# does not reap.
+running() { [ -e "/proc/$1" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" | cut -c1)" != Z ]; }
 farm parallel 4 >/dev/null
 i=0
 while [ $i -lt 2000 ]; do echo '{"cmd": ["true"]}'; i=$((i + 1)); done >"$T/nop.batch"
 for when in burst idle; do
-    id=$(farm submit -- sh -c 'echo up >'"$T"'/sv.up; sleep 300')
+    id=$(farm submit -- sh -c 'echo $$ >'"$T"'/sv.pid; echo up >'"$T"'/sv.up; exec sleep 300')
     i=0
     while [ ! -e "$T/sv.up" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
     [ -e "$T/sv.up" ] || fail "$when: the task did not start"
@@ -149,14 +174,18 @@ for when in burst idle; do
         farm submit --batch "$T/nop.batch" >"$T/nop.ids"
     fi
     srv=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
-    sleeper=$(pgrep -f 'sleep 300' -n)
-    sv=$(ps -o ppid= -p "$(ps -o ppid= -p "$sleeper" | tr -d ' ')" | tr -d ' ')
+    # The command (sh, then sleep in its place) is the supervisor's child.
+    sleeper=$(cat "$T/sv.pid")
+    sv=$(ps -o ppid= -p "$sleeper" | tr -d ' ')
     expect_eq "$when: the supervisor is the fork server's child" "$srv" \
         "$(ps -o ppid= -p "$sv" | tr -d ' ')"
     kill -KILL "$sv"
     wait_state "$id" failed 5
     expect_eq "$when: reason" "worker killed by signal 9" "$(reason_of "$id")"
-    pkill -f 'sleep 300' || true
+    # What the dead supervisor had started goes too.
+    i=0
+    while running "$sleeper" && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    running "$sleeper" && fail "$when: the command of a killed supervisor lives on"
     if [ "$when" = burst ]; then
         farm wait $(cat "$T/nop.ids") >/dev/null || fail "burst: the other tasks did not all succeed"
     fi
@@ -173,7 +202,13 @@ sigs() {
 f = dict(l.split(":\t") for l in open(sys.argv[1]).read().splitlines() if l.startswith("Sig"))
 print("blocked %x ignored %x" % (int(f["SigBlk"], 16), int(f["SigIgn"], 16) & 0x7fffffff))' "$1"
 }
-(trap '' HUP USR1 PIPE TERM; farm daemon start --jobs 1 >/dev/null)
+mkdir -p "$T/pbin"
+cp "$T/noshebang" "$T/pbin/noshebang-xyz"
+(trap '' HUP USR1 PIPE TERM; PATH="$T/pbin:$PATH" farm daemon start --jobs 1 >/dev/null)
+# (Through the PATH search too: still no shell.)
+id=$(farm submit -- noshebang-xyz)
+expect_status "not a program in PATH" 1 farm wait "$id"
+expect_contains "not a program in PATH: log" "Exec format error" "$(farm logs "$id")"
 id=$(farm submit -- grep -E '^Sig(Ign|Blk)' /proc/self/status)
 farm wait "$id" >/dev/null || fail "signal task: $(reason_of "$id")"
 farm logs "$id" >"$T/sig.out"

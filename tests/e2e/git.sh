@@ -184,4 +184,19 @@ expect_eq "keyed on the tree OID" "git:$(git rev-parse HEAD:deps)" "$(jget "$T/d
 expect_eq "no file of deps/ read" 0 "$(jget "$T/d2.json" 'j["deps"]["files_read"]')"
 expect_eq "built once" 1 "$(wc -l <"$T/depbuilds" | tr -d ' ')"
 expect_eq "package used" pkg "$(farm logs "$i2" | tail -n 1)"
+# The first git submission a farmd sees, all of whose tasks end at submit
+# (skipped by paths:), still gets its note.
+farm daemon stop >/dev/null
+export FARM_HOME="$T/home2"
+farm daemon start >/dev/null
+d3="$T/skiprepo"
+git init -q -b main "$d3"
+cd "$d3"
+printf 'tasks:\n  - name: models\n    run: echo hi\n    paths: [models/**]\n' >farm.yaml
+git add farm.yaml && git commit -qm s1
+echo x >other && git add other && git commit -qm s2
+sid=$(farm submit --git .)
+expect_eq "all skipped at submit" skipped "$(state_of "$sid")"
+expect_contains "note of an all-skipped first submission" "models: skipped" \
+    "$(git log --notes=farm -1 --format=%N HEAD)"
 echo "git: ok"

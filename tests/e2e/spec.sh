@@ -89,6 +89,24 @@ expect_eq "only the good tasks exist" 2 "$(farm list --json | jget - 'len(j)')"
 
 expect_eq "no incoming snapshot left" "" "$(ls "$FARM_HOME/snapshots" | grep incoming || true)"
 
+# A snapshot directory that belongs to no submission (one that was rolled
+# back, or a farmd that died before its commit) does not stand in the way of
+# the next submissions, which get its id.
+last=$(farm list --json | jget - 'max(t["submission"] for t in j if t["submission"] is not None)')
+for k in 1 2; do
+    mkdir -p "$FARM_HOME/snapshots/$((last + k))"
+    echo stale >"$FARM_HOME/snapshots/$((last + k))/stale"
+done
+mkdir -p "$T/lrepo"
+printf 'tasks:\n  - name: t\n    run: cat data.txt\n' >"$T/lrepo/farm.yaml"
+echo fresh >"$T/lrepo/data.txt"
+for k in 1 2; do
+    ids=$(farm submit --dir "$T/lrepo") || fail "submit over a leftover snapshot $k"
+    farm wait $ids >/dev/null || fail "task over a leftover snapshot $k"
+    expect_eq "task over a leftover snapshot $k" fresh "$(farm logs "$ids")"
+    [ ! -e "$FARM_HOME/snapshots/$((last + k))/stale" ] || fail "leftover snapshot $k kept"
+done
+
 # Command-line options override farm.yaml's values.
 cat >"$repo/farm.yaml" <<'Y'
 tasks:
