@@ -129,14 +129,14 @@ static int ready_pop(int64_t *id)
 
 /* ---- plugin descriptions ------------------------------------------------- */
 
-/* Runs `farm-worker --describe PATH` and parses its one line of JSON. The
+/* Runs `farm-plugin-host --describe PATH` and parses its one line of JSON. The
  * plugin's code runs in that child only, never in farmd. */
 static int describe_with_worker(const char *path, json_t **out, struct farm_err *err)
 {
     int fds[2], st;
     pid_t pid;
     posix_spawn_file_actions_t fa;
-    char *argv[] = {farmd.worker_path, "--describe", (char *)path, NULL};
+    char *argv[] = {farmd.host_path, "--describe", (char *)path, NULL};
     char buf[65536];
     size_t got = 0;
     json_t *j;
@@ -144,11 +144,11 @@ static int describe_with_worker(const char *path, json_t **out, struct farm_err 
         return farm_err_set(err, -errno, "pipe: %s", strerror(errno));
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
-    if (posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, environ) != 0) {
+    if (posix_spawn(&pid, farmd.host_path, &fa, NULL, argv, environ) != 0) {
         posix_spawn_file_actions_destroy(&fa);
         close(fds[0]);
         close(fds[1]);
-        return farm_err_set(err, FARM_ENOPLUGIN, "cannot run %s", farmd.worker_path);
+        return farm_err_set(err, FARM_ENOPLUGIN, "cannot run %s", farmd.host_path);
     }
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
@@ -851,7 +851,7 @@ static json_t *load_task_for_run(int64_t id)
 
 /* ---- the fork server ----------------------------------------------------- */
 
-static void server_start(void);
+static void server_start(int k);
 
 static struct run *run_by_token(uint64_t token)
 {
@@ -869,18 +869,24 @@ static struct run *run_by_pid(pid_t pid)
     return NULL;
 }
 
-static void server_lost(void)
+static const char *server_name(int k)
 {
-    farmd.srv.alive = 0;
-    uv_poll_stop(&farmd.srv.poll);
-    close(farmd.srv.fd);
-    farmd.srv.fd = -1;
-    while (waitpid(farmd.srv.pid, NULL, WNOHANG) < 0 && errno == EINTR)
+    return k == SRV_EXEC ? "farm-worker" : "farm-plugin-host";
+}
+
+static void server_lost(int k)
+{
+    struct server *sv = &farmd.srv[k];
+    sv->alive = 0;
+    uv_poll_stop(&sv->poll);
+    close(sv->fd);
+    sv->fd = -1;
+    while (waitpid(sv->pid, NULL, WNOHANG) < 0 && errno == EINTR)
         ;
     /* Its tasks go on; their exit statuses are lost, so their end is the
      * end of their event stream. */
     for (struct run *r = farmd.runs; r; r = r->next) {
-        if (r->via_server && !r->exited) {
+        if (r->via_server && r->server == k && !r->exited) {
             if (r->pid <= 0) {
                 r->exited = 1;
                 r->exit_status = 127;
@@ -892,9 +898,10 @@ static void server_lost(void)
             }
         }
     }
-    fprintf(stderr, "farmd: the fork server went away; starting a new one\n");
+    fprintf(stderr, "farmd: the fork server (%s) went away; starting a new one\n",
+            server_name(k));
     if (!farmd.stopping)
-        server_start();
+        server_start(k);
 }
 
 /* One line of the fork server's report (see farm-worker's serve()). */
@@ -921,17 +928,17 @@ static void server_line(const char *line)
 
 static void server_readable(uv_poll_t *h, int status, int events)
 {
-    (void)h;
+    int k = (int)((struct server *)h->data - farmd.srv);
     (void)events;
     for (;;) {
         char buf[4200], *line, *nl;
-        ssize_t n = recv(farmd.srv.fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+        ssize_t n = recv(farmd.srv[k].fd, buf, sizeof buf - 1, MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0)
             return;
         if (n <= 0) {
-            server_lost();
+            server_lost(k);
             return;
         }
         buf[n] = '\0';
@@ -945,13 +952,15 @@ static void server_readable(uv_poll_t *h, int status, int events)
     }
 }
 
-static void server_start(void)
+static void server_start(int k)
 {
     int sv[2], rc;
     pid_t pid;
     char **envp = NULL;
     posix_spawn_file_actions_t fa;
-    char *argv[] = {farmd.worker_path, "--serve", NULL};
+    char *path = k == SRV_EXEC ? farmd.worker_path : farmd.host_path;
+    char *argv[] = {path, "--serve", NULL};
+    farmd.srv[k].tried = 1;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         return;
     posix_spawn_file_actions_init(&fa);
@@ -971,22 +980,24 @@ static void server_start(void)
             envp[n + 1] = "FARM_UNSET_BIND_NOW=1";
         }
     }
-    rc = posix_spawn(&pid, farmd.worker_path, &fa, NULL, argv, envp ? envp : environ);
+    rc = posix_spawn(&pid, path, &fa, NULL, argv, envp ? envp : environ);
     free(envp);
     if (rc != 0) {
         posix_spawn_file_actions_destroy(&fa);
         close(sv[0]);
         close(sv[1]);
-        fprintf(stderr, "farmd: cannot start the fork server; spawning workers one by one\n");
+        fprintf(stderr, "farmd: cannot start the fork server %s: %s; %s\n", path, strerror(rc),
+                k == SRV_EXEC ? "spawning workers one by one" : "farm-worker starts them");
         return;
     }
     posix_spawn_file_actions_destroy(&fa);
     close(sv[1]);
-    farmd.srv.fd = sv[0];
-    farmd.srv.pid = pid;
-    farmd.srv.alive = 1;
-    uv_poll_init(farmd.loop, &farmd.srv.poll, sv[0]);
-    uv_poll_start(&farmd.srv.poll, UV_READABLE | UV_DISCONNECT, server_readable);
+    farmd.srv[k].fd = sv[0];
+    farmd.srv[k].pid = pid;
+    farmd.srv[k].alive = 1;
+    uv_poll_init(farmd.loop, &farmd.srv[k].poll, sv[0]);
+    farmd.srv[k].poll.data = &farmd.srv[k];
+    uv_poll_start(&farmd.srv[k].poll, UV_READABLE | UV_DISCONNECT, server_readable);
 }
 
 /* Hands the start of `r` to the fork server: the worker's end of a new event
@@ -1005,7 +1016,7 @@ static int start_via_server(struct run *r, const char *run_dir, const char *task
         free(msg);
         return -1;
     }
-    r->token = ++farmd.srv.next_token;
+    r->token = ++farmd.next_token;
     /* The task travels in the message: no task.json to create per task. */
     n = snprintf(msg, cap, "S %llu %s\n%s", (unsigned long long)r->token, run_dir, task_text);
     iov.iov_base = msg;
@@ -1022,7 +1033,7 @@ static int start_via_server(struct run *r, const char *run_dir, const char *task
     fds[0] = sv[1];
     fds[1] = STDERR_FILENO;
     memcpy(CMSG_DATA(cm), fds, sizeof fds);
-    while ((n = (int)sendmsg(farmd.srv.fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+    while ((n = (int)sendmsg(farmd.srv[r->server].fd, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
     free(msg);
     close(sv[1]);
@@ -1034,12 +1045,26 @@ static int start_via_server(struct run *r, const char *run_dir, const char *task
     return 0;
 }
 
+/* RUN_DIR/task.json, for a worker started by uv_spawn. 0 or -errno, with
+ * the file's name in `path`. */
+static int write_task_json(const char *run_dir, const char *text, char *path, size_t len)
+{
+    int fd, rc;
+    farm_mkdirs(run_dir, 0755);
+    snprintf(path, len, "%s/task.json", run_dir);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    rc = fd < 0 ? -errno : farm_write_all(fd, text, strlen(text));
+    if (fd >= 0 && close(fd) < 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
 static int start_run(int64_t id)
 {
     json_t *t = load_task_for_run(id), *spec;
     char run_dir[PATH_MAX], path[PATH_MAX + 64], log[PATH_MAX + 64], idtext[32];
     struct run *r;
-    int attempt, rc, slot;
+    int attempt, rc, slot, k;
     uv_process_options_t opts = {0};
     uv_stdio_container_t stdio[4];
     char *args[4];
@@ -1099,17 +1124,16 @@ static int start_run(int64_t id)
     }
     text = json_dumps(spec, JSON_COMPACT);
     json_decref(spec);
-    rc = 0;
-    if (!farmd.srv.alive) {
-        /* Started by uv_spawn: the worker reads RUN_DIR/task.json. */
-        int fd;
-        farm_mkdirs(run_dir, 0755);
-        snprintf(path, sizeof path, "%s/task.json", run_dir);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        rc = fd < 0 ? -errno : farm_write_all(fd, text, strlen(text));
-        if (fd >= 0 && close(fd) < 0 && rc == 0)
-            rc = -errno;
-    }
+    /* Exec tasks go to the static fork server; tasks of loaded plugins to
+     * farm-plugin-host's, started when the first comes (farm-worker's runs
+     * them too, through one more exec, if that one cannot run). */
+    k = strcmp(json_string_value(json_object_get(t, "plugin")), "exec") == 0 ? SRV_EXEC
+                                                                             : SRV_PLUGIN;
+    if (k == SRV_PLUGIN && !farmd.srv[k].alive && !farmd.srv[k].tried)
+        server_start(k);
+    if (!farmd.srv[k].alive)
+        k = SRV_EXEC;
+    rc = farmd.srv[k].alive ? 0 : write_task_json(run_dir, text, path, sizeof path);
     if (rc < 0) {
         char reason[PATH_MAX + 128];
         free(text);
@@ -1127,10 +1151,14 @@ static int start_run(int64_t id)
     r->started_mono = farm_mono_ms();
     uv_pipe_init(farmd.loop, &r->events, 0);
     r->events.data = r;
-    if (farmd.srv.alive && start_via_server(r, run_dir, text) == 0) {
+    r->server = k;
+    if (farmd.srv[k].alive && start_via_server(r, run_dir, text) == 0) {
         r->via_server = 1;
         r->n_handles = 3;
     } else {
+        if (farmd.srv[k].alive)
+            /* The server would not take it: the worker reads task.json. */
+            write_task_json(run_dir, text, path, sizeof path);
         args[0] = farmd.worker_path;
         args[1] = "--run";
         args[2] = run_dir;
@@ -1512,7 +1540,9 @@ int main(int argc, char **argv)
     umask(022);
     if (farm_exe_dir(exe, sizeof exe) < 0 ||
         snprintf(farmd.worker_path, sizeof farmd.worker_path, "%s/farm-worker", exe) >=
-            (int)sizeof farmd.worker_path) {
+            (int)sizeof farmd.worker_path ||
+        snprintf(farmd.host_path, sizeof farmd.host_path, "%s/farm-plugin-host", exe) >=
+            (int)sizeof farmd.host_path) {
         fprintf(stderr, "farmd: cannot find farm-worker\n");
         return 2;
     }
@@ -1576,7 +1606,7 @@ int main(int argc, char **argv)
     uv_timer_init(farmd.loop, &farmd.retention_timer);
     uv_timer_start(&farmd.retention_timer, retention, 2000, 600000);
     uv_unref((uv_handle_t *)&farmd.retention_timer);
-    server_start();
+    server_start(SRV_EXEC);
     uv_signal_init(farmd.loop, &farmd.sigterm);
     uv_signal_start(&farmd.sigterm, on_signal, SIGTERM);
     uv_signal_init(farmd.loop, &farmd.sigint);

@@ -29,7 +29,8 @@ struct run {
     int exited, eof, finalized, term_signal;
     int64_t exit_status;
     pid_t pid;            /* the worker; 0 until the fork server says */
-    int via_server;       /* started by the fork server, not uv_spawn */
+    int via_server;       /* started by a fork server, not uv_spawn */
+    int server;           /* which one (SRV_EXEC or SRV_PLUGIN) */
     int await_eof;        /* the fork server died: its exit status is lost */
     int n_handles;        /* handles to close before freeing */
     uint64_t token;
@@ -58,6 +59,7 @@ struct daemon {
     sqlite3 *db;
     char home[2048]; /* FARM_HOME; the socket path limits it further */
     char worker_path[PATH_MAX];
+    char host_path[PATH_MAX]; /* farm-plugin-host */
     struct settings cfg;
     int paused, stopping;
     int in_tx;
@@ -71,17 +73,22 @@ struct daemon {
     struct client *clients;
     json_t *plugin_cache; /* name -> {path, size, mtime, desc} */
     json_t *given;        /* options given on the command line */
-    struct {
+    /* The fork servers: [SRV_EXEC] farm-worker --serve (static) for exec
+     * tasks, [SRV_PLUGIN] farm-plugin-host --serve for the others, started
+     * when the first of those comes. Either can run any task. */
+    struct server {
         int fd;
         pid_t pid;
-        int alive;
-        uint64_t next_token;
+        int alive, tried;
         uv_poll_t poll;
-    } srv; /* the fork server: farm-worker --serve */
+    } srv[2];
+    uint64_t next_token;
     int64_t started_ms;
     int64_t git_submissions; /* git submissions made, counted from the start's
                                 database; 0: none, so no task needs a git note */
 };
+
+enum { SRV_EXEC, SRV_PLUGIN };
 
 extern struct daemon farmd;
 

@@ -1,6 +1,9 @@
 /*
  * farm-plugin-host: the one farm process that loads plugins (dlopen).
  *
+ *   farm-plugin-host --serve         the fork server for tasks of loaded
+ *                                    plugins (the supervisor of worker.c)
+ *   farm-plugin-host --run RUN_DIR   one attempt, as farm-worker --run
  *   farm-plugin-host --task          the plugin process of one attempt
  *   farm-plugin-host --describe NAME|PATH   print the plugin's table as JSON
  *   farm-plugin-host --describe-all  every plugin in the search path
@@ -12,9 +15,10 @@
  * this process: it kills it after the grace period when the plugin does not
  * return after a cancel.
  *
- * farm-worker is forked for every attempt and linked statically, which a
- * process that calls dlopen cannot be: plugins load here, a process of its
- * own that the supervisor starts only for tasks of loaded plugins.
+ * farm-worker is forked for every exec task and linked statically, which a
+ * process that calls dlopen cannot be: plugins load here, in a process
+ * forked from this program's supervisor, or (when farm-worker supervises a
+ * plugin's task) in farm-plugin-host --task.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -37,6 +41,7 @@
 #include "farm/plugin.h"
 #include "farm/pluginload.h"
 #include "farm/util.h"
+#include "worker-internal.h"
 
 #define EVENT_FD 3
 #define TASK_FD 4
@@ -314,7 +319,7 @@ static const char *jstr(json_t *o, const char *k)
 }
 
 /* The plugin process: never returns. */
-static void plugin_main(json_t *task, const char *home, int result_fd)
+void farm__plugin_main(json_t *task, const char *home, int result_fd)
 {
     struct farm_ctx ctx = {.task = task, .event_fd = EVENT_FD};
     const struct farm_plugin *plugin;
@@ -529,20 +534,25 @@ static int run_plugin_task(void)
         return 0;
     }
     free(text);
-    plugin_main(task, jstr(task, "home") && *jstr(task, "home") ? jstr(task, "home") : NULL,
-                RESULT_FD);
+    farm__plugin_main(task, jstr(task, "home") && *jstr(task, "home") ? jstr(task, "home") : NULL,
+                      RESULT_FD);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--serve"))
+        return farm__worker_serve();
+    if (argc == 3 && !strcmp(argv[1], "--run"))
+        return farm__worker_run(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--task"))
         return run_plugin_task();
     if (argc == 3 && !strcmp(argv[1], "--describe"))
         return describe(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "--describe-all"))
         return describe_all();
-    fprintf(stderr, "usage: farm-plugin-host --task | --describe PLUGIN | --describe-all\n"
+    fprintf(stderr, "usage: farm-plugin-host --serve | --run RUN_DIR | --task | --describe PLUGIN | "
+                    "--describe-all\n"
                     "farm-plugin-host is started by farm-worker; see `farm --help`.\n");
     return 2;
 }

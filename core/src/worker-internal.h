@@ -29,5 +29,16 @@ int farm__worker_cache_cmd(int argc, char **argv);
 extern volatile sig_atomic_t farm__worker_stop;
 extern int farm__worker_event_fd_ok;
 
+/* `--serve` (the fork server) and `--run RUN_DIR`, in farm-worker and in
+ * farm-plugin-host alike. */
+int farm__worker_serve(void);
+int farm__worker_run(const char *run_dir);
+
+/* The plugin process of a task (pluginhost.c): loads the plugin, calls
+ * run(), writes the result line to `result_fd`. Never returns. In
+ * farm-plugin-host the supervisor forks it directly; farm-worker, which is
+ * static, starts farm-plugin-host --task instead. */
+void farm__plugin_main(json_t *task, const char *home, int result_fd);
+
 
 #endif

@@ -13,11 +13,16 @@
  * timeout, farmd stopping) or when farmd goes away, it sends SIGTERM to every
  * descendant, waits the grace period, then SIGKILLs whatever is left. For an
  * exec task the task's process is the command itself; for any other plugin it
- * is farm-plugin-host, which loads the plugin and calls run(): a crash there
- * ends only that process, and the supervisor reports it with the signal's
- * name. This process never loads a plugin, so that it can be linked
- * statically: it is forked for every attempt, and a static process forks,
- * runs and exits with fewer mappings to copy and tear down.
+ * is the plugin process, which loads the plugin and calls run(): a crash
+ * there ends only that process, and the supervisor reports it with the
+ * signal's name.
+ *
+ * This file builds twice. farm-worker never loads a plugin, so that it can
+ * be linked statically: it is forked for every exec task, and a static
+ * process forks, runs and exits with fewer mappings to copy and tear down;
+ * its plugin process is farm-plugin-host --task. farm-plugin-host (with
+ * FARM_IN_PLUGIN_HOST) runs the same supervisor for the tasks of loaded
+ * plugins and forks their plugin process itself.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -75,6 +80,7 @@ static void task_env(json_t *task)
 
 /* farm-plugin-host, beside this executable: the plugin process of a task
  * whose plugin is loaded (every plugin but the built-in exec). */
+#ifndef FARM_IN_PLUGIN_HOST
 static const char *plugin_host(void)
 {
     static char path[PATH_MAX];
@@ -86,11 +92,20 @@ static const char *plugin_host(void)
     }
     return path;
 }
+#endif
 
 /* In the forked child: hands the task (as prepared: with its deps_dir) to
  * farm-plugin-host on descriptor 4 and the result pipe on 5, and becomes
  * it. Never returns. */
 static void plugin_process(json_t *task, int result_fd)
+#ifdef FARM_IN_PLUGIN_HOST
+{
+    /* This binary loads plugins itself: the plugin process is this fork. */
+    const char *home = jstr(task, "home");
+    task_env(task);
+    farm__plugin_main(task, home && *home ? home : NULL, result_fd);
+}
+#else
 {
     char *text = json_dumps(task, JSON_COMPACT);
     int mfd = memfd_create("farm-task", MFD_CLOEXEC), tfd, rfd;
@@ -114,6 +129,7 @@ static void plugin_process(json_t *task, int result_fd)
     farm_json_write_line(result_fd, r);
     _exit(0);
 }
+#endif
 
 /* ---- the supervisor ------------------------------------------------------ */
 
@@ -776,7 +792,7 @@ static void server_reap(void)
     }
 }
 
-static int serve(void)
+int farm__worker_serve(void)
 {
     struct sigaction sa = {.sa_handler = server_on_chld};
     sigset_t chld, old, blocked;
@@ -906,13 +922,19 @@ static int serve(void)
     return 0;
 }
 
+int farm__worker_run(const char *run_dir)
+{
+    return run_task(run_dir, NULL, NULL);
+}
+
+#ifndef FARM_IN_PLUGIN_HOST
 int main(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--serve"))
-        return serve();
+        return farm__worker_serve();
 
     if (argc == 3 && !strcmp(argv[1], "--run"))
-        return run_task(argv[2], NULL, NULL);
+        return farm__worker_run(argv[2]);
     if ((argc == 3 && !strcmp(argv[1], "--describe")) ||
         (argc == 2 && !strcmp(argv[1], "--describe-all"))) {
         /* Describing loads plugins: that is farm-plugin-host's. */
@@ -928,3 +950,4 @@ int main(int argc, char **argv)
                     "farm-worker is started by farmd and `farm run`; see `farm --help`.\n");
     return 2;
 }
+#endif

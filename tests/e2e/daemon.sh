@@ -66,6 +66,28 @@ expect_status "a task after the server died" 0 farm wait "$n"
 srv2=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
 [ -n "$srv2" ] && [ "$srv2" != "$srv" ] || fail "no new fork server"
 
+# Tasks of a loaded plugin go to a fork server of their own, farm-plugin-host
+# --serve, started with the first of them; it too is replaced when it dies,
+# and its task still ends normally.
+so="$FARM_BIN/../plugins/exec.so"
+[ -z "$(pgrep -f -P "$(farmd_pid)" 'farm-plugin-host --serve')" ] ||
+    fail "plugin fork server started before any plugin task"
+printf '{"plugin": "%s", "params": {"run": "sleep 1; echo plugin-survived $FARM_TASK_ID"}}\n' \
+    "$so" >"$T/pl.batch"
+ps1=$(farm submit --batch "$T/pl.batch")
+wait_state "$ps1" running 10
+psrv=$(pgrep -f -P "$(farmd_pid)" 'farm-plugin-host --serve' | head -n 1)
+[ -n "$psrv" ] || fail "no plugin fork server below farmd"
+kill -9 "$psrv"
+expect_status "task of a dead plugin fork server" 0 farm wait "$ps1"
+expect_eq "its log" "plugin-survived $ps1" "$(farm logs "$ps1")"
+ps2=$(farm submit --batch "$T/pl.batch")
+expect_status "a plugin task after its server died" 0 farm wait "$ps2"
+psrv2=$(pgrep -f -P "$(farmd_pid)" 'farm-plugin-host --serve' | head -n 1)
+[ -n "$psrv2" ] && [ "$psrv2" != "$psrv" ] || fail "no new plugin fork server"
+expect_contains "farmd says which server went away" \
+    "the fork server (farm-plugin-host) went away" "$(cat "$FARM_HOME/farmd.log")"
+
 # wait --timeout
 w=$(farm submit -- sleep 30)
 expect_status "wait --timeout" 124 farm wait "$w" --timeout 0.5
