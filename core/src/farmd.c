@@ -131,7 +131,7 @@ static int ready_pop(int64_t *id)
 
 /* Runs `farm-plugin-host --describe PATH` and parses its one line of JSON. The
  * plugin's code runs in that child only, never in farmd. */
-static int describe_with_worker(const char *path, json_t **out, struct farm_err *err)
+static int describe_with_host(const char *path, json_t **out, struct farm_err *err)
 {
     int fds[2], st;
     pid_t pid;
@@ -199,7 +199,7 @@ int farmd_describe_plugin(const char *name, json_t **desc, struct farm_err *err)
         return 0;
     }
     json_t *d;
-    if ((rc = describe_with_worker(path, &d, err)) < 0)
+    if ((rc = describe_with_host(path, &d, err)) < 0)
         return rc;
     json_object_set_new(farmd.plugin_cache, name,
                         json_pack("{s:s,s:I,s:I,s:o}", "path", path, "size", (json_int_t)st.st_size,
