@@ -1,5 +1,10 @@
 """farm's queue against task-spooler, nq and a bare loop; see bench/queue.sh.
 
+Beside the peers runs the floor of farm's design (bench/queue/floor.c): one
+supervisor forked per task from a small static process, as many at a time
+as farm's jobs, with no queue, log or events. farm cannot go below it; how
+far above it farm is does not depend on how fast tsp happens to be.
+
 Every figure is the median of REPEATS runs on a fresh queue; ratios are
 farm / peer (below 1 means farm is faster), the median of the ratios of
 runs taken in the same round. farm runs with its default
@@ -69,6 +74,11 @@ def batch_file(n, path):
 
 def bare_loop(_):
     sh(f"i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done")
+
+
+def floor_run(_):
+    # one forked supervisor per task and nothing else: see bench/queue/floor.c
+    sh(f"{os.path.join(BIN, 'farm-queue-floor')} {N} {JOBS} /bin/true")
 
 
 def tsp_setup():
@@ -197,6 +207,7 @@ def main():
     # back to back would favour whoever comes first. Ratios are medians of
     # the ratios within each round.
     peers = [("bare", bare_loop, None, None),
+             ("floor", floor_run, None, None),
              ("tsp", tsp_run, tsp_setup, tsp_teardown),
              ("nq", nq_run, nq_setup, lambda d: shutil.rmtree(d, ignore_errors=True)),
              ("farm_loop", farm_loop, Farm, Farm.close),
@@ -218,12 +229,16 @@ def main():
     bare, tsp, nq, fl, fb = (med[k] for k in ("bare", "tsp", "nq", "farm_loop", "farm_batch"))
     print(f"tsp runs: {' '.join(f'{t:.3f}' for t in runs['tsp'])} s")
     print(f"bare loop of {N} /bin/true        {bare:7.3f} s   ({ratio('bare', 'tsp'):.2f}x tsp)")
+    print(f"supervisor floor, {JOBS} at a time     {med['floor']:7.3f} s   ({ratio('floor', 'tsp'):.2f}x tsp)"
+          "  (a forked supervisor per task, no queue)")
     print(f"tsp: {N} submits + drain          {tsp:7.3f} s")
     print(f"nq:  {N} submits + drain          {nq:7.3f} s   ({ratio('nq', 'tsp'):.2f}x tsp)")
     print(f"(a) farm: {N} submits + drain     {fl:7.3f} s   {ratio('farm_loop', 'tsp'):.2f}x tsp"
           f"  (goal <= 0.80)  {ratio('farm_loop', 'nq'):.2f}x nq")
     print(f"(b) farm: --batch {N} + drain     {fb:7.3f} s   {ratio('farm_batch', 'tsp'):.2f}x tsp"
           f"  (goal <= 0.40)")
+    print(f"    (b) against the floor: {ratio('farm_batch', 'floor'):.2f}x; 0.40x holds while tsp "
+          f"takes at least {fb / 0.4:.3f} s")
 
     # (c) drain rate of 10,000 queued tasks, and where the CPU time goes:
     # farmd, the fork server (its forks), and the workers with the commands
