@@ -1012,7 +1012,7 @@ static int start_via_server(struct run *r, const char *run_dir, const char *task
     struct msghdr mh = {0};
     struct cmsghdr *cm;
     int fds[2], n;
-    if (!msg || cap > (1u << 20) || uv_socketpair(SOCK_STREAM, 0, sv, UV_NONBLOCK_PIPE, 0) < 0) {
+    if (!msg || cap > (1u << 20) || uv_socketpair(SOCK_STREAM, 0, sv, 0, 0) < 0) {
         free(msg);
         return -1;
     }
@@ -1041,6 +1041,7 @@ static int start_via_server(struct run *r, const char *run_dir, const char *task
         close(sv[0]);
         return -1;
     }
+    /* (uv_pipe_open makes our end non-blocking.) */
     uv_pipe_open(&r->events, sv[0]);
     return 0;
 }
