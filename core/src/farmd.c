@@ -519,19 +519,31 @@ static void finalize(struct run *r)
     } else if (term_signal) {
         snprintf(reason, sizeof reason, "worker killed by signal %d", term_signal);
         exit_code = 128 + term_signal;
+    } else if (r->start_errno) {
+        snprintf(reason, sizeof reason, "the fork server could not start the worker: %s",
+                 strerror(r->start_errno));
+        exit_code = 127;
+    } else if (!r->exited) {
+        snprintf(reason, sizeof reason, "worker ended without reporting, and how it ended "
+                                        "was not heard");
     } else {
         snprintf(reason, sizeof reason, "worker exited with status %lld before reporting",
                  (long long)exit_status);
         exit_code = (int)exit_status;
     }
-    if (r->timed_out) {
+    if (r->result && !strcmp(state, "succeeded")) {
+        /* The attempt succeeded before a signal could reach it: a timeout,
+         * cancel or stop that came too late changes nothing. */
+    } else if (r->timed_out) {
         state = "timed_out";
         snprintf(reason, sizeof reason, "timed out");
     } else if (r->cancel_requested) {
         state = "cancelled";
         if (!reason[0] || strstr(reason, "stopped (SIGTERM)"))
             snprintf(reason, sizeof reason, "cancelled");
-    } else if (r->stopping) {
+    } else if (r->stopping || (farmd.stopping && !strcmp(state, "cancelled"))) {
+        /* Stopped by farmd, or by whoever stops farmd (a service manager
+         * signalling the whole group) during the grace period. */
         state = "interrupted";
     }
 
@@ -551,8 +563,12 @@ static void finalize(struct run *r)
     farmd_tx();
     if (!strcmp(state, "failed") || !strcmp(state, "timed_out")) {
         /* Whether there is an attempt left: only a failure asks. */
+        /* Interrupted attempts (a crash or a stop of farmd) do not count
+         * against the retries. */
         st = farm__db_stmt(farmd.db,
-                           "SELECT retries, attempts, interrupts, priority FROM tasks WHERE id=?");
+                           "SELECT retries, attempts, (SELECT count(*) FROM attempts "
+                           "WHERE task=tasks.id AND state='interrupted'), priority "
+                           "FROM tasks WHERE id=?");
         if (farm__db_run(st, "i", r->id) == SQLITE_ROW) {
             retries = sqlite3_column_int(st, 0);
             attempts = sqlite3_column_int(st, 1);
@@ -575,8 +591,9 @@ static void finalize(struct run *r)
                                      "finished_at=? WHERE task=? AND n=?");
         farm__db_run(st, "siii", "farmd stopped while it ran", farm_now_ms(), r->id,
                      (int64_t)r->attempt);
-        st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued', interrupts=interrupts+1 "
-                                     "WHERE id=?");
+        /* (Not counted against the limit on interruptions, which is there
+         * for attempts that a crash of farmd cut short.) */
+        st = farm__db_stmt(farmd.db, "UPDATE tasks SET state='queued' WHERE id=?");
         farm__db_run(st, "i", r->id);
     } else if ((!strcmp(state, "failed") || !strcmp(state, "timed_out")) &&
                attempts - interrupts <= retries) {
@@ -734,6 +751,11 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             uv_timer_stop(&r->timeout);
             r->finalized = 1;
             finalize(r);
+        } else if (!r->finalized) {
+            /* The worker's end closed without a result: it died. How is
+             * the fork server's to say, within milliseconds; should that
+             * word never come, the attempt still ends. */
+            uv_timer_start(&r->timeout, drain_timeout, 5000, 0);
         }
         return;
     }
@@ -776,8 +798,17 @@ static void signal_run(struct run *r)
 static void timeout_cb(uv_timer_t *t)
 {
     struct run *r = t->data;
-    if (r->exited)
+    if (r->exited || r->result)
         return;
+    if (!r->timeout_due) {
+        /* Timers run before the loop reads its sockets: if farmd itself
+         * was held up past the deadline (stopped, a slow disk), the result
+         * of an attempt that ended in time may be waiting in the event
+         * socket. Read what is there first: one more turn of the loop. */
+        r->timeout_due = 1;
+        uv_timer_start(t, timeout_cb, 0, 0);
+        return;
+    }
     r->timed_out = 1;
     signal_run(r);
 }
@@ -861,12 +892,19 @@ static struct run *run_by_token(uint64_t token)
     return NULL;
 }
 
-static struct run *run_by_pid(pid_t pid)
+/* A run of fork server `k` (pids are matched with the server that forked
+ * them: another may already have a new worker under a reused pid). */
+static struct run *run_by_pid(int k, pid_t pid)
 {
     for (struct run *r = farmd.runs; r; r = r->next)
-        if (r->pid == pid)
+        if (r->via_server && r->server == k && r->pid == pid)
             return r;
     return NULL;
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    free(h);
 }
 
 static const char *server_name(int k)
@@ -878,10 +916,16 @@ static void server_lost(int k)
 {
     struct server *sv = &farmd.srv[k];
     sv->alive = 0;
-    uv_poll_stop(&sv->poll);
+    /* Closed before its descriptor is: the number may come back at once,
+     * for the next server's socket. */
+    uv_close((uv_handle_t *)sv->poll, poll_closed);
+    sv->poll = NULL;
     close(sv->fd);
     sv->fd = -1;
-    while (waitpid(sv->pid, NULL, WNOHANG) < 0 && errno == EINTR)
+    /* It may not have exited yet (a read error rather than its end): it is
+     * of no use to us any more, and it must not stay behind as a zombie. */
+    kill(sv->pid, SIGKILL);
+    while (waitpid(sv->pid, NULL, 0) < 0 && errno == EINTR)
         ;
     /* Its tasks go on; their exit statuses are lost, so their end is the
      * end of their event stream. */
@@ -905,7 +949,7 @@ static void server_lost(int k)
 }
 
 /* One line of the fork server's report (see farm-worker's serve()). */
-static void server_line(const char *line)
+static void server_line(int k, const char *line)
 {
     unsigned long long token;
     int pid, st;
@@ -917,8 +961,9 @@ static void server_line(const char *line)
     } else if (sscanf(line, "E %llu %d", &token, &st) == 2 && (r = run_by_token(token))) {
         fprintf(stderr, "farmd: fork server could not start task %lld: %s\n",
                 (long long)r->id, strerror(st));
+        r->start_errno = st;
         run_exited(r, 127, 0);
-    } else if (sscanf(line, "X %d %d", &pid, &st) == 2 && (r = run_by_pid(pid))) {
+    } else if (sscanf(line, "X %d %d", &pid, &st) == 2 && (r = run_by_pid(k, pid))) {
         if (WIFSIGNALED(st))
             run_exited(r, 0, WTERMSIG(st));
         else
@@ -945,7 +990,7 @@ static void server_readable(uv_poll_t *h, int status, int events)
         for (line = buf; *line; line = nl + 1) {
             if ((nl = strchr(line, '\n')))
                 *nl = '\0';
-            server_line(line);
+            server_line(k, line);
             if (!nl)
                 break;
         }
@@ -994,10 +1039,22 @@ static void server_start(int k)
     close(sv[1]);
     farmd.srv[k].fd = sv[0];
     farmd.srv[k].pid = pid;
+    farmd.srv[k].poll = malloc(sizeof *farmd.srv[k].poll);
+    if (!farmd.srv[k].poll || uv_poll_init(farmd.loop, farmd.srv[k].poll, sv[0]) < 0) {
+        fprintf(stderr, "farmd: cannot watch the fork server %s; %s\n", path,
+                k == SRV_EXEC ? "spawning workers one by one" : "farm-worker starts them");
+        free(farmd.srv[k].poll);
+        farmd.srv[k].poll = NULL;
+        close(sv[0]);
+        farmd.srv[k].fd = -1;
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return;
+    }
     farmd.srv[k].alive = 1;
-    uv_poll_init(farmd.loop, &farmd.srv[k].poll, sv[0]);
-    farmd.srv[k].poll.data = &farmd.srv[k];
-    uv_poll_start(&farmd.srv[k].poll, UV_READABLE | UV_DISCONNECT, server_readable);
+    farmd.srv[k].poll->data = &farmd.srv[k];
+    uv_poll_start(farmd.srv[k].poll, UV_READABLE | UV_DISCONNECT, server_readable);
 }
 
 /* Hands the start of `r` to the fork server: the worker's end of a new event

@@ -26,6 +26,8 @@ struct run {
     double progress;
     char *progress_what;
     int timed_out, cancel_requested, stopping, closed_handles;
+    int timeout_due;      /* the deadline passed; waiting one loop turn */
+    int start_errno;      /* the fork server could not start the worker */
     int exited, eof, finalized, term_signal;
     int64_t exit_status;
     pid_t pid;            /* the worker; 0 until the fork server says */
@@ -80,7 +82,7 @@ struct daemon {
         int fd;
         pid_t pid;
         int alive, tried;
-        uv_poll_t poll;
+        uv_poll_t *poll; /* one per incarnation, freed when closed */
     } srv[2];
     uint64_t next_token;
     int64_t started_ms;

@@ -876,19 +876,36 @@ int farm__worker_serve(void)
         buf[n] = '\0';
         for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
             if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                nfds = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-                if (nfds > 2)
-                    nfds = 2;
-                memcpy(fds, CMSG_DATA(cm), (size_t)nfds * sizeof(int));
+                size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < k; i++) {
+                    int fd;
+                    memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+                    if (nfds < 2)
+                        fds[nfds++] = fd;
+                    else
+                        close(fd);
+                }
             }
         }
         char *json = strchr(buf, '\n');
         if (json)
             *json++ = '\0';
-        if (sscanf(buf, "S %llu %4095[^\n]", &token, run_dir) != 2 || nfds != 2) {
-            for (int i = 0; i < nfds; i++)
-                close(fds[i]);
-            continue;
+        {
+            int got = sscanf(buf, "S %llu %4095[^\n]", &token, run_dir);
+            if (got != 2 || nfds != 2 || (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC))) {
+                /* A start we cannot make: say so, or farmd would wait for
+                 * the worker forever (without descriptors to spare, the
+                 * kernel drops the ones passed: MSG_CTRUNC). */
+                for (int i = 0; i < nfds; i++)
+                    close(fds[i]);
+                if (got >= 1) {
+                    char msg[96];
+                    snprintf(msg, sizeof msg, "E %llu %d", token,
+                             (mh.msg_flags & MSG_CTRUNC) ? EMFILE : EINVAL);
+                    server_send(msg);
+                }
+                continue;
+            }
         }
         last_start = farm_mono_ms();
         parsed = json && *json ? json_loads(json, 0, NULL) : NULL;

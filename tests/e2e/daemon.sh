@@ -28,6 +28,28 @@ farm show "$l" --json >"$T/l.json"
 expect_eq "attempt history" "['interrupted', 'succeeded']" "$(jget "$T/l.json" '[a["state"] for a in j["attempt_history"]]')"
 expect_eq "ran twice" 2 "$(wc -l <"$T/long" | tr -d ' ')"
 expect_eq "retries left intact" 1 "$(jget "$T/l.json" 'j["retries"]')"
+# Stops are not crashes: a task cut short by more stops than the limit on
+# interruptions (3) is still queued for the next start.
+st=$(farm submit -- sleep 60)
+for i in 1 2 3 4; do
+    wait_state "$st" running 10
+    farm daemon stop >/dev/null
+    start_farmd --grace 1
+done
+wait_state "$st" running 10
+expect_eq "4 stops, 4 interrupted attempts" 4 \
+    "$(farm show "$st" --json | jget - 'sum(a["state"] == "interrupted" for a in j["attempt_history"])')"
+farm cancel "$st" >/dev/null
+wait_state "$st" cancelled 10
+# A task that ended within its timeout while farmd was stopped (SIGSTOP)
+# past the deadline is recorded as it ended, not timed out.
+to=$(farm submit --timeout 2 -- sh -c 'sleep 1; echo in-time')
+wait_state "$to" running 10
+kill -STOP "$(farmd_pid)"
+sleep 3
+kill -CONT "$(farmd_pid)"
+expect_status "ended in time while farmd was stopped" 0 farm wait "$to"
+expect_eq "its state" succeeded "$(farm show "$to" --json | jget - 'j["state"]')"
 
 # Options of daemon start are kept for a farmd started later without them.
 pid=$(farmd_pid)
@@ -65,6 +87,19 @@ n=$(farm submit -- echo after)
 expect_status "a task after the server died" 0 farm wait "$n"
 srv2=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
 [ -n "$srv2" ] && [ "$srv2" != "$srv" ] || fail "no new fork server"
+# A fork server out of descriptors cannot take a start's sockets (the
+# kernel drops them): it says so, and the task fails with the reason
+# instead of staying "running" for good.
+if command -v prlimit >/dev/null 2>&1; then
+    prlimit --pid "$srv2" --nofile=4:4
+    e=$(farm submit -- echo never)
+    expect_status "a start the server cannot take" 1 farm wait "$e"
+    expect_eq "its reason" "the fork server could not start the worker: Too many open files" \
+        "$(farm show "$e" --json | jget - 'j["reason"]')"
+    kill -9 "$srv2"
+    n=$(farm submit -- echo again)
+    expect_status "a task once that server is replaced" 0 farm wait "$n"
+fi
 
 # Tasks of a loaded plugin go to a fork server of their own, farm-plugin-host
 # --serve, started with the first of them; it too is replaced when it dies,
