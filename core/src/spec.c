@@ -14,6 +14,17 @@ static void show(const json_t *v, char *buf, size_t len)
         snprintf(buf, len, "\"%s\"", json_string_value(v));
     } else if (json_is_object(v) || json_is_array(v)) {
         snprintf(buf, len, "%s", farm_json_kind(v));
+    } else if (json_is_real(v)) {
+        /* The shortest text that reads back as the same double: 1e+300, not
+         * jansson's 1.0000000000000001e+300; 2.0 keeps its point. */
+        double d = json_real_value(v);
+        for (int prec = 1; prec <= 17; prec++) {
+            snprintf(buf, len, "%.*g", prec, d);
+            if (strtod(buf, NULL) == d)
+                break;
+        }
+        if (!strpbrk(buf, ".e"))
+            snprintf(buf + strlen(buf), len - strlen(buf), ".0");
     } else {
         char *s = json_dumps(v, JSON_ENCODE_ANY);
         snprintf(buf, len, "%s", s ? s : "?");
@@ -54,19 +65,31 @@ static int want_string_list(struct farm_spec *spec, const char *what, json_t *v,
     return 0;
 }
 
+/* The largest timeout: 31 days. Far below what a timer in milliseconds
+ * (int64 or uint64) can hold, so no later conversion overflows. */
+#define TIMEOUT_MAX 2678400
+
+/* A timeout in whole seconds, 0 to TIMEOUT_MAX. A fraction is rounded up, so
+ * that a small positive timeout never becomes 0, which means none. Infinity,
+ * NaN and numbers beyond a double reach us as text (see yamljson.c). */
 static int want_seconds(struct farm_spec *spec, const char *what, json_t *v, struct farm_err *err,
                         json_int_t *out)
 {
     char got[160];
-    if (json_is_integer(v) && json_integer_value(v) >= 0) {
+    if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= TIMEOUT_MAX) {
         *out = json_integer_value(v);
         return 0;
     }
-    if (json_is_real(v) && json_real_value(v) >= 0) {
-        *out = (json_int_t)(json_real_value(v) + 0.999);
+    if (json_is_real(v) && json_real_value(v) >= 0 && json_real_value(v) <= TIMEOUT_MAX) {
+        double d = json_real_value(v);
+        json_int_t s = (json_int_t)d;
+        *out = (double)s < d ? s + 1 : s;
         return 0;
     }
     show(v, got, sizeof got);
+    if (json_is_number(v))
+        return SERR(v, "%s: expected a number of seconds from 0 to %d (31 days), got %s", what,
+                    TIMEOUT_MAX, got);
     return SERR(v, "%s: expected a number of seconds, got %s", what, got);
 }
 

@@ -1,6 +1,7 @@
 #include "farm/yamljson.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,25 +105,30 @@ static json_t *scalar_value(const yaml_event_t *ev)
     if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE") || !strcmp(s, "no") ||
         !strcmp(s, "off"))
         return json_false();
-    /* Integer: optional sign, digits only. */
+    /* Integer: optional sign, digits only, within int64; one outside that
+     * range is read as a real, so that it stays a number. */
     {
         const char *p = s;
         if (*p == '-' || *p == '+')
             p++;
-        if (*p && strspn(p, "0123456789") == strlen(p) && strlen(p) < 19)
-            return json_integer(strtoll(s, NULL, 10));
+        if (*p && strspn(p, "0123456789") == strlen(p)) {
+            long long v;
+            errno = 0;
+            v = strtoll(s, NULL, 10);
+            if (errno == 0)
+                return json_integer(v);
+        }
     }
-    /* Real: strtod must consume everything and the text must look numeric. */
+    /* Real: strtod must consume everything and the text must look numeric.
+     * JSON has no infinity or NaN (json_real() refuses them), so a number
+     * too large for a double (1e400) stays text, like .inf and .nan do;
+     * whoever wants a number then reports the text it got. */
     if (strspn(s, "+-0123456789.eE") == n && strpbrk(s, "0123456789")) {
         char *end;
         double d = strtod(s, &end);
-        if (*end == '\0')
+        if (*end == '\0' && isfinite(d))
             return json_real(d);
     }
-    if (!strcmp(s, ".inf") || !strcmp(s, "+.inf"))
-        return json_real(1e308 * 10.0);
-    if (!strcmp(s, "-.inf"))
-        return json_real(-1e308 * 10.0);
     return json_stringn(s, n);
 }
 

@@ -82,6 +82,54 @@ tasks:
   - {name: a, run: "true"}
   - {name: a, run: "true"}
 Y
+# Numbers farm cannot take: infinity, NaN, beyond a double, beyond int64,
+# beyond the 31-day bound, negative; each named by file:line:column.
+for v in .inf -.inf .nan 1e400; do
+    bad "timeout $v" "$repo/farm.yaml:3:14: tasks[0].timeout: expected a number of seconds, got \"$v\"" <<Y
+tasks:
+  - name: a
+    timeout: $v
+    run: "true"
+Y
+done
+for v in 9223372036854775807 2678401 -1 -0.5; do
+    bad "timeout $v" "$repo/farm.yaml:3:14: tasks[0].timeout: expected a number of seconds from 0 to 2678400 (31 days), got $v" <<Y
+tasks:
+  - name: a
+    timeout: $v
+    run: "true"
+Y
+done
+bad "timeout 99999999999999999999" "$repo/farm.yaml:3:14: tasks[0].timeout: expected a number of seconds from 0 to 2678400 (31 days), got 1e+20" <<'Y'
+tasks:
+  - name: a
+    timeout: 99999999999999999999
+    run: "true"
+Y
+bad "retries .inf" "$repo/farm.yaml:3:14: tasks[0].retries: expected an integer from 0 to 100, got \".inf\"" <<'Y'
+tasks:
+  - name: a
+    retries: .inf
+    run: "true"
+Y
+bad "retries 1.5" "$repo/farm.yaml:3:14: tasks[0].retries: expected an integer from 0 to 100, got 1.5" <<'Y'
+tasks:
+  - name: a
+    retries: 1.5
+    run: "true"
+Y
+bad "priority .nan" "$repo/farm.yaml:3:15: tasks[0].priority: expected an integer from -1000000 to 1000000, got \".nan\"" <<'Y'
+tasks:
+  - name: a
+    priority: .nan
+    run: "true"
+Y
+bad "priority huge" "$repo/farm.yaml:3:15: tasks[0].priority: expected an integer from -1000000 to 1000000, got 9223372036854775807" <<'Y'
+tasks:
+  - name: a
+    priority: 9223372036854775807
+    run: "true"
+Y
 expect_status "no farm.yaml" 2 farm submit --dir "$T"
 expect_status "unknown --task" 2 farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task nope
 # Nothing was queued by any of the bad submissions, and no snapshot leaked.
@@ -120,6 +168,20 @@ expect_eq "--priority overrides" 9 "$(jget "$T/o.json" 'j["priority"]')"
 expect_eq "--retries overrides" 2 "$(jget "$T/o.json" 'j["retries"]')"
 expect_eq "--label adds" ml "$(jget "$T/o.json" 'j["labels"]["team"]')"
 farm wait "$o" >/dev/null
+
+# A fractional timeout is rounded up to whole seconds: never down to 0 (none).
+cat >"$repo/farm.yaml" <<'Y'
+tasks:
+  - {name: tiny, timeout: 0.0001, run: "true"}
+  - {name: over, timeout: 1.0001, run: "true"}
+  - {name: most, timeout: 2678400, run: "true"}
+Y
+ids=$(farm submit --dir "$repo")
+tid() { echo "$ids" | sed -n "$1p"; }
+expect_eq "timeout 0.0001 becomes 1" 1 "$(farm show "$(tid 1)" --json | jget - 'j["timeout"]')"
+expect_eq "timeout 1.0001 becomes 2" 2 "$(farm show "$(tid 2)" --json | jget - 'j["timeout"]')"
+expect_eq "timeout 31 days kept" 2678400 "$(farm show "$(tid 3)" --json | jget - 'j["timeout"]')"
+farm wait $ids >/dev/null
 
 # The example repo runs end to end.
 ids=$(farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task lint --task unit --task data-check)

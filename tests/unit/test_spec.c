@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "farm/spec.h"
@@ -77,11 +78,116 @@ static void test_errors(void **state)
                  "farm.yaml:1:11: coalesce: expected true or false");
 }
 
+/* One task with KEY: VALUE on line 3; the value starts at column 5 + the
+ * length of "KEY: ". */
+static const char *one_task(const char *key, const char *value)
+{
+    static char text[256];
+    snprintf(text, sizeof text, "tasks:\n  - name: a\n    %s: %s\n    run: x\n", key, value);
+    return text;
+}
+
+static json_int_t parsed(const char *key, const char *value)
+{
+    struct farm_spec spec;
+    struct farm_err err;
+    json_int_t n;
+    if (parse(one_task(key, value), &spec, &err) < 0)
+        fail_msg("%s: %s: %s", key, value, err.msg);
+    n = json_integer_value(json_object_get(json_array_get(spec.tasks, 0), key));
+    farm_spec_release(&spec);
+    return n;
+}
+
+static void expect_value_error(const char *key, const char *value, const char *msg)
+{
+    char want[256];
+    snprintf(want, sizeof want, "farm.yaml:3:%zu: tasks[0].%s: %s", 5 + strlen(key) + 2, key, msg);
+    expect_error(one_task(key, value), want);
+}
+
+/* timeout is whole seconds from 0 (none) to 31 days; a fraction rounds up. */
+static void test_timeout_values(void **state)
+{
+    (void)state;
+    assert_int_equal(parsed("timeout", "0"), 0);
+    assert_int_equal(parsed("timeout", "0.0"), 0);
+    assert_int_equal(parsed("timeout", "0.0001"), 1);
+    assert_int_equal(parsed("timeout", "1.0001"), 2);
+    assert_int_equal(parsed("timeout", "1.5"), 2);
+    assert_int_equal(parsed("timeout", "2.0"), 2);
+    assert_int_equal(parsed("timeout", "1e3"), 1000);
+    assert_int_equal(parsed("timeout", "2678400"), 2678400);
+    assert_int_equal(parsed("timeout", "2678399.5"), 2678400);
+}
+
+static void test_timeout_errors(void **state)
+{
+    const char *range = "expected a number of seconds from 0 to 2678400 (31 days), got ";
+    char want[256];
+    (void)state;
+    /* Infinity, NaN and numbers beyond a double. */
+    expect_value_error("timeout", ".inf", "expected a number of seconds, got \".inf\"");
+    expect_value_error("timeout", "+.inf", "expected a number of seconds, got \"+.inf\"");
+    expect_value_error("timeout", "-.inf", "expected a number of seconds, got \"-.inf\"");
+    expect_value_error("timeout", ".Inf", "expected a number of seconds, got \".Inf\"");
+    expect_value_error("timeout", ".nan", "expected a number of seconds, got \".nan\"");
+    expect_value_error("timeout", ".NaN", "expected a number of seconds, got \".NaN\"");
+    expect_value_error("timeout", "1e400", "expected a number of seconds, got \"1e400\"");
+    expect_value_error("timeout", "-1e400", "expected a number of seconds, got \"-1e400\"");
+    /* Beyond the bound, and beyond int64. */
+#define RANGE(value, shown)                                                                        \
+    snprintf(want, sizeof want, "%s%s", range, shown);                                            \
+    expect_value_error("timeout", value, want)
+    RANGE("2678401", "2678401");
+    RANGE("2678400.5", "2678400.5");
+    RANGE("9223372036854775807", "9223372036854775807");
+    RANGE("99999999999999999999", "1e+20");
+    RANGE("1e300", "1e+300");
+    /* Negative. */
+    RANGE("-1", "-1");
+    RANGE("-0.5", "-0.5");
+    RANGE("-9223372036854775808", "-9223372036854775808");
+#undef RANGE
+}
+
+/* retries (0 to 100) and priority (-1000000 to 1000000) take integers only. */
+static void test_retries_priority(void **state)
+{
+    static const char *bad[] = {".inf",  "-.inf", ".nan", "1e400", "99999999999999999999",
+                                "9223372036854775807", "-9223372036854775808", "1.5", "0.0001"};
+    static const char *shown[] = {"\".inf\"", "\"-.inf\"", "\".nan\"", "\"1e400\"", "1e+20",
+                                  "9223372036854775807", "-9223372036854775808", "1.5", "0.0001"};
+    char want[256];
+    (void)state;
+    assert_int_equal(parsed("retries", "0"), 0);
+    assert_int_equal(parsed("retries", "100"), 100);
+    assert_int_equal(parsed("priority", "-1000000"), -1000000);
+    assert_int_equal(parsed("priority", "1000000"), 1000000);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(want, sizeof want, "expected an integer from 0 to 100, got %s", shown[i]);
+        expect_value_error("retries", bad[i], want);
+        snprintf(want, sizeof want, "expected an integer from -1000000 to 1000000, got %s",
+                 shown[i]);
+        expect_value_error("priority", bad[i], want);
+    }
+    expect_value_error("retries", "2.0", "expected an integer from 0 to 100, got 2.0");
+    expect_value_error("retries", "101", "expected an integer from 0 to 100, got 101");
+    expect_value_error("retries", "-1", "expected an integer from 0 to 100, got -1");
+    expect_value_error("priority", "1000001",
+                       "expected an integer from -1000000 to 1000000, got 1000001");
+    expect_value_error("priority", "-1000001",
+                       "expected an integer from -1000000 to 1000000, got -1000001");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalised),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_timeout_values),
+        cmocka_unit_test(test_timeout_errors),
+        cmocka_unit_test(test_retries_priority),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
