@@ -535,6 +535,36 @@ static void borrow_fields(struct newtask *w)
  * and stating the plugin file once per request, not once per task, also
  * keeps a plugin that changes during the request from being judged by two
  * versions. */
+/* What exec's table cannot say (one of two, a list of text): exec's own
+ * check, the one its command start runs. Other plugins pass. */
+/* Why `name` cannot name a task given by the CLI or --batch, or NULL.
+ * (farm.yaml's names are stricter: see spec.c.) Names show in tables and
+ * logs: no control characters, and no longer than an unnamed task's. */
+static const char *name_check(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0)
+        return "expected a name, got empty text";
+    if (n > 127)
+        return "longer than 127 bytes";
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return "holds a control character (a newline, a tab, ESC, ...)";
+    return NULL;
+}
+
+static int exec_check(const char *plugin, json_t *params, struct farm_err *err)
+{
+    struct farm_exec_cmd cmd;
+    char msg[256];
+    if (strcmp(plugin, "exec") != 0)
+        return 0;
+    if (farm_exec_cmd_parse(params, &cmd, msg, sizeof msg) < 0)
+        return farm_err_set(err, FARM_EBADPARAM, "plugin %s", msg);
+    farm_exec_cmd_free(&cmd);
+    return 0;
+}
+
 static int check_task(const char *plugin, json_t *params, json_t *descs, struct farm_err *err)
 {
     json_t *desc = json_object_get(descs, plugin);
@@ -546,16 +576,7 @@ static int check_task(const char *plugin, json_t *params, json_t *descs, struct 
     }
     if ((rc = farm__params_check(desc, params, err)) < 0)
         return rc;
-    if (!strcmp(plugin, "exec")) {
-        /* What the table cannot say (one of two, a list of text): exec's own
-         * check, the one its command start runs. */
-        struct farm_exec_cmd cmd;
-        char msg[256];
-        if (farm_exec_cmd_parse(params, &cmd, msg, sizeof msg) < 0)
-            return farm_err_set(err, FARM_EBADPARAM, "plugin %s", msg);
-        farm_exec_cmd_free(&cmd);
-    }
-    return 0;
+    return exec_check(plugin, params, err);
 }
 
 /* Whether json_dumps writes `a` and `b` the same: json_equal, but with the
@@ -830,7 +851,7 @@ static void op_submit_tasks(struct client *c, json_t *req)
     {
         struct newtask *w = &nt[i];
         json_t *after, *v;
-        const char *k;
+        const char *k, *why;
         if (!json_is_object(t)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu]: expected an object", i);
             goto bad;
@@ -869,12 +890,19 @@ static void op_submit_tasks(struct client *c, json_t *req)
                     w->plugin = w->made_plugin;
             }
         }
-        if ((v = f[F_PRIORITY]) && !json_is_integer(v)) {
-            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].priority: expected an integer", i);
+        if ((v = f[F_PRIORITY]) &&
+            (!json_is_integer(v) || json_integer_value(v) < -FARM_PRIORITY_MAX ||
+             json_integer_value(v) > FARM_PRIORITY_MAX)) {
+            farm_err_set(&err, FARM_EBADREQ,
+                         "tasks[%zu].priority: expected an integer from %d to %d", i,
+                         -FARM_PRIORITY_MAX, FARM_PRIORITY_MAX);
             goto bad;
         }
-        if ((v = f[F_TIMEOUT]) && (!json_is_integer(v) || json_integer_value(v) < 0)) {
-            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].timeout: expected whole seconds >= 0", i);
+        if ((v = f[F_TIMEOUT]) && (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                                   json_integer_value(v) > FARM_TIMEOUT_MAX)) {
+            farm_err_set(&err, FARM_EBADREQ,
+                         "tasks[%zu].timeout: expected whole seconds from 0 to %d (31 days)", i,
+                         FARM_TIMEOUT_MAX);
             goto bad;
         }
         if ((v = f[F_RETRIES]) &&
@@ -884,6 +912,27 @@ static void op_submit_tasks(struct client *c, json_t *req)
         }
         if ((v = f[F_LABELS]) && !json_is_object(v)) {
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].labels: expected an object", i);
+            goto bad;
+        }
+        if (v) {
+            const char *lk;
+            json_t *lv;
+            json_object_foreach(v, lk, lv)
+            {
+                if (!json_is_string(lv)) {
+                    farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].labels.%s: expected text, got %s",
+                                 i, lk, farm_json_kind(lv));
+                    goto bad;
+                }
+            }
+        }
+        if ((v = f[F_NAME]) && !json_is_string(v)) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].name: expected text, got %s", i,
+                         farm_json_kind(v));
+            goto bad;
+        }
+        if (v && (why = name_check(json_string_value(v))) != NULL) {
+            farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].name: %s", i, why);
             goto bad;
         }
         w->labels = v ? v : empty;
@@ -1162,7 +1211,9 @@ static void op_submit_dir(struct client *c, json_t *req)
                 free(map);
                 goto bad;
             }
-            if ((rc = farm__params_check(desc, json_object_get(t, "params"), &err)) < 0) {
+            if ((rc = farm__params_check(desc, json_object_get(t, "params"), &err)) < 0 ||
+                (rc = exec_check(json_string_value(json_object_get(t, "plugin")),
+                                 json_object_get(t, "params"), &err)) < 0) {
                 farm_spec_error(&spec, spec.params_nodes[i], &err, rc, "tasks[%zu].params: %s", i,
                                 err.msg);
                 free(map);

@@ -65,9 +65,10 @@ static int want_string_list(struct farm_spec *spec, const char *what, json_t *v,
     return 0;
 }
 
-/* The largest timeout: 31 days. Far below what a timer in milliseconds
- * (int64 or uint64) can hold, so no later conversion overflows. */
-#define TIMEOUT_MAX 2678400
+/* The largest timeout (FARM_TIMEOUT_MAX): 31 days. Far below what a timer
+ * in milliseconds (int64 or uint64) can hold, so no later conversion
+ * overflows. */
+#define TIMEOUT_MAX FARM_TIMEOUT_MAX
 
 /* A timeout in whole seconds, 0 to TIMEOUT_MAX. A fraction is rounded up, so
  * that a small positive timeout never becomes 0, which means none. Infinity,
@@ -242,7 +243,7 @@ static int parse_task(struct farm_spec *spec, size_t idx, json_t *t, struct farm
                 break;
             json_object_set_new(out, "retries", json_integer(n));
         } else if (!strcmp(k, "priority")) {
-            if ((rc = want_int(spec, what, v, err, -1000000, 1000000, &n)) < 0)
+            if ((rc = want_int(spec, what, v, err, -FARM_PRIORITY_MAX, FARM_PRIORITY_MAX, &n)) < 0)
                 break;
             json_object_set_new(out, "priority", json_integer(n));
         } else if (!strcmp(k, "needs") || !strcmp(k, "paths")) {

@@ -49,6 +49,12 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
         }
         c->argv[i] = (char *)json_string_value(a);
     }
+    if (!c->argv[0][0]) {
+        snprintf(msg, len, "exec: argv[0], the program, is empty");
+        free(c->argv);
+        c->argv = NULL;
+        return -EINVAL;
+    }
     c->file = c->argv[0];
     c->params = json_incref(params);
     return 0;

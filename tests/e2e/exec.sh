@@ -116,6 +116,31 @@ expect_contains "argv not a list: what" "\`argv\` (a list)" "$(cat "$T/err")"
 printf '%s\n' '{"plugin": "exec", "params": {"argv": ["ok", 3]}}' >"$T/bad.jsonl"
 expect_status "argv item not text" 2 farm submit --batch "$T/bad.jsonl"
 expect_contains "argv item: message" "bad.jsonl:1:" "$(cat "$T/err")"
+printf '%s\n' '{"plugin": "exec", "params": {"argv": [""]}}' >"$T/bad.jsonl"
+expect_status "empty program" 2 farm submit --batch "$T/bad.jsonl"
+expect_contains "empty program: message" "argv[0], the program, is empty" "$(cat "$T/err")"
+printf '%s\n' '{"plugin": "exec", "params": {}}' >"$T/bad.jsonl"
+expect_status "no command" 2 farm submit --batch "$T/bad.jsonl"
+# The rest of a task given by the CLI or --batch: names fit a table row,
+# labels are text to text, priority and timeout within farm.yaml's ranges.
+bad_line() { # NAME LINE EXPECTED
+    printf '%s\n' "$2" >"$T/bad.jsonl"
+    expect_status "$1" 2 farm submit --batch "$T/bad.jsonl"
+    expect_contains "$1: message" "bad.jsonl:1: $3" "$(cat "$T/err")"
+}
+bad_line "empty name" '{"cmd": ["true"], "name": ""}' "tasks[0].name: expected a name"
+bad_line "newline in name" '{"cmd": ["true"], "name": "a\nb"}' "tasks[0].name: holds a control character"
+bad_line "ESC in name" '{"cmd": ["true"], "name": "\u001b[2J"}' "tasks[0].name: holds a control character"
+bad_line "long name" "{\"cmd\": [\"true\"], \"name\": \"$(printf '%0200d' 0)\"}" \
+    "tasks[0].name: longer than 127 bytes"
+bad_line "label not text" '{"cmd": ["true"], "labels": {"a": 1}}' \
+    "tasks[0].labels.a: expected text, got an integer"
+bad_line "priority range" '{"cmd": ["true"], "priority": 1000001}' \
+    "tasks[0].priority: expected an integer from -1000000 to 1000000"
+bad_line "timeout range" '{"cmd": ["true"], "timeout": 2678401}' \
+    "tasks[0].timeout: expected whole seconds from 0 to 2678400 (31 days)"
+expect_status "--priority beyond the range" 2 farm submit --priority 9223372036854775807 -- true
+expect_status "--timeout beyond the range" 2 farm submit --timeout 99999999999 -- true
 
 # A command that leaves a process behind which ignores SIGTERM and closed
 # its output: the task still ends, and that process is killed.

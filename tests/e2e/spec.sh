@@ -29,6 +29,11 @@ bad() { # NAME EXPECTED-POSITION-AND-TEXT: writes farm.yaml from stdin, submits
     expect_status "$1" 2 farm submit --dir "$repo"
     expect_contains "$1" "$2" "$(cat "$T/err")"
 }
+bad "exec task without a command" "$repo/farm.yaml:2:5: tasks[0].params: plugin exec: give \`run\` (a shell command) or \`argv\` (a list)" <<'Y'
+tasks:
+  - name: a
+    plugin: exec
+Y
 bad "wrong type" "$repo/farm.yaml:3:14: tasks[0].timeout: expected a number of seconds, got \"ten\"" <<'Y'
 tasks:
   - name: a

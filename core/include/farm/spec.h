@@ -15,6 +15,11 @@
 #include "farm/error.h"
 #include "farm/yamljson.h"
 
+/* The ranges a task's priority and timeout (seconds; 0 = none, at most 31
+ * days) take, wherever the task comes from: farm.yaml, the CLI, --batch. */
+#define FARM_PRIORITY_MAX 1000000
+#define FARM_TIMEOUT_MAX 2678400
+
 struct farm_spec {
     struct farm_yaml_doc *doc; /* owns every node below */
     /* The tasks, normalised, in file order: objects with name, plugin,
