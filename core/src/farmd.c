@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -1470,8 +1471,12 @@ static void apply_settings(void)
             continue;
         if (!strcmp(keys[i], "durability"))
             farmd.cfg.durability_full = !strcmp(v, "full");
-        else if (!strcmp(keys[i], "grace"))
-            farmd.cfg.grace_ms = (int64_t)(atof(v) * 1000);
+        else if (!strcmp(keys[i], "grace")) {
+            /* (An older farmd kept values that are refused now.) */
+            double sec = atof(v);
+            if (sec >= 0 && sec <= 86400)
+                farmd.cfg.grace_ms = (int64_t)(sec * 1000);
+        }
         else if (!strcmp(keys[i], "log-cap"))
             farmd.cfg.log_cap = atoll(v);
         else if (!strcmp(keys[i], "keep-days"))
@@ -1540,22 +1545,29 @@ static int parse_args(int argc, char **argv)
             else if (strcmp(v, "normal") != 0)
                 goto bad;
         } else if (!strcmp(a, "--grace")) {
-            double s = strtod(v, &end);
-            if (*end || s < 0)
+            /* Finite and at most a day: an infinite grace would never
+             * reach the SIGKILL. */
+            double s;
+            errno = 0;
+            s = strtod(v, &end);
+            if (end == v || *end || errno || !(s >= 0 && s <= 86400))
                 goto bad;
             farmd.cfg.grace_ms = (int64_t)(s * 1000);
         } else if (!strcmp(a, "--log-cap")) {
+            errno = 0;
             farmd.cfg.log_cap = strtoll(v, &end, 10);
-            if (*end || farmd.cfg.log_cap < 1024)
+            if (end == v || *end || errno || farmd.cfg.log_cap < 1024)
                 goto bad;
-        } else if (!strcmp(a, "--keep-days")) {
-            farmd.cfg.keep_days = (int)strtol(v, &end, 10);
-            if (*end || farmd.cfg.keep_days < 0)
+        } else if (!strcmp(a, "--keep-days") || !strcmp(a, "--keep-runs")) {
+            long n;
+            errno = 0;
+            n = strtol(v, &end, 10);
+            if (end == v || *end || errno || n < 0 || n > INT_MAX)
                 goto bad;
-        } else if (!strcmp(a, "--keep-runs")) {
-            farmd.cfg.keep_runs = (int)strtol(v, &end, 10);
-            if (*end || farmd.cfg.keep_runs < 0)
-                goto bad;
+            if (!strcmp(a, "--keep-days"))
+                farmd.cfg.keep_days = (int)n;
+            else
+                farmd.cfg.keep_runs = (int)n;
         } else {
             fprintf(stderr, "farmd: unknown option %s\n", a);
             usage(stderr);
@@ -1563,7 +1575,12 @@ static int parse_args(int argc, char **argv)
         }
         continue;
     bad:
-        fprintf(stderr, "farmd: %s: bad value \"%s\"\n", a, v);
+        fprintf(stderr, "farmd: %s: bad value \"%s\" (expected %s)\n", a, v,
+                !strcmp(a, "--jobs")          ? "a number of jobs from 1 to 4096"
+                : !strcmp(a, "--durability")  ? "normal or full"
+                : !strcmp(a, "--grace")       ? "seconds from 0 to 86400"
+                : !strcmp(a, "--log-cap")     ? "a number of bytes, at least 1024"
+                                              : "a whole number, 0 or more");
         return -1;
     }
     return 0;

@@ -58,6 +58,14 @@ while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 farm list >/dev/null   # starts farmd with no options
 expect_eq "durability kept" full "$(farm daemon status --json | jget - 'j["durability"]')"
 expect_status "a bad option is refused even while farmd runs" 2 farm daemon start --jobs 0
+# A grace period that would never reach the SIGKILL, and numbers past their
+# type, are refused, saying what is expected.
+for g in inf nan -1 1e9 ""; do
+    expect_status "--grace '$g' refused" 2 farm daemon start --grace "$g"
+    expect_contains "--grace '$g': message" "expected seconds from 0 to 86400" "$(cat "$T/err")"
+done
+expect_status "--log-cap past int64 refused" 2 farm daemon start --log-cap 99999999999999999999
+expect_status "--keep-days past int refused" 2 farm daemon start --keep-days 99999999999
 
 # farmd killed: the worker notices and stops its task within the grace.
 k=$(farm submit -- sh -c "echo \$\$ > $T/kpid; exec sleep 300")
