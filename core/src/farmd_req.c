@@ -481,6 +481,18 @@ static int64_t jint(json_t *o, const char *k, int64_t def)
     return json_is_integer(v) ? json_integer_value(v) : def;
 }
 
+/* The request's "id": a positive integer, or an error reply and -1. */
+static int64_t req_id(struct client *c, json_t *req)
+{
+    json_t *v = json_object_get(req, "id");
+    if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+        send_error(c, FARM_EBADREQ, v ? "id: expected a task id (a positive integer)"
+                                      : "id: missing (a task id)");
+        return -1;
+    }
+    return json_integer_value(v);
+}
+
 static void op_status(struct client *c, json_t *req)
 {
     sqlite3_stmt *st;
@@ -1340,10 +1352,14 @@ bad:
 
 static void op_show(struct client *c, json_t *req)
 {
-    json_t *t = farmd_task_json(jint(req, "id", -1), 1);
+    int64_t id = req_id(c, req);
+    json_t *t;
     char msg[64];
+    if (id < 0)
+        return;
+    t = farmd_task_json(id, 1);
     if (!t) {
-        snprintf(msg, sizeof msg, "no task %lld", (long long)jint(req, "id", -1));
+        snprintf(msg, sizeof msg, "no task %lld", (long long)id);
         { send_error(c, FARM_ENOTASK, msg); return; }
     }
     farmd_client_send(c, json_pack("{s:b,s:o}", "ok", 1, "task", t));
@@ -1440,9 +1456,12 @@ static void op_cancel(struct client *c, json_t *req)
 
 static void op_retry(struct client *c, json_t *req)
 {
-    int64_t id = jint(req, "id", -1);
-    sqlite3_stmt *st = farm__db_stmt(farmd.db, "SELECT state, priority FROM tasks WHERE id=?");
+    int64_t id = req_id(c, req);
+    sqlite3_stmt *st;
     char msg[256];
+    if (id < 0)
+        return;
+    st = farm__db_stmt(farmd.db, "SELECT state, priority FROM tasks WHERE id=?");
     if (farm__db_run(st, "i", id) != SQLITE_ROW) {
         sqlite3_reset(st);
         snprintf(msg, sizeof msg, "no task %lld", (long long)id);
@@ -1481,7 +1500,9 @@ static void op_retry(struct client *c, json_t *req)
         farmd_tx();
         /* A manual retry gets one more attempt on top of the ones it had. */
         st = farm__db_stmt(farmd.db, "UPDATE tasks SET state=?, reason=NULL, exit_code=NULL, "
-                                     "finished_at=NULL, retries=max(retries, attempts-interrupts), "
+                                     "finished_at=NULL, retries=max(retries, attempts-(SELECT count(*) "
+                                     "FROM attempts WHERE task=tasks.id AND "
+                                     "state='interrupted')), "
                                      "pending_needs=?, run_pruned=0 WHERE id=?");
         farm__db_run(st, "sii", pending ? "waiting" : "queued", (int64_t)pending, id);
         farmd_event(id, "retry", NULL);
@@ -1647,10 +1668,10 @@ static int task_exists(struct client *c, int64_t id)
 
 static void op_metrics(struct client *c, json_t *req)
 {
-    int64_t id = jint(req, "id", -1);
+    int64_t id = req_id(c, req);
     sqlite3_stmt *st;
     json_t *rows;
-    if (!task_exists(c, id))
+    if (id < 0 || !task_exists(c, id))
         return;
     rows = json_array();
     st = farm__db_stmt(farmd.db, "SELECT name, step, value, t, attempt FROM metrics WHERE task=? "
@@ -1671,10 +1692,10 @@ static void op_metrics(struct client *c, json_t *req)
 
 static void op_artifacts(struct client *c, json_t *req)
 {
-    int64_t id = jint(req, "id", -1);
+    int64_t id = req_id(c, req);
     sqlite3_stmt *st;
     json_t *rows;
-    if (!task_exists(c, id))
+    if (id < 0 || !task_exists(c, id))
         return;
     rows = json_array();
     st = farm__db_stmt(farmd.db, "SELECT name, size FROM artifacts WHERE task=? ORDER BY name");

@@ -43,6 +43,13 @@ expect_error(b'[1,2,3]\n', "FARM_EBADREQ")                        # not an objec
 expect_error(b'{"v":1,"op":"frobnicate"}\n', "FARM_EBADOP")
 expect_error(b'{"v":99,"op":"status"}\n', "FARM_EBADVER")
 expect_error(b'{"op":"status"}\n', "FARM_EBADVER")
+# A task id that is missing or not one is a bad request; a good one of no
+# task is "no such task".
+for op in (b"show", b"retry", b"metrics", b"artifacts"):
+    expect_error(b'{"v":1,"op":"' + op + b'"}\n', "FARM_EBADREQ")
+    expect_error(b'{"v":1,"op":"' + op + b'","id":"7"}\n', "FARM_EBADREQ")
+    expect_error(b'{"v":1,"op":"' + op + b'","id":0}\n', "FARM_EBADREQ")
+    expect_error(b'{"v":1,"op":"' + op + b'","id":999999}\n', "FARM_ENOTASK")
 expect_error(b'{"v":1,"op":"submit","tasks":[{"plugin":"nope"}]}\n', "FARM_ENOPLUGIN")
 expect_error(b'{"v":1,"op":"submit","tasks":[{"plugin":"exec","params":{"run":5}}]}\n', "FARM_EBADPARAM")
 expect_error(b'{"v":1,"op":"submit","tasks":[{"plugin":"exec","params":{"bogus":"x","run":"true"}}]}\n', "FARM_EBADPARAM")
