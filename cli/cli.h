@@ -56,6 +56,10 @@ int cli_probe(struct cli *cli);
 int cli_call(struct cli *cli, json_t *req, json_t **reply);
 int cli_call_fd(int fd, json_t *req, json_t **reply, int timeout_ms);
 
+/* Writes `j` as one line of JSON on the socket fd, without raising SIGPIPE
+ * when the peer is gone. Returns 0 or -errno (-EPIPE: farmd went away). */
+int cli_write_json(int fd, const json_t *j);
+
 /* Reads one JSON line from fd, waiting at most timeout_ms (-1: forever).
  * Returns 0, -ETIMEDOUT, or another negative code. */
 int cli_read_json(int fd, json_t **out, int timeout_ms);
@@ -77,7 +81,44 @@ const char *cli_reset(const struct cli *cli);
 void cli_reltime(const char *rfc3339, char *buf, size_t len);
 void cli_duration(const json_t *task, char *buf, size_t len);
 void cli_print_tasks(struct cli *cli, json_t *tasks);
+/* A task id (or another count of 1 or more): plain decimal digits, no
+ * sign, space or leading zero. Returns 0 with *out set, or -1. */
 int cli_parse_id(const char *s, long long *out);
+
+/* The UTF-8 sequence at s (not at its terminating NUL): returns its length
+ * (1 to 4) and sets *cp to its code point, or returns 0 when the byte at s
+ * does not start a valid sequence (overlong forms, surrogates and values
+ * above U+10FFFF are invalid). */
+size_t cli_utf8_next(const char *s, unsigned *cp);
+
+/* Display columns of code point cp on a terminal: 2 for East Asian wide
+ * and fullwidth characters, 0 for combining marks, else 1. */
+int cli_cp_width(unsigned cp);
+
+/* `s` made fit for one cell of terminal output: control characters (below
+ * 0x20, 0x7f, U+0080 to U+009F) and bytes that are not UTF-8 become '?';
+ * with maxcols > 0, cut at a character boundary to at most maxcols columns,
+ * the cut marked with a final U+2026 (an ellipsis, 1 column). Returns a
+ * string the caller frees (NULL when out of memory; "" for s NULL) and its
+ * width in *cols. */
+char *cli_cell(const char *s, size_t maxcols, size_t *cols);
+
+/* Prints cli_cell(s, maxcols) on f, padded with spaces to `width` columns. */
+void cli_print_cell(FILE *f, const char *s, size_t maxcols, size_t width);
+
+/* `s` for a message: bytes that are not UTF-8 and control characters
+ * written as \xHH. The caller frees the result (NULL: out of memory). */
+char *cli_escape(const char *s);
+
+/* 1 when `s` is NULL or valid UTF-8 as jansson sees it (json_string()
+ * accepts it), else 0. */
+int cli_text_ok(const char *s);
+
+/* Checks that `s` (may be NULL) can go into a JSON request, as jansson
+ * sees it. Returns 0, or CLI_USAGE after printing
+ * `farm VERB: WHAT "S" is not valid UTF-8 (WHY)`, S escaped; WHY NULL
+ * says that requests are JSON text. */
+int cli_check_text(const char *verb, const char *what, const char *s, const char *why);
 
 /* Usage error: prints "farm VERB: msg" and a hint, returns CLI_USAGE. */
 int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

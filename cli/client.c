@@ -154,11 +154,41 @@ int cli_read_json(int fd, json_t **out, int timeout_ms)
     }
 }
 
+/* Writes `req` as one line. send() with MSG_NOSIGNAL, not write(): when
+ * farmd died, a write to its socket must fail with EPIPE (reported as a
+ * lost connection, exit 3) instead of raising SIGPIPE, whose default action
+ * would end farm silently. SIGPIPE keeps its default for standard output,
+ * so that `farm logs ID | head -1` still ends quietly. */
+int cli_write_json(int fd, const json_t *req)
+{
+    char *s = json_dumps(req, JSON_COMPACT);
+    size_t n, off = 0;
+    if (!s)
+        return -ENOMEM;
+    n = strlen(s);
+    s[n++] = '\n'; /* overwrite the terminator: send n+1 bytes */
+    while (off < n) {
+        ssize_t w = send(fd, s + off, n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            int e = errno;
+            free(s);
+            return -e;
+        }
+        off += (size_t)w;
+    }
+    free(s);
+    return 0;
+}
+
 int cli_call_fd(int fd, json_t *req, json_t **reply, int timeout_ms)
 {
     int rc;
+    if (!req)
+        return -EINVAL;
     json_object_set_new(req, "v", json_integer(FARM_PROTO_VERSION));
-    rc = farm_json_write_line(fd, req);
+    rc = cli_write_json(fd, req);
     json_decref(req);
     if (rc < 0)
         return rc;
@@ -167,7 +197,18 @@ int cli_call_fd(int fd, json_t *req, json_t **reply, int timeout_ms)
 
 int cli_call(struct cli *cli, json_t *req, json_t **reply)
 {
-    int fd = cli_connect(cli, 1), rc;
+    int fd, rc;
+    /* json_pack() returns NULL when a text is not valid UTF-8. The verbs
+     * check what the user gave before building a request; this catches
+     * what they missed, rather than sending nothing and reporting a lost
+     * connection. */
+    if (!req) {
+        if (!cli->quiet)
+            fprintf(stderr, "farm: the request to farmd could not be encoded as JSON (a text "
+                            "that is not valid UTF-8?)\n");
+        return CLI_USAGE;
+    }
+    fd = cli_connect(cli, 1);
     if (fd < 0) {
         json_decref(req);
         return CLI_UNREACHABLE;
@@ -230,14 +271,67 @@ int cli_usage(const char *verb, const char *fmt, ...)
 
 int cli_parse_id(const char *s, long long *out)
 {
-    char *end;
-    long long v;
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v <= 0)
+    long long v = 0;
+    /* Plain decimal digits only: no sign, space or leading zero, so that an
+     * id is written one way ("1", never " 1", "+1" or "01"). */
+    if (*s < '1' || *s > '9')
         return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (LLONG_MAX - (*s - '0')) / 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
     *out = v;
     return 0;
+}
+
+char *cli_escape(const char *s)
+{
+    size_t n = strlen(s), o = 0;
+    char *out = malloc(4 * n + 1);
+    if (!out)
+        return NULL;
+    while (*s) {
+        unsigned cp;
+        size_t len = cli_utf8_next(s, &cp);
+        if (len == 0 || cp < 0x20 || cp == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[(unsigned char)*s >> 4];
+            out[o++] = hex[(unsigned char)*s & 15];
+            s++;
+            continue;
+        }
+        memcpy(out + o, s, len);
+        o += len;
+        s += len;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int cli_text_ok(const char *s)
+{
+    /* The test is jansson's own: exactly what json_string() refuses. */
+    json_t *j = s ? json_string(s) : NULL;
+    if (!s || j) {
+        json_decref(j);
+        return 1;
+    }
+    return 0;
+}
+
+int cli_check_text(const char *verb, const char *what, const char *s, const char *why)
+{
+    char *esc;
+    if (cli_text_ok(s))
+        return 0;
+    esc = cli_escape(s);
+    fprintf(stderr, "farm %s: %s \"%s\" is not valid UTF-8 (%s)\n", verb, what, esc ? esc : "?",
+            why ? why : "farm talks to farmd in JSON text, which must be UTF-8");
+    free(esc);
+    return CLI_USAGE;
 }
 
 int cli_worker_json(struct cli *cli, const char *const *args, json_t **out)

@@ -19,8 +19,10 @@ int cmd_artifact(struct cli *cli, int argc, char **argv)
         return cli_usage("artifact", "expected: farm artifact get ID NAME [-o FILE]");
     for (int k = 2; k < argc; k++) {
         int r;
+        /* The artifact's bytes are the output: there is no JSON form. */
         if (!strcmp(argv[k], "--json"))
-            continue;
+            return cli_usage("artifact", "unexpected argument \"--json\" (artifact get has "
+                                         "no JSON output)");
         if ((r = cli_opt("artifact", argc, argv, &k, "-o", &v)) != 0) {
             if (r < 0)
                 return CLI_USAGE;

@@ -12,7 +12,9 @@ int cmd_artifacts(struct cli *cli, int argc, char **argv)
     for (int k = 1; k < argc; k++) {
         if (!strcmp(argv[k], "--json"))
             continue;
-        if (id || cli_parse_id(argv[k], &id) < 0)
+        if (id)
+            return cli_usage("artifacts", "unexpected extra argument \"%s\"", argv[k]);
+        if (cli_parse_id(argv[k], &id) < 0)
             return cli_usage("artifacts", "expected one task id, got \"%s\"", argv[k]);
     }
     if (!id)

@@ -223,6 +223,9 @@ static int gate(struct cli *cli, const char *rev, const char *ref)
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd))
         return CLI_USAGE;
+    if (cli_check_text("hook", "the current directory", cwd, NULL) ||
+        cli_check_text("hook", "REV", rev, NULL) || cli_check_text("hook", "REF", ref, NULL))
+        return CLI_USAGE;
     if ((rc = cli_call(cli,
                        json_pack("{s:s,s:{s:s,s:s,s:s?},s:b}", "op", "submit", "git", "repo", cwd,
                                  "rev", rev, "ref", ref, "reuse", 1),

@@ -29,6 +29,8 @@ int cmd_list(struct cli *cli, int argc, char **argv)
         } else if ((r = cli_opt("list", argc, argv, &i, "--commit", &v)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
+            if (cli_check_text("list", "--commit", v, NULL))
+                return CLI_USAGE;
             commit = v;
         } else if ((r = cli_opt("list", argc, argv, &i, "--limit", &v)) != 0) {
             char *end;

@@ -69,7 +69,9 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
         } else if ((r = cli_opt("logs", argc, argv, &i, "--attempt", &v)) != 0) {
             if (r < 0 || cli_parse_id(v, &attempt) < 0)
                 return cli_usage("logs", "--attempt: expected an attempt number");
-        } else if (id || cli_parse_id(argv[i], &id) < 0) {
+        } else if (id) {
+            return cli_usage("logs", "unexpected extra argument \"%s\"", argv[i]);
+        } else if (cli_parse_id(argv[i], &id) < 0) {
             return cli_usage("logs", "expected one task id, got \"%s\"", argv[i]);
         }
     }

@@ -16,11 +16,15 @@ int cmd_metrics(struct cli *cli, int argc, char **argv)
             csv = 1;
             continue;
         }
-        if (id || cli_parse_id(argv[k], &id) < 0)
+        if (id)
+            return cli_usage("metrics", "unexpected extra argument \"%s\"", argv[k]);
+        if (cli_parse_id(argv[k], &id) < 0)
             return cli_usage("metrics", "expected one task id, got \"%s\"", argv[k]);
     }
     if (!id)
         return cli_usage("metrics", "expected a task id");
+    if (csv && cli->json)
+        return cli_usage("metrics", "--csv and --json cannot be combined");
     if ((rc = cli_call(cli, json_pack("{s:s,s:I}", "op", "metrics", "id", (json_int_t)id), &reply)))
         return rc;
     if (!json_is_true(json_object_get(reply, "ok"))) {

@@ -12,7 +12,9 @@ int cmd_parallel(struct cli *cli, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             continue;
-        if (n || cli_parse_id(argv[i], &n) < 0)
+        if (n)
+            return cli_usage("parallel", "unexpected extra argument \"%s\"", argv[i]);
+        if (cli_parse_id(argv[i], &n) < 0)
             return cli_usage("parallel", "expected a number of jobs (1 or more), got \"%s\"", argv[i]);
     }
     if (!n)

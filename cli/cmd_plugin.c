@@ -295,6 +295,10 @@ static int new_plugin(struct cli *cli, const char *name, const char *dir_arg)
         }
     }
     snprintf(dir, sizeof dir, "%s", dir_arg ? dir_arg : name);
+    if (cli->json && cli_check_text("plugin", "new: DIR", dir, "--json prints it as JSON text")) {
+        json_decref(made);
+        return CLI_USAGE;
+    }
     if ((rc = dir_free(dir)) <= 0) {
         if (rc == 0)
             fprintf(stderr, "farm plugin: new: %s: exists and is not empty; give a new or empty "

@@ -11,7 +11,9 @@ int cmd_retry(struct cli *cli, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             continue;
-        if (id || cli_parse_id(argv[i], &id) < 0)
+        if (id)
+            return cli_usage("retry", "unexpected extra argument \"%s\"", argv[i]);
+        if (cli_parse_id(argv[i], &id) < 0)
             return cli_usage("retry", "expected one task id, got \"%s\"", argv[i]);
     }
     if (!id)

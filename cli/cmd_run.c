@@ -45,10 +45,13 @@ static void progress_bar(double f, const char *what)
 {
     int w = 30, filled = (int)(f * w + 0.5);
     char bar[64];
+    size_t cols;
+    char *safe = cli_cell(what, 60, &cols); /* a plugin's text: one line, no escapes */
     for (int i = 0; i < w; i++)
         bar[i] = i < filled ? '#' : '-';
     bar[w] = '\0';
-    fprintf(stderr, "\r\033[K[%s] %3.0f%% %.60s", bar, f * 100, what ? what : "");
+    fprintf(stderr, "\r\033[K[%s] %3.0f%% %s", bar, f * 100, safe ? safe : "");
+    free(safe);
 }
 
 int cmd_run(struct cli *cli, int argc, char **argv)
@@ -72,6 +75,8 @@ int cmd_run(struct cli *cli, int argc, char **argv)
             continue;
         if ((r = cli_opt("run", argc, argv, &i, "--param", &v)) != 0) {
             if (r < 0)
+                { rc = CLI_USAGE; goto out; }
+            if (cli_check_text("run", "--param", v, "parameters are JSON text"))
                 { rc = CLI_USAGE; goto out; }
             if (add_param(params, v) < 0)
                 { rc = cli_usage("run", "--param: expected KEY=VALUE, got \"%s\"", v); goto out; }
@@ -147,6 +152,12 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         fprintf(stderr, "farm run: cannot tell the current directory\n");
         { rc = CLI_USAGE; goto out; }
     }
+    /* The task file farm-worker reads is JSON: its paths must be UTF-8. */
+    if (cli_check_text("run", "--dir", dir, "farm passes it to farm-worker as JSON text") ||
+        cli_check_text("run", dir ? "--dir resolves to" : "the current directory", cwd,
+                       "farm passes it to farm-worker as JSON text") ||
+        cli_check_text("run", "FARM_HOME", cli->home, "farm passes it to farm-worker as JSON text"))
+        { rc = CLI_USAGE; goto out; }
     {
         time_t now = time(NULL);
         struct tm tm;

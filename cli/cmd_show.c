@@ -3,9 +3,14 @@
 
 #include "cli.h"
 
+/* One "key value" line. Both may come from users (a task name, a metric
+ * name), so they are printed as table cells: no control characters. */
 static void kv(const char *k, const char *v)
 {
-    printf("%-12s %s\n", k, v);
+    cli_print_cell(stdout, k, 0, 12);
+    putchar(' ');
+    cli_print_cell(stdout, v, 0, 0);
+    putchar('\n');
 }
 
 int cmd_show(struct cli *cli, int argc, char **argv)
@@ -18,7 +23,9 @@ int cmd_show(struct cli *cli, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             continue;
-        if (id || cli_parse_id(argv[i], &id) < 0)
+        if (id)
+            return cli_usage("show", "unexpected extra argument \"%s\"", argv[i]);
+        if (cli_parse_id(argv[i], &id) < 0)
             return cli_usage("show", "expected one task id, got \"%s\"", argv[i]);
     }
     if (!id)
@@ -100,9 +107,10 @@ int cmd_show(struct cli *cli, int argc, char **argv)
             char name[200];
             snprintf(name, sizeof name, "metric %s", key);
             if (json_is_number(t))
-                printf("%-12s %.6g\n", name, json_number_value(t));
+                snprintf(buf, sizeof buf, "%.6g", json_number_value(t));
             else
-                printf("%-12s nan\n", name);
+                snprintf(buf, sizeof buf, "nan");
+            kv(name, buf);
         }
         t = json_object_get(reply, "task");
         v = json_object_get(t, "artifacts");
@@ -125,11 +133,12 @@ int cmd_show(struct cli *cli, int argc, char **argv)
             json_array_foreach(v, i, a)
             {
                 json_t *ec = json_object_get(a, "exit_code");
-                printf("attempt %-4lld %-10s exit %-4s %s\n",
+                printf("attempt %-4lld %-10s exit %-4s ",
                        (long long)json_integer_value(json_object_get(a, "n")),
                        json_string_value(json_object_get(a, "state")),
-                       json_is_integer(ec) ? (snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(ec)), buf) : "-",
-                       json_is_string(json_object_get(a, "reason")) ? json_string_value(json_object_get(a, "reason")) : "");
+                       json_is_integer(ec) ? (snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(ec)), buf) : "-");
+                cli_print_cell(stdout, json_string_value(json_object_get(a, "reason")), 0, 0);
+                putchar('\n');
             }
         }
     }

@@ -24,6 +24,23 @@ static int print_result(struct cli *cli, json_t *reply)
     return CLI_OK;
 }
 
+/* Checks that a text the user gave can go into the request (JSON text
+ * must be UTF-8). Returns 0, or -1 after saying which text is not: as a
+ * usage error, or as the one warning line of --hook. */
+static int check_text(int hook, const char *what, const char *s, const char *why)
+{
+    char *esc;
+    if (!hook)
+        return cli_check_text("submit", what, s, why) ? -1 : 0;
+    if (cli_text_ok(s))
+        return 0;
+    esc = cli_escape(s);
+    fprintf(stderr, "farm: warning: tests not submitted: %s \"%s\" is not valid UTF-8\n", what,
+            esc ? esc : "?");
+    free(esc);
+    return -1;
+}
+
 /* Reads --batch input: one JSON object a line. Blank lines and lines
  * starting with # are skipped. */
 static int read_batch(const char *file, json_t *tasks, json_t *lines)
@@ -34,14 +51,33 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
     ssize_t n;
     long lineno = 0;
     const char *name = strcmp(file, "-") == 0 ? "<stdin>" : file;
+    struct stat st;
     if (!f) {
         fprintf(stderr, "farm submit: %s: %s\n", file, strerror(errno));
+        return CLI_USAGE;
+    }
+    /* fopen() opens a directory for reading; getline() then fails. */
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "farm submit: %s: is a directory\n", name);
+        if (f != stdin)
+            fclose(f);
         return CLI_USAGE;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
         json_error_t je;
         json_t *o, *t;
+        char *nul;
         lineno++;
+        /* A NUL byte would end the line early for the JSON parser and drop
+         * the rest of it unseen. */
+        if ((nul = memchr(line, '\0', (size_t)n)) != NULL) {
+            fprintf(stderr, "farm submit: %s:%ld:%ld: a NUL byte; a batch is JSON text, one "
+                            "object a line\n", name, lineno, (long)(nul - line) + 1);
+            free(line);
+            if (f != stdin)
+                fclose(f);
+            return CLI_USAGE;
+        }
         while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
             line[--n] = '\0';
         if (n == 0 || line[strspn(line, " \t")] == '#' || line[strspn(line, " \t")] == '\0')
@@ -66,6 +102,8 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
                 json_decref(o);
                 json_decref(t);
                 free(line);
+                if (f != stdin)
+                    fclose(f);
                 return CLI_USAGE;
             }
             json_object_del(t, "cmd");
@@ -79,6 +117,13 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
         json_array_append_new(tasks, t);
         json_array_append_new(lines, json_integer(lineno));
         json_decref(o);
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "farm submit: %s: %s\n", name, strerror(errno));
+        free(line);
+        if (f != stdin)
+            fclose(f);
+        return CLI_USAGE;
     }
     free(line);
     if (f != stdin)
@@ -99,6 +144,13 @@ static int submit_dir(struct cli *cli, const char *dir, json_t *select, json_t *
     int rc;
     if (!realpath(dir, abs) || stat(abs, &st) < 0 || !S_ISDIR(st.st_mode)) {
         fprintf(stderr, "farm submit: --dir %s: not a directory\n", dir);
+        json_decref(select);
+        json_decref(override);
+        return CLI_USAGE;
+    }
+    /* The paths go into the request; check them before copying anything. */
+    if (check_text(0, "--dir resolves to", abs, NULL) ||
+        check_text(0, "FARM_HOME", cli->home, NULL)) {
         json_decref(select);
         json_decref(override);
         return CLI_USAGE;
@@ -171,6 +223,11 @@ static int submit_git(struct cli *cli, const char *repo, const char *rev, const 
         }
         fprintf(stderr, "farm submit: %s: not a git repository (%s)\n", repo, strerror(errno));
         return CLI_USAGE;
+    }
+    if (check_text(hook, "--git resolves to", abs, NULL)) {
+        json_decref(select);
+        json_decref(override);
+        return hook ? CLI_OK : CLI_USAGE;
     }
     git = json_pack("{s:s,s:s?,s:s?}", "repo", abs, "rev", rev, "ref", ref);
     rc = cli_call(cli,
@@ -324,6 +381,31 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         cli_usage("submit", "nothing to run after --");
         goto out;
     }
+    /* Every text that goes into the request must be UTF-8: jansson refuses
+     * anything else, and a refused text would be dropped or lose the whole
+     * request. Checked here, before anything is built or copied. */
+    {
+        int bad = 0;
+        for (int k = 0; k < n_sel && !bad; k++)
+            bad = check_text(hook, "--task", sel[k], NULL);
+        for (int k = 0; k < n_label && !bad; k++)
+            bad = check_text(hook, "--label", lab[k], NULL);
+        if (!bad)
+            bad = check_text(hook, "--dir", dir, NULL) || check_text(hook, "--git", git, NULL) ||
+                  check_text(hook, "--rev", rev, NULL) || check_text(hook, "--ref", ref, NULL);
+        for (i = dashdash + 1; dashdash >= 0 && i < argc && !bad; i++) {
+            char what[64];
+            if (i == dashdash + 1)
+                snprintf(what, sizeof what, "the command name");
+            else
+                snprintf(what, sizeof what, "argument %d of the command", i - dashdash - 1);
+            bad = check_text(hook, what, argv[i], "farm passes commands to farmd as JSON text");
+        }
+        if (bad) {
+            rc = hook ? CLI_OK : CLI_USAGE;
+            goto out;
+        }
+    }
     /* The options given explicitly: they override farm.yaml's values (--dir)
      * and fill in what a --batch line leaves out. */
     given = json_object();
@@ -389,6 +471,13 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
     json_decref(given);
     if (!getcwd(cwd, sizeof cwd))
         snprintf(cwd, sizeof cwd, "/");
+    if (check_text(0, "the current directory", cwd,
+                   "farm passes it to farmd as JSON text; run farm from another directory")) {
+        json_decref(tasks);
+        json_decref(lines);
+        rc = CLI_USAGE;
+        goto out;
+    }
     rc = cli_call(cli,
                   json_pack("{s:s,s:o,s:s,s:b}", "op", "submit", "tasks", tasks, "cwd", cwd,
                             "full", cli->json),

@@ -40,7 +40,7 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
     /* The table needs a few fields of each task; --json prints them all. */
     json_t *req = json_pack("{s:s,s:O,s:b,s:b,s:b,s:i}", "op", "wait", "ids", ids, "progress", tty,
                             "full", cli->json, "brief", !cli->json, "v", FARM_PROTO_VERSION);
-    if (farm_json_write_line(fd, req) < 0) {
+    if (cli_write_json(fd, req) < 0) {
         json_decref(req);
         fprintf(stderr, "farm wait: lost the connection to farmd\n");
         return CLI_UNREACHABLE;
@@ -69,11 +69,11 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
         }
         if (json_is_string(json_object_get(msg, "event"))) {
             /* A live progress line: the mean over the tasks that report. */
-            char key[32], line[256];
+            char key[32], *what;
             const char *k;
             json_t *p;
             double sum = 0;
-            size_t n = 0;
+            size_t n = 0, cols;
             snprintf(key, sizeof key, "%lld", (long long)json_integer_value(json_object_get(msg, "id")));
             json_object_set(progress, key, msg);
             json_object_foreach(progress, k, p)
@@ -81,11 +81,13 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
                 sum += json_number_value(json_object_get(p, "fraction"));
                 n++;
             }
-            snprintf(line, sizeof line, "waiting for %zu task(s): %3.0f%% %s (task %s)",
-                     json_array_size(ids), n ? 100 * sum / (double)json_array_size(ids) : 0.0,
-                     json_is_string(json_object_get(msg, "what")) ? json_string_value(json_object_get(msg, "what")) : "",
-                     key);
-            fprintf(stderr, "\r\033[K%.*s", 120, line);
+            /* `what` comes from a plugin: one line on the terminal, no
+             * control characters, cut at a character boundary. */
+            what = cli_cell(json_string_value(json_object_get(msg, "what")), 60, &cols);
+            fprintf(stderr, "\r\033[Kwaiting for %zu task(s): %3.0f%% %s (task %s)",
+                    json_array_size(ids), n ? 100 * sum / (double)json_array_size(ids) : 0.0,
+                    what ? what : "", key);
+            free(what);
             json_decref(msg);
             continue;
         }
