@@ -97,6 +97,8 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
     } else {
         snprintf(path, sizeof path, "%s", json_string_value(json_object_get(t, "log")));
     }
+    if (follow && json_is_true(json_object_get(t, "run_pruned")))
+        follow = 0; /* an ended task whose log is gone: said below, as without -f */
     if (!follow) {
         in = open(path, O_RDONLY | O_CLOEXEC);
         if (in < 0) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "exec_cmd.h"
 #include "farm/pluginload.h"
 #include "farm/util.h"
 #include "farm/yamljson.h"
@@ -142,6 +143,16 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     if (farm__params_check(desc, params, &err) < 0) {
         fprintf(stderr, "farm run: %s\n", err.msg);
         { rc = CLI_USAGE; goto out; }
+    }
+    if (!strcmp(plugin, "exec")) {
+        /* What exec's table cannot say, checked as farmd checks a submit. */
+        struct farm_exec_cmd cmd;
+        char msg[256];
+        if (farm_exec_cmd_parse(params, &cmd, msg, sizeof msg) < 0) {
+            fprintf(stderr, "farm run: plugin %s\n", msg);
+            { rc = CLI_USAGE; goto out; }
+        }
+        farm_exec_cmd_free(&cmd);
     }
     if (dir) {
         if (!realpath(dir, cwd)) {

@@ -82,7 +82,7 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
             line[--n] = '\0';
         if (n == 0 || line[strspn(line, " \t")] == '#' || line[strspn(line, " \t")] == '\0')
             continue;
-        o = json_loads(line, 0, &je);
+        o = json_loads(line, JSON_REJECT_DUPLICATES, &je);
         if (!o || !json_is_object(o)) {
             fprintf(stderr, "farm submit: %s:%ld:%d: %s\n", name, lineno, o ? 1 : je.column,
                     o ? "expected a JSON object" : je.text);
@@ -93,7 +93,31 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
             return CLI_USAGE;
         }
         t = json_deep_copy(o);
-        /* {"cmd": [...]} and {"run": "..."} are exec shorthands. */
+        /* {"cmd": [...]} and {"run": "..."} are exec shorthands: one of
+         * them, and then neither params nor plugin (which they replace). */
+        {
+            int has_cmd = json_object_get(o, "cmd") != NULL,
+                has_run = json_object_get(o, "run") != NULL;
+            const char *why = has_cmd && has_run ? "give cmd or run, not both"
+                              : (has_cmd || has_run) && json_object_get(o, "params")
+                                  ? "cmd and run replace params: give one or the other"
+                              : (has_cmd || has_run) && json_object_get(o, "plugin") &&
+                                        strcmp(json_string_value(json_object_get(o, "plugin"))
+                                                   ? json_string_value(json_object_get(o, "plugin"))
+                                                   : "",
+                                               "exec") != 0
+                                  ? "cmd and run are exec's; they take no other plugin"
+                                  : NULL;
+            if (why) {
+                fprintf(stderr, "farm submit: %s:%ld: %s\n", name, lineno, why);
+                json_decref(o);
+                json_decref(t);
+                free(line);
+                if (f != stdin)
+                    fclose(f);
+                return CLI_USAGE;
+            }
+        }
         if (json_object_get(o, "cmd")) {
             json_t *cmd = json_object_get(o, "cmd");
             if (!json_is_array(cmd) || json_array_size(cmd) == 0) {

@@ -57,7 +57,23 @@ expect_status "batch text not UTF-8" 2 farm submit --batch "$T/u.jsonl"
 expect_contains "batch text not UTF-8: message" "farm submit: $T/u.jsonl:1:" "$(cat "$T/err")"
 expect_status "batch from a directory" 2 farm submit --batch "$T"
 expect_eq "batch from a directory: message" "farm submit: $T: is a directory" "$(cat "$T/err")"
+# A line says each thing once: no key twice, one of cmd and run, and those
+# exec shorthands with neither params nor another plugin.
+bad_batch() { # NAME LINE MESSAGE
+    printf '%s\n' "$2" >"$T/d.jsonl"
+    expect_status "$1" 2 farm submit --batch "$T/d.jsonl"
+    expect_contains "$1: message" "farm submit: $T/d.jsonl:1:" "$(cat "$T/err")"
+    expect_contains "$1: what" "$3" "$(cat "$T/err")"
+}
+bad_batch "a key twice" '{"run": "true", "run": "false"}' "duplicate object key"
+bad_batch "cmd and run" '{"cmd": ["true"], "run": "false"}' "give cmd or run, not both"
+bad_batch "run and params" '{"run": "true", "params": {"run": "x"}}' "cmd and run replace params"
+bad_batch "run of another plugin" '{"run": "true", "plugin": "hello"}' "they take no other plugin"
 expect_eq "nothing queued by refused batches" 1 "$(count)"
+# farm run checks an exec task's command as a submit does.
+expect_status "farm run exec without a command" 2 farm run exec
+expect_contains "farm run exec without a command: message" \
+    "farm run: plugin exec: give \`run\` (a shell command) or \`argv\` (a list)" "$(cat "$T/err")"
 
 # --- Ids are plain decimal digits; clashes and extra arguments are named. ---
 for bad in " $id" "+$id" "0$id" "$id " "${id}x"; do

@@ -145,6 +145,11 @@ n_before=$(ls "$FARM_HOME/runs" | wc -l)
 start_farmd --keep-runs 2
 sleep 3
 expect_eq "run dirs kept" 2 "$(ls "$FARM_HOME/runs" | wc -l | tr -d ' ')"
+# The log of a pruned task is gone, with or without -f.
+expect_status "logs of a pruned task" 2 farm logs "$l"
+expect_contains "logs of a pruned task: message" "removed by retention" "$(cat "$T/err")"
+expect_status "logs -f of a pruned task" 2 farm logs -f "$l"
+expect_contains "logs -f of a pruned task: message" "removed by retention" "$(cat "$T/err")"
 farm daemon stop >/dev/null
 start_farmd --keep-days 0
 sleep 3
