@@ -524,7 +524,7 @@ static void finalize(struct run *r)
         snprintf(reason, sizeof reason, "the fork server could not start the worker: %s",
                  strerror(r->start_errno));
         exit_code = 127;
-    } else if (!r->exited) {
+    } else if (!r->exited || r->exit_unknown) {
         snprintf(reason, sizeof reason, "worker ended without reporting, and how it ended "
                                         "was not heard");
     } else {
@@ -540,7 +540,7 @@ static void finalize(struct run *r)
         snprintf(reason, sizeof reason, "timed out");
     } else if (r->cancel_requested) {
         state = "cancelled";
-        if (!reason[0] || strstr(reason, "stopped (SIGTERM)"))
+        if (!reason[0] || strstr(reason, "stopped (SIGTERM)") || !r->result)
             snprintf(reason, sizeof reason, "cancelled");
     } else if (r->stopping || (farmd.stopping && !strcmp(state, "cancelled"))) {
         /* Stopped by farmd, or by whoever stops farmd (a service manager
@@ -789,6 +789,16 @@ static void kill_cb(uv_timer_t *t)
 
 static void signal_run(struct run *r)
 {
+    if (r->pid <= 0 && r->await_eof && !r->eof) {
+        /* Its fork server died before saying which pid it forked (if it
+         * forked at all). Ending our side of the event stream is what the
+         * worker takes for farmd going away: it stops its task as for a
+         * cancel, and its end of the stream closes. */
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&r->events, &fd) == 0)
+            shutdown(fd, SHUT_WR);
+        return;
+    }
     if (r->exited || r->pid <= 0)
         return; /* not started yet: signalled when the fork server says */
     kill(r->pid, SIGTERM);
@@ -799,7 +809,9 @@ static void signal_run(struct run *r)
 static void timeout_cb(uv_timer_t *t)
 {
     struct run *r = t->data;
-    if (r->exited || r->result)
+    /* (A run whose fork server died unheard counts as exited, but its
+     * worker may still run: it is stopped through its event stream.) */
+    if ((r->exited && !(r->pid <= 0 && r->await_eof)) || r->result)
         return;
     if (!r->timeout_due) {
         /* Timers run before the loop reads its sockets: if farmd itself
@@ -934,7 +946,7 @@ static void server_lost(int k)
         if (r->via_server && r->server == k && !r->exited) {
             if (r->pid <= 0) {
                 r->exited = 1;
-                r->exit_status = 127;
+                r->exit_unknown = 1;
             }
             r->await_eof = 1;
             if (r->eof && !r->finalized) {

@@ -28,6 +28,7 @@ struct run {
     int timed_out, cancel_requested, stopping, closed_handles;
     int timeout_due;      /* the deadline passed; waiting one loop turn */
     int start_errno;      /* the fork server could not start the worker */
+    int exit_unknown;     /* its fork server died before reporting on it */
     int exited, eof, finalized, term_signal;
     int64_t exit_status;
     pid_t pid;            /* the worker; 0 until the fork server says */

@@ -109,6 +109,38 @@ if command -v prlimit >/dev/null 2>&1; then
     expect_status "a task once that server is replaced" 0 farm wait "$n"
 fi
 
+# The fork server dies between forking a worker and saying its pid: farmd
+# cannot signal that worker, so a cancel ends farmd's side of its event
+# stream, which the worker takes for farmd going away: it stops its task.
+# (gdb stops the server at its "P" line and kills it there; skipped where
+# gdb cannot attach.)
+srv3=$(pgrep -f -P "$(farmd_pid)" 'farm-worker --serve' | head -n 1)
+if [ -n "$srv3" ] && command -v gdb >/dev/null 2>&1; then
+    printf '%s\n' 'set pagination off' 'break server_send' "shell touch $T/gdb.ready" \
+        'continue' "shell kill -9 $srv3" 'detach' 'quit' >"$T/gdb.cmds"
+    timeout 60 gdb -q -batch -p "$srv3" -x "$T/gdb.cmds" >"$T/gdb.out" 2>&1 &
+    gdbpid=$!
+    i=0
+    while [ ! -e "$T/gdb.ready" ] && kill -0 "$gdbpid" 2>/dev/null && [ $i -lt 300 ]; do
+        sleep 0.1; i=$((i + 1))
+    done
+    if [ -e "$T/gdb.ready" ]; then
+        u=$(farm submit -- sh -c 'echo $$ >'"$T/unheard.pid"'; exec sleep 60')
+        wait "$gdbpid" || true
+        wait_state "$u" running 10
+        i=0
+        while [ ! -s "$T/unheard.pid" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        farm cancel "$u" >/dev/null
+        wait_state "$u" cancelled 15
+        sleep 0.5
+        ! kill -0 "$(cat "$T/unheard.pid")" 2>/dev/null || fail "the unheard worker's command still runs"
+        expect_eq "its reason" cancelled "$(farm show "$u" --json | jget - 'j["reason"]')"
+    else
+        wait "$gdbpid" 2>/dev/null || true
+        echo "daemon.sh: gdb cannot attach here; the unheard-worker check is skipped"
+    fi
+fi
+
 # Tasks of a loaded plugin go to a fork server of their own, farm-plugin-host
 # --serve, started with the first of them; it too is replaced when it dies,
 # and its task still ends normally.
