@@ -18,6 +18,8 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1598,6 +1600,29 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
+/* Descriptors farmd did not open itself (a shell's, a starter's) are not
+ * its to hand on: closed at start, so that no worker and no task inherits
+ * them. */
+static void close_inherited(void)
+{
+    DIR *d;
+    struct dirent *e;
+    int fds[256], n = 0;
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+        return;
+    /* (A kernel without close_range.) */
+    if (!(d = opendir("/proc/self/fd")))
+        return;
+    while ((e = readdir(d)) && n < 256) {
+        int fd = atoi(e->d_name);
+        if (fd >= 3 && fd != dirfd(d))
+            fds[n++] = fd;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
 int main(int argc, char **argv)
 {
     struct farm_err err;
@@ -1605,6 +1630,7 @@ int main(int argc, char **argv)
     int lockfd, rc;
 
     farm_err_clear(&err);
+    close_inherited();
     if (parse_args(argc, argv) < 0)
         return 2;
     if (farmd.cfg.check_only)
@@ -1612,6 +1638,17 @@ int main(int argc, char **argv)
     if (farm_home_path(farmd.home, sizeof farmd.home) < 0) {
         fprintf(stderr, "farmd: cannot tell FARM_HOME (set FARM_HOME or HOME)\n");
         return 2;
+    }
+    {
+        /* The home's path travels in JSON (replies, every task): it must
+         * be text. */
+        json_t *text = json_string(farmd.home);
+        if (!text) {
+            fprintf(stderr, "farmd: FARM_HOME %s is not valid UTF-8; farm keeps its paths as "
+                            "JSON text\n", farmd.home);
+            return 2;
+        }
+        json_decref(text);
     }
     if (farm_home_ensure(farmd.home, &err) < 0) {
         fprintf(stderr, "farmd: %s\n", err.msg);
@@ -1621,8 +1658,17 @@ int main(int argc, char **argv)
         /* Absolute from here on: workers change directory before they
          * write into the home (a log, a scratch directory). */
         char real[PATH_MAX];
+        struct sockaddr_un sa;
         if (realpath(farmd.home, real))
             snprintf(farmd.home, sizeof farmd.home, "%.2000s", real);
+        /* The socket's path must fit a socket address (the kernel would
+         * take a cut one, elsewhere). */
+        if (strlen(farmd.home) + strlen("/farm.sock") >= sizeof sa.sun_path) {
+            fprintf(stderr, "farmd: the socket path %s/farm.sock is too long (a socket path "
+                            "must fit in %zu bytes); use a shorter FARM_HOME\n",
+                    farmd.home, sizeof sa.sun_path - 1);
+            return 2;
+        }
     }
     umask(022);
     if (farm_exe_dir(exe, sizeof exe) < 0 ||

@@ -947,7 +947,7 @@ static void op_submit_tasks(struct client *c, json_t *req)
             farm_err_set(&err, FARM_EBADREQ, "tasks[%zu].name: %s", i, why);
             goto bad;
         }
-        w->labels = v ? v : empty;
+        w->labels = f[F_LABELS] ? f[F_LABELS] : empty;
         if (json_is_string(f[F_NAME])) {
             w->name = json_string_value(f[F_NAME]);
         } else {

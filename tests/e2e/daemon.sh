@@ -58,6 +58,19 @@ while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 farm list >/dev/null   # starts farmd with no options
 expect_eq "durability kept" full "$(farm daemon status --json | jget - 'j["durability"]')"
 expect_status "a bad option is refused even while farmd runs" 2 farm daemon start --jobs 0
+# A home whose socket path would not fit a socket address, or whose path is
+# not text, is refused, and no farmd is left behind (nor a socket bound at a
+# cut path beside the home).
+long="$T/$(printf 'c%.0s' $(seq 110))"
+expect_status "a home too long for its socket" 3 env FARM_HOME="$long" "$FARM_BIN/farm" daemon start
+expect_contains "a home too long: message" "is too long (a socket path must fit in 107 bytes)" \
+    "$(cat "$long/farmd.log" "$T/err" 2>/dev/null)"
+[ -z "$(pgrep -f "farmd" -a | grep -F "$long")" ] || fail "a farmd runs for the long home"
+[ "$(ls "$T" | grep -c '^c')" = 1 ] || fail "something was bound beside the long home"
+bad=$(printf '%s/bad\377' "$T")
+expect_status "a home that is not UTF-8" 3 env FARM_HOME="$bad" "$FARM_BIN/farm" daemon start
+expect_contains "a home that is not UTF-8: message" "is not valid UTF-8" \
+    "$(cat "$bad/farmd.log" "$T/err" 2>/dev/null)"
 # A grace period that would never reach the SIGKILL, and numbers past their
 # type, are refused, saying what is expected.
 for g in inf nan -1 1e9 ""; do

@@ -139,6 +139,12 @@ bad_line "priority range" '{"cmd": ["true"], "priority": 1000001}' \
     "tasks[0].priority: expected an integer from -1000000 to 1000000"
 bad_line "timeout range" '{"cmd": ["true"], "timeout": 2678401}' \
     "tasks[0].timeout: expected whole seconds from 0 to 2678400 (31 days)"
+# Labels given on the command line and in a batch line are kept.
+lb=$(farm submit --label team=vision -- true)
+expect_eq "--label kept" "{'team': 'vision'}" "$(farm show "$lb" --json | jget - 'j["labels"]')"
+printf '%s\n' '{"cmd": ["true"], "name": "nm", "labels": {"x": "y"}}' >"$T/lab.jsonl"
+lb=$(farm submit --batch "$T/lab.jsonl")
+expect_eq "batch labels kept" "{'x': 'y'}" "$(farm show "$lb" --json | jget - 'j["labels"]')"
 expect_status "--priority beyond the range" 2 farm submit --priority 9223372036854775807 -- true
 expect_status "--timeout beyond the range" 2 farm submit --timeout 99999999999 -- true
 
@@ -247,5 +253,13 @@ ign=$(sigs "$T/sh.out" | sed 's/.*ignored //')
 expect_eq "signals ignored by the shell's trap (HUP USR1 PIPE TERM)" 5201 \
     "$(printf '%x' $((0x$ign & 0x5201)))"
 
+farm daemon stop >/dev/null
+
+# Descriptors open in the shell that started farmd reach no task: farmd
+# closes what it inherits.
+(exec 7</dev/null 9>"$T/fd9"; farm daemon start --jobs 1 >/dev/null)
+id=$(farm submit -- sh -c 'ls /proc/$$/fd')
+farm wait "$id" >/dev/null || fail "fd listing failed"
+expect_eq "a task's descriptors" "0 1 2" "$(farm logs "$id" | tr '\n' ' ' | sed 's/ $//')"
 farm daemon stop >/dev/null
 echo "ok exec"
