@@ -504,20 +504,25 @@ static void finalize(struct run *r)
         if (json_is_string(rs))
             snprintf(reason, sizeof reason, "%s", json_string_value(rs));
         if (json_is_true(json_object_get(r->result, "log_truncated"))) {
-            /* A task that floods its log past the cap fails, whatever its
-             * plugin returned: its output was not kept whole. */
-            size_t l = strlen(reason);
+            /* A task that floods its log past the cap, or whose log could
+             * not be written (a full disk), fails, whatever its plugin
+             * returned: its output was not kept whole. */
+            const char *werr = json_string_value(json_object_get(r->result, "log_error"));
+            char why[300];
+            size_t l;
+            if (werr)
+                snprintf(why, sizeof why, "writing the log failed (%s); log truncated", werr);
+            else
+                snprintf(why, sizeof why,
+                         "output exceeded the log size cap (%lld bytes); log truncated",
+                         (long long)farmd.cfg.log_cap);
+            if (s && !strcmp(s, "succeeded"))
+                reason[0] = '\0';
+            l = strlen(reason);
+            snprintf(reason + l, sizeof reason - l, "%s%s", l ? "; " : "", why);
             state = "failed";
             if (exit_code == 0)
                 exit_code = 1;
-            snprintf(reason + l, sizeof reason - l,
-                     "%soutput exceeded the log size cap (%lld bytes); log truncated",
-                     l && strcmp(s ? s : "", "succeeded") != 0 ? "; " : "",
-                     (long long)farmd.cfg.log_cap);
-            if (s && !strcmp(s, "succeeded"))
-                snprintf(reason, sizeof reason,
-                         "output exceeded the log size cap (%lld bytes); log truncated",
-                         (long long)farmd.cfg.log_cap);
         }
     } else if (term_signal) {
         snprintf(reason, sizeof reason, "worker killed by signal %d", term_signal);

@@ -228,6 +228,7 @@ struct logsink {
     const char *path; /* opened on the first byte: a silent task makes no file */
     int64_t written, cap;
     int truncated;
+    int error; /* errno of a write that failed (the log ends there), or 0 */
 };
 
 static int sink_open(struct logsink *s)
@@ -251,24 +252,61 @@ static int sink_open(struct logsink *s)
     return 0;
 }
 
+/* A write to the log failed: the log ends here, the rest of the output is
+ * discarded (the task is not blocked) and the task fails, saying why. On a
+ * full disk the log gives back its last MiB first, so that farmd still has
+ * room to record how the task ended. */
+static void sink_failed(struct logsink *s, int err)
+{
+    char marker[200];
+    struct stat st;
+    int m;
+    s->truncated = 1;
+    s->error = err;
+    if ((err == ENOSPC || err == EDQUOT) && fstat(s->fd, &st) == 0 &&
+        ftruncate(s->fd, st.st_size > (1 << 20) ? st.st_size - (1 << 20) : 0) < 0) {
+        /* nothing more to give back */
+    }
+    m = snprintf(marker, sizeof marker, "\n[farm: writing the log failed: %s; further output "
+                                        "discarded]\n", strerror(err));
+    if (farm_write_all(s->fd, marker, (size_t)m) < 0) {
+        /* the marker may not fit either: the task's reason says it */
+    }
+}
+
 static void sink_write(struct logsink *s, const char *buf, size_t n)
 {
-    if (s->truncated || sink_open(s) < 0)
+    int rc;
+    if (s->truncated)
         return;
+    if (sink_open(s) < 0) {
+        s->truncated = 1;
+        s->error = errno ? errno : EIO;
+        return;
+    }
     if (s->cap > 0 && s->written + (int64_t)n > s->cap) {
         char marker[160];
         size_t keep = (size_t)(s->cap - s->written);
         int m;
-        farm_write_all(s->fd, buf, keep);
+        if ((rc = farm_write_all(s->fd, buf, keep)) < 0) {
+            sink_failed(s, -rc);
+            return;
+        }
         m = snprintf(marker, sizeof marker,
                      "\n[farm: log truncated at %lld bytes; further output discarded]\n",
                      (long long)s->cap);
-        farm_write_all(s->fd, marker, (size_t)m);
+        if ((rc = farm_write_all(s->fd, marker, (size_t)m)) < 0) {
+            sink_failed(s, -rc);
+            return;
+        }
         s->written = s->cap;
         s->truncated = 1;
         return;
     }
-    farm_write_all(s->fd, buf, n);
+    if ((rc = farm_write_all(s->fd, buf, n)) < 0) {
+        sink_failed(s, -rc);
+        return;
+    }
     s->written += (int64_t)n;
 }
 
@@ -690,6 +728,8 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
     }
     if (sink.truncated)
         json_object_set_new(result, "log_truncated", json_true());
+    if (sink.error)
+        json_object_set_new(result, "log_error", json_string(strerror(sink.error)));
 
 finish:
     if (scratch_fd >= 0 && scratch_close(scratch_fd, &scratch_st, jstr(task, "scratch_dir")) < 0) {

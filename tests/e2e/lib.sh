@@ -27,6 +27,8 @@ cleanup() {
         echo "--- farmd.log (last 40 lines) ---" >&2
         tail -n 40 "$FARM_HOME/farmd.log" >&2
     fi
+    # (A test may have mounted something below $T: see logs.sh.)
+    grep -F " $T/" /proc/mounts | while read -r _ mnt _; do umount "$mnt" 2>/dev/null || true; done
     rm -rf "$T"
     exit $status
 }

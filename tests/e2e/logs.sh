@@ -27,4 +27,34 @@ size=$(wc -c <"$FARM_HOME/runs/$f/log")
 [ "$size" -lt 4400 ] || fail "log not capped: $size bytes"
 expect_contains "truncation marker" "log truncated at 4096 bytes" "$(farm logs "$f")"
 expect_contains "reason says truncated" "output exceeded the log size cap (4096 bytes)" "$(farm show "$f" --json | jget - 'j["reason"]')"
+
+# A full disk: the log ends where the write failed, with a marker, and gives
+# back its last MiB so that farmd can still record the end; the task fails
+# saying why, farmd stays up, and the next task runs. (Needs a tmpfs mount:
+# skipped where the test may not mount.)
+farm daemon stop >/dev/null
+full="$T/full"
+mkdir -p "$full"
+if mount -t tmpfs -o size=3M tmpfs "$full" 2>/dev/null; then
+    home_before=$FARM_HOME
+    export FARM_HOME="$full/h"
+    farm daemon start --jobs 1 >/dev/null
+    p0=$(farmd_pid)
+    d=$(farm submit -- sh -c 'yes | head -c 5000000; echo done')
+    expect_status "a task that fills the disk fails" 1 farm wait "$d"
+    expect_eq "its reason" "writing the log failed (No space left on device); log truncated" \
+        "$(farm show "$d" --json | jget - 'j["reason"]')"
+    expect_contains "its log says where it ends" \
+        "[farm: writing the log failed: No space left on device; further output discarded]" \
+        "$(farm logs "$d" | tail -c 200)"
+    a=$(farm submit -- echo after)
+    expect_status "farmd records the next task" 0 farm wait "$a"
+    kill -0 "$p0" 2>/dev/null || fail "farmd died on the full disk"
+    expect_eq "farmd is the same process" "$p0" "$(farmd_pid)"
+    farm daemon stop >/dev/null
+    export FARM_HOME=$home_before
+    umount "$full"
+else
+    echo "logs.sh: cannot mount a tmpfs here; the full-disk check is skipped"
+fi
 echo "logs: ok"
