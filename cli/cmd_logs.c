@@ -134,44 +134,65 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
         return CLI_OK;
     }
     /* Follow: wait for the log to appear (a queued task), print what is
-     * added, and stop once the task ended and everything is printed. */
+     * added, and stop once the task ended and everything is printed. A new
+     * attempt renames the log to log.N: an open log stays the attempt's
+     * own, and attempts that began and ended between two looks are printed
+     * whole from their log.N, each after its marker. */
     {
-        int attempts_seen = (int)json_integer_value(json_object_get(t, "attempts"));
+        int cur = (int)json_integer_value(json_object_get(t, "attempts"));
         json_decref(reply);
         for (;;) {
             struct timespec ts = {0, 100 * 1000000};
             const char *state;
-            int done, cur_attempts;
-            if (in < 0)
-                in = open(path, O_RDONLY | O_CLOEXEC);
-            if (in >= 0)
-                copy_from(in, &off);
+            int done, n;
             if (!(reply = show(cli, fd, id, &rc)))
                 break;
             t = json_object_get(reply, "task");
             state = json_string_value(json_object_get(t, "state"));
-            cur_attempts = (int)json_integer_value(json_object_get(t, "attempts"));
+            n = (int)json_integer_value(json_object_get(t, "attempts"));
             done = is_terminal(state);
-            if (attempts_seen == 0)
-                attempts_seen = cur_attempts;
-            if (cur_attempts != attempts_seen && in >= 0 && !attempt) {
-                /* A new attempt began: the old log became log.N. */
-                copy_from(in, &off);
-                close(in);
+            if (cur == 0 && n > 0)
+                cur = 1; /* it was queued: its first attempt needs no marker */
+            if (!attempt && n > cur) {
+                json_t *hist = json_object_get(t, "attempt_history");
+                const char *old = json_string_value(
+                    json_object_get(json_array_get(hist, (size_t)(cur - 1)), "log"));
+                /* The attempt followed so far has ended: the rest of its log. */
+                if (in < 0 && old) {
+                    in = open(old, O_RDONLY | O_CLOEXEC);
+                    off = 0;
+                }
+                if (in >= 0) {
+                    copy_from(in, &off);
+                    close(in);
+                }
+                for (int k = cur + 1; k <= n; k++) {
+                    printf("--- attempt %d ---\n", k);
+                    if (k < n) {
+                        const char *p = json_string_value(
+                            json_object_get(json_array_get(hist, (size_t)(k - 1)), "log"));
+                        int whole = p ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+                        off_t o = 0;
+                        fflush(stdout);
+                        if (whole >= 0) {
+                            copy_from(whole, &o);
+                            close(whole);
+                        }
+                    }
+                }
+                fflush(stdout);
                 in = -1;
                 off = 0;
-                attempts_seen = cur_attempts;
-                printf("--- attempt %d ---\n", cur_attempts);
-                fflush(stdout);
+                cur = n;
             }
             json_decref(reply);
-            if (done) {
-                if (in < 0)
-                    in = open(path, O_RDONLY | O_CLOEXEC);
-                if (in >= 0)
-                    copy_from(in, &off);
+            /* The log at `path` is attempt `cur`'s as of the look above. */
+            if (in < 0)
+                in = open(path, O_RDONLY | O_CLOEXEC);
+            if (in >= 0)
+                copy_from(in, &off);
+            if (done)
                 break;
-            }
             nanosleep(&ts, NULL);
         }
     }

@@ -28,6 +28,25 @@ size=$(wc -c <"$FARM_HOME/runs/$f/log")
 expect_contains "truncation marker" "log truncated at 4096 bytes" "$(farm logs "$f")"
 expect_contains "reason says truncated" "output exceeded the log size cap (4096 bytes)" "$(farm show "$f" --json | jget - 'j["reason"]')"
 
+# Attempts that begin and end between two looks of logs -f are printed
+# whole, each after its marker.
+farm pause >/dev/null
+q=$(farm submit --retries 4 -- sh -c 'echo out-$FARM_TASK_ID; exit 1')
+farm logs -f "$q" >"$T/quick" 2>&1 &
+fpid=$!
+sleep 0.3
+farm resume >/dev/null
+wait "$fpid" || fail "logs -f of quick retries failed"
+expect_eq "every attempt of quick retries" "out-$q
+--- attempt 2 ---
+out-$q
+--- attempt 3 ---
+out-$q
+--- attempt 4 ---
+out-$q
+--- attempt 5 ---
+out-$q" "$(cat "$T/quick")"
+
 # A full disk: the log ends where the write failed, with a marker, and gives
 # back its last MiB so that farmd can still record the end; the task fails
 # saying why, farmd stays up, and the next task runs. (Needs a tmpfs mount:
