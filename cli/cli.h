@@ -49,6 +49,12 @@ int cli_connect(struct cli *cli, int autostart);
 
 /* Connects without starting farmd or printing anything: fd, or -errno. */
 int cli_probe(struct cli *cli);
+/* Whether a farmd lives for cli->home (it holds farmd.pid locked), even
+ * one that no longer or not yet serves its socket. */
+int cli_farmd_holds_home(struct cli *cli);
+/* Waits while a farmd holds the home without serving SOCK (one stopping):
+ * 1 with *fd connected if one serves meanwhile, 0 once none holds it. */
+int cli_wait_farmd_gone(struct cli *cli, const char *sock, int *fd);
 
 /* Sends one request (stolen) and reads one reply. Returns 0 with *reply set
  * (the caller's), or an exit status after printing why. The request gets

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -65,6 +66,40 @@ static int start_farmd(struct cli *cli)
     return 0;
 }
 
+int cli_farmd_holds_home(struct cli *cli)
+{
+    char path[2200];
+    int fd, held;
+    snprintf(path, sizeof path, "%s/farmd.pid", cli->home);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    /* farmd holds an exclusive lock on it for as long as it lives. */
+    held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return held;
+}
+
+int cli_wait_farmd_gone(struct cli *cli, const char *sock, int *fd)
+{
+    int said = 0;
+    int64_t start = farm_mono_ms();
+    /* Up to 10 minutes: a stop takes about twice the grace period. */
+    while (farm_mono_ms() - start < 600 * 1000) {
+        struct timespec ts = {0, 50 * 1000000};
+        if ((*fd = try_connect(sock)) >= 0)
+            return 1; /* a farmd serves (one that was starting) */
+        if (!cli_farmd_holds_home(cli))
+            return 0;
+        if (!said && !cli->quiet && farm_mono_ms() - start > 500) {
+            fprintf(stderr, "farm: farmd is stopping (or starting); waiting for it\n");
+            said = 1;
+        }
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 int cli_probe(struct cli *cli)
 {
     char sock[2200];
@@ -94,6 +129,10 @@ int cli_connect(struct cli *cli, int autostart)
                 fprintf(stderr, "farm: %s\n", err.msg);
             return -1;
         }
+        /* A farmd that is stopping has closed its socket but holds the
+         * home: wait until it is gone (or serves) before starting one. */
+        if (cli_wait_farmd_gone(cli, sock, &fd))
+            return fd;
         start_farmd(cli);
         for (int i = 0; i < 200; i++) {
             struct timespec ts = {0, 25 * 1000000};

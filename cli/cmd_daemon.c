@@ -109,6 +109,18 @@ static int start(struct cli *cli, int argc, char **argv)
         fprintf(stderr, "farm daemon: %s\n", err.msg);
         return CLI_USAGE;
     }
+    {
+        /* One stopping (or another start's, not serving yet): wait for it. */
+        char sock[2200];
+        snprintf(sock, sizeof sock, "%s/farm.sock", cli->home);
+        if (cli_wait_farmd_gone(cli, sock, &fd)) {
+            close(fd);
+            if (!cli->json)
+                printf("farmd is already running%s\n",
+                       n > 1 ? " (options apply at its next start: farm daemon stop first)" : "");
+            return status(cli);
+        }
+    }
     pid = fork();
     if (pid == 0) {
         int nul = open("/dev/null", O_RDWR);

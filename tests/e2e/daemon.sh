@@ -16,6 +16,21 @@ st = sqlite3.connect(sys.argv[1]).execute("select state from tasks where id=?", 
 sys.exit(0 if st == "succeeded" else 1)
 P
 
+# A client that comes while farmd stops (socket closed, the home still
+# held) waits for the stop to end, then starts a new farmd.
+start_farmd --grace 3
+s2=$(farm submit -- sleep 2)
+wait_state "$s2" running 10
+farm daemon stop >/dev/null &
+stopper=$!
+i=0
+while [ -S "$FARM_HOME/farm.sock" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+expect_status "a client during a stop" 0 farm list
+expect_contains "it said it waits" "farmd is stopping (or starting); waiting for it" "$(cat "$T/err")"
+expect_eq "the task that ran during the stop" succeeded "$(farm show "$s2" --json | jget - 'j["state"]')"
+wait "$stopper" || true
+farm daemon stop >/dev/null
+
 # A long task is interrupted after the grace period and runs again later;
 # the interruption does not use up its one retry.
 start_farmd --grace 1
