@@ -1157,8 +1157,13 @@ static int start_run(int64_t id)
     snprintf(log, sizeof log, "%s/log", run_dir);
     if (attempt > 1) {
         /* Earlier attempts keep their logs as log.N. (The worker truncates
-         * the log it opens: a first attempt needs nothing here.) */
+         * the log it opens: a first attempt needs nothing here.) A task
+         * may have taken the permissions off its run directory: every
+         * attempt starts alike. */
         char old[PATH_MAX + 80];
+        struct stat st;
+        if (lstat(run_dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0700) != 0700)
+            chmod(run_dir, (st.st_mode & 07777) | 0700);
         snprintf(old, sizeof old, "%s/log.%d", run_dir, attempt - 1);
         rename(log, old);
     }

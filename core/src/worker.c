@@ -246,7 +246,9 @@ static int sink_open(struct logsink *s)
      * recorded, which this attempt replaces. */
     s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (s->fd < 0) {
-        fprintf(stderr, "farm-worker: %s: %s\n", s->path, strerror(errno));
+        int e = errno;
+        fprintf(stderr, "farm-worker: %s: %s\n", s->path, strerror(e));
+        errno = e;
         return -1;
     }
     return 0;
