@@ -94,20 +94,21 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
         }
         t = json_deep_copy(o);
         /* {"cmd": [...]} and {"run": "..."} are exec shorthands: one of
-         * them, and then neither params nor plugin (which they replace). */
+         * them, and then neither params nor another plugin (they replace
+         * both). */
         {
-            int has_cmd = json_object_get(o, "cmd") != NULL,
-                has_run = json_object_get(o, "run") != NULL;
-            const char *why = has_cmd && has_run ? "give cmd or run, not both"
-                              : (has_cmd || has_run) && json_object_get(o, "params")
-                                  ? "cmd and run replace params: give one or the other"
-                              : (has_cmd || has_run) && json_object_get(o, "plugin") &&
-                                        strcmp(json_string_value(json_object_get(o, "plugin"))
-                                                   ? json_string_value(json_object_get(o, "plugin"))
-                                                   : "",
-                                               "exec") != 0
-                                  ? "cmd and run are exec's; they take no other plugin"
-                                  : NULL;
+            json_t *cmd = json_object_get(o, "cmd");
+            int shorthand = cmd || json_object_get(o, "run");
+            const char *pl = json_string_value(json_object_get(o, "plugin"));
+            const char *why =
+                cmd && json_object_get(o, "run") ? "give cmd or run, not both"
+                : shorthand && json_object_get(o, "params")
+                    ? "cmd and run replace params: give one or the other"
+                : shorthand && json_object_get(o, "plugin") && (!pl || strcmp(pl, "exec") != 0)
+                    ? "cmd and run are exec's; they take no other plugin"
+                : cmd && (!json_is_array(cmd) || json_array_size(cmd) == 0)
+                    ? "cmd: expected a non-empty list of text"
+                    : NULL;
             if (why) {
                 fprintf(stderr, "farm submit: %s:%ld: %s\n", name, lineno, why);
                 json_decref(o);
@@ -120,16 +121,6 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
         }
         if (json_object_get(o, "cmd")) {
             json_t *cmd = json_object_get(o, "cmd");
-            if (!json_is_array(cmd) || json_array_size(cmd) == 0) {
-                fprintf(stderr, "farm submit: %s:%ld: cmd: expected a non-empty list of text\n",
-                        name, lineno);
-                json_decref(o);
-                json_decref(t);
-                free(line);
-                if (f != stdin)
-                    fclose(f);
-                return CLI_USAGE;
-            }
             json_object_del(t, "cmd");
             json_object_set_new(t, "plugin", json_string("exec"));
             json_object_set_new(t, "params", json_pack("{s:O}", "argv", cmd));
