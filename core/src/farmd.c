@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -1776,6 +1777,27 @@ int main(int argc, char **argv)
     uv_run(farmd.loop, UV_RUN_DEFAULT);
 
     farmd_commit();
+    /* The fork servers end when their control socket closes, once their
+     * workers are gone: wait for them (10 s at most), so that a finished
+     * stop leaves no process of the farm behind (a home on a file system to
+     * unmount, say). */
+    for (int k = 0; k < 2; k++)
+        if (farmd.srv[k].alive)
+            close(farmd.srv[k].fd);
+    for (int k = 0; k < 2; k++) {
+        int64_t until = farm_mono_ms() + 10000;
+        if (!farmd.srv[k].alive)
+            continue;
+        while (waitpid(farmd.srv[k].pid, NULL, WNOHANG) == 0) {
+            struct timespec ts = {0, 10 * 1000000};
+            if (farm_mono_ms() > until) {
+                kill(farmd.srv[k].pid, SIGKILL);
+                waitpid(farmd.srv[k].pid, NULL, 0);
+                break;
+            }
+            nanosleep(&ts, NULL);
+        }
+    }
     fprintf(stderr, "farmd: stopped\n");
     snprintf(path, sizeof path, "%s/farm.sock", farmd.home);
     unlink(path);

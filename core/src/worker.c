@@ -978,6 +978,12 @@ int farm__worker_serve(void)
         close(fds[0]);
         close(fds[1]);
     }
+    /* farmd went away. After a stop our workers have ended their tasks and
+     * are exiting: wait for them, so that when farmd has waited for us no
+     * process of the farm is left. (After a crash of farmd they stop their
+     * tasks first, within their grace period; nobody waits for us then.) */
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
     return 0;
 }
 
