@@ -272,6 +272,8 @@ int cli_exit_for_name(const char *name)
         return CLI_TIMEOUT;
     if (!strcmp(name, "FARM_ESHUTDOWN"))
         return CLI_UNREACHABLE;
+    if (!strcmp(name, "FARM_EDB"))
+        return CLI_TASK_FAILED; /* docs/cli.md: 1 for a database error */
     return CLI_USAGE;
 }
 

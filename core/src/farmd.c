@@ -59,8 +59,11 @@ int farmd_commit(void)
     farmd.in_tx = 0;
     st = farm__db_stmt(farmd.db, "COMMIT");
     if (farm__db_run(st, "") != SQLITE_DONE) {
-        fprintf(stderr, "farmd: commit failed, stopping to protect the queue: %s\n",
-                sqlite3_errmsg(farmd.db));
+        char msg[512];
+        snprintf(msg, sizeof msg, "farmd: commit failed, stopping to protect the queue: %s",
+                 sqlite3_errmsg(farmd.db));
+        fprintf(stderr, "%s\n", msg);
+        farmd_fail_clients(msg);
         exit(1);
     }
     sqlite3_reset(st);

@@ -110,6 +110,9 @@ void farmd_set_terminal(int64_t id, int attempt, const char *state, int exit_cod
 void farmd_notify_progress(int64_t id, double fraction, const char *what);
 void farmd_notify_idle(void);
 void farmd_flush_clients(void);
+/* A commit failed and farmd stops: tells every client whose reply waited
+ * for it (their requests were not recorded) why, instead of nothing. */
+void farmd_fail_clients(const char *msg);
 
 /* scheduling (farmd.c) */
 void farmd_ready_push(int64_t id, int64_t prio);

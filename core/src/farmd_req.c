@@ -154,6 +154,24 @@ static void send_error(struct client *c, int code, const char *msg)
     farmd_client_send(c, error_reply(code, msg));
 }
 
+void farmd_fail_clients(const char *msg)
+{
+    json_t *e = error_reply(FARM_EDB, msg);
+    char *line = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    for (struct client *c = farmd.clients; c && line; c = c->next) {
+        uv_os_fd_t fd;
+        if (!c->pending || uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0)
+            continue;
+        /* Best effort, as farmd is about to exit: one short line. */
+        if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ||
+            send(fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+            /* the client learns from the closed connection */
+        }
+    }
+    free(line);
+}
+
 /* ---- task objects -------------------------------------------------------- */
 
 /* What the rows of one reply share, made once per reply rather than once per

@@ -70,6 +70,28 @@ if mount -t tmpfs -o size=3M tmpfs "$full" 2>/dev/null; then
     expect_status "farmd records the next task" 0 farm wait "$a"
     kill -0 "$p0" 2>/dev/null || fail "farmd died on the full disk"
     expect_eq "farmd is the same process" "$p0" "$(farmd_pid)"
+    # A submit whose commit meets a full disk: farmd stops to protect the
+    # queue, and the client is told why (exit 1, a database error).
+    farm pause >/dev/null
+    dd if=/dev/zero of="$full/fill" bs=64k 2>/dev/null || true
+    i=0 rc=0
+    while [ $i -lt 400 ]; do
+        set +e
+        farm submit -- true >/dev/null 2>"$T/sub.err"
+        rc=$?
+        set -e
+        [ $rc = 0 ] || break
+        i=$((i + 1))
+    done
+    expect_eq "a submit that met a full disk: exit status (a database error)" 1 "$rc"
+    expect_contains "the client is told" \
+        "commit failed, stopping to protect the queue: database or disk is full" "$(cat "$T/sub.err")"
+    i=0
+    while kill -0 "$p0" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    ! kill -0 "$p0" 2>/dev/null || fail "farmd did not stop on the failed commit"
+    rm -f "$full/fill"
+    # (farmd's fork server ends on its own once farmd is gone.)
+    farm daemon start --jobs 1 >/dev/null
     farm daemon stop >/dev/null
     export FARM_HOME=$home_before
     # A finished stop leaves no farm process holding the file system.
