@@ -1559,6 +1559,14 @@ static void op_resume(struct client *c, json_t *req)
     farmd_tx();
     farmd.paused = 0;
     farm__db_meta_set(farmd.db, "paused", "0");
+    /* A `pause --wait` still waiting for running tasks waited for a pause
+     * that no longer holds: say so rather than "paused". */
+    for (struct client *w = farmd.clients; w; w = w->next) {
+        if (w->pause_wait) {
+            w->pause_wait = 0;
+            send_error(w, FARM_ESTATE, "the queue was resumed before the running tasks ended");
+        }
+    }
     farmd_client_send(c, json_pack("{s:b}", "ok", 1));
     farmd_schedule();
 }

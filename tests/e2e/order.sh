@@ -67,6 +67,22 @@ wait_state "$s" running 10
 farm pause --wait >/dev/null
 expect_eq "pause --wait lets the task finish" succeeded "$(state_of "$s")"
 farm resume >/dev/null
+# A resume while pause --wait waits: the pause no longer holds, and the
+# waiting client says so.
+s=$(farm submit -- sleep 2)
+wait_state "$s" running 10
+farm pause --wait >"$T/pw.out" 2>"$T/pw.err" &
+pw=$!
+sleep 0.5
+farm resume >/dev/null
+set +e
+wait "$pw"
+pwrc=$?
+set -e
+expect_eq "pause --wait undone by a resume: exit status" 2 "$pwrc"
+expect_contains "pause --wait undone by a resume: message" \
+    "the queue was resumed before the running tasks ended" "$(cat "$T/pw.err")"
+farm wait "$s" >/dev/null
 # Relative --after in a batch (-1: the line before), and options as defaults.
 cat >"$T/rel.jsonl" <<J
 {"cmd": ["sh", "-c", "sleep 0.3; echo one >> $T/rel"]}
