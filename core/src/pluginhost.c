@@ -27,6 +27,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -36,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "farm/plugin.h"
@@ -384,30 +386,133 @@ void farm__plugin_main(json_t *task, const char *home, int result_fd)
 
 /* ---- describe ------------------------------------------------------------ */
 
+/* How long a plugin may take to load and describe itself. */
+#define DESCRIBE_MS 10000
+
+/* The description of the plugin at `path`, or an error object (with "path"
+ * when `with_path`). The plugin is loaded in a child of its own, so that its
+ * constructors can neither print into our answer (their standard output
+ * goes to our standard error), nor crash or hang this process: a child that
+ * gives no line within DESCRIBE_MS is killed with its process group. Only
+ * the first line is read, so that a process the plugin left behind holding
+ * the pipe does not hold us either. */
+static json_t *describe_in_child(const char *path, const char *home, int with_path)
+{
+    int fds[2], st = 0, timed_out = 0;
+    pid_t pid;
+    char *buf = NULL, why[PATH_MAX + 512];
+    size_t cap = 0, got = 0;
+    int64_t deadline = farm_mono_ms() + DESCRIBE_MS;
+    json_t *desc = NULL;
+    if (pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+        snprintf(why, sizeof why, "%s: cannot describe it: %s", path, strerror(errno));
+        goto error;
+    }
+    if (pid == 0) {
+        const struct farm_plugin *p;
+        struct farm_err err;
+        setpgid(0, 0);
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        farm_err_clear(&err);
+        if (farm__plugin_load(path, home, &p, &err) < 0)
+            desc = json_pack("{s:{s:s,s:s}}", "error", "code", farm_err_name(err.code),
+                             "message", err.msg);
+        else
+            desc = farm__plugin_describe(p, path);
+        farm_json_write_line(fds[1], desc);
+        _exit(0);
+    }
+    close(fds[1]);
+    for (;;) {
+        struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+        int64_t left = deadline - farm_mono_ms();
+        ssize_t r;
+        if (left <= 0) {
+            timed_out = 1;
+            break;
+        }
+        if (poll(&pf, 1, (int)left) <= 0)
+            continue; /* EINTR, or the deadline: checked above */
+        if (got + 4096 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb)
+                break;
+            buf = nb;
+        }
+        r = read(fds[0], buf + got, cap - got - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (memchr(buf + got - (size_t)r, '\n', (size_t)r))
+            break;
+    }
+    close(fds[0]);
+    /* It exits right after its line; one that does not (a destructor that
+     * hangs) is stopped. */
+    if (!timed_out)
+        deadline = farm_mono_ms() + 1000;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        struct timespec ts = {0, 5 * 1000000};
+        if (farm_mono_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            break;
+        }
+        nanosleep(&ts, NULL);
+    }
+    if (buf) {
+        buf[got] = '\0';
+        desc = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+        free(buf);
+    }
+    if (desc && !timed_out) {
+        if (with_path && json_object_get(desc, "error"))
+            json_object_set_new(desc, "path", json_string(path));
+        return desc;
+    }
+    json_decref(desc);
+    if (timed_out)
+        snprintf(why, sizeof why,
+                 "%s: refused: loading it took longer than %d s (it was stopped)", path,
+                 DESCRIBE_MS / 1000);
+    else if (WIFSIGNALED(st))
+        snprintf(why, sizeof why, "%s: refused: crashed while loading (%s)", path,
+                 farm_signame(WTERMSIG(st)));
+    else
+        snprintf(why, sizeof why, "%s: refused: it gave no description (exit status %d)", path,
+                 WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+error:
+    return with_path ? json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
+                                 "FARM_EBADPLUGIN", "message", why)
+                     : json_pack("{s:{s:s,s:s}}", "error", "code", "FARM_EBADPLUGIN", "message",
+                                 why);
+}
+
 static int describe(const char *name)
 {
     char path[PATH_MAX], home[PATH_MAX];
-    const struct farm_plugin *p;
     struct farm_err err;
     const char *h = farm_home_path(home, sizeof home) == 0 ? home : NULL;
     json_t *d;
     farm_err_clear(&err);
-    if (farm__plugin_find(name, h, path, sizeof path, &err) < 0 ||
-        farm__plugin_load(path, h, &p, &err) < 0) {
+    if (farm__plugin_find(name, h, path, sizeof path, &err) < 0)
         d = json_pack("{s:{s:s,s:s}}", "error", "code", farm_err_name(err.code), "message",
                       err.msg);
-        farm_json_write_line(STDOUT_FILENO, d);
-        json_decref(d);
-        return 2;
-    }
-    d = farm__plugin_describe(p, path);
+    else
+        d = describe_in_child(path, h, 0);
     farm_json_write_line(STDOUT_FILENO, d);
-    json_decref(d);
-    return 0;
+    {
+        int bad = json_object_get(d, "error") != NULL;
+        json_decref(d);
+        return bad ? 2 : 0;
+    }
 }
 
-/* Each plugin is loaded in a child of its own, so that one plugin's
- * constructors or crash cannot spoil another's description. */
+/* Every plugin of the search path, each described in a child of its own. */
 static int describe_all(void)
 {
     char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], home[PATH_MAX];
@@ -422,60 +527,10 @@ static int describe_all(void)
         while ((e = readdir(d))) {
             size_t len = strlen(e->d_name);
             char path[PATH_MAX + 256];
-            int fds[2];
-            pid_t pid;
             if (len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
                 continue;
             snprintf(path, sizeof path, "%.4000s/%.255s", dirs[i], e->d_name);
-            if (pipe(fds) < 0)
-                continue;
-            pid = fork();
-            if (pid == 0) {
-                const struct farm_plugin *p;
-                struct farm_err err;
-                json_t *desc;
-                close(fds[0]);
-                farm_err_clear(&err);
-                if (farm__plugin_load(path, h, &p, &err) < 0)
-                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
-                                     farm_err_name(err.code), "message", err.msg);
-                else
-                    desc = farm__plugin_describe(p, path);
-                farm_json_write_line(fds[1], desc);
-                _exit(0);
-            }
-            close(fds[1]);
-            {
-                char *buf = NULL;
-                size_t cap = 0, got = 0;
-                int st = 0;
-                for (;;) {
-                    if (got + 4096 > cap) {
-                        cap = cap ? cap * 2 : 8192;
-                        buf = realloc(buf, cap);
-                    }
-                    ssize_t r = read(fds[0], buf + got, cap - got - 1);
-                    if (r <= 0)
-                        break;
-                    got += (size_t)r;
-                }
-                close(fds[0]);
-                waitpid(pid, &st, 0);
-                json_t *desc = NULL;
-                if (buf) {
-                    buf[got] = '\0';
-                    desc = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
-                }
-                if (!desc) {
-                    char why[PATH_MAX + 512];
-                    snprintf(why, sizeof why, "%s: refused: crashed while loading (%s)", path,
-                             WIFSIGNALED(st) ? farm_signame(WTERMSIG(st)) : "no description");
-                    desc = json_pack("{s:s,s:{s:s,s:s}}", "path", path, "error", "code",
-                                     "FARM_EBADPLUGIN", "message", why);
-                }
-                json_array_append_new(all, desc);
-                free(buf);
-            }
+            json_array_append_new(all, describe_in_child(path, h, 1));
         }
         closedir(d);
     }

@@ -112,4 +112,33 @@ expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
 kill -0 "$pid" || fail "farmd died"
 id=$(farm submit -- echo after)
 expect_status "a task after the refusals" 0 farm wait "$id"
+
+# Plugins that misbehave while they load: what they print does not pass for
+# their description, a crash is named, and one that never finishes loading
+# is stopped after 10 s (farmd answers again after that).
+for f in ctorprint ctorsegv ctorhang; do
+    cp "$FX/$f.so" "$T/fx/$f.so"
+    chmod 0755 "$T/fx/$f.so"
+done
+expect_status "plugin info of a plugin that prints when loaded" 0 farm plugin info "$T/fx/ctorprint.so" --json
+expect_eq "its own name" ctorprint "$(jget "$T/out" 'j["name"]')"
+cp "$T/fx/ctorprint.so" "$FARM_HOME/plugins/ctorprint.so"
+expect_status "farm plugins with it installed" 0 farm plugins --json
+expect_eq "every plugin listed, its own included" "ctorprint exec" \
+    "$(jget "$T/out" '" ".join(sorted(p.get("name") for p in j if p.get("name") in ("ctorprint", "exec")))')"
+rm "$FARM_HOME/plugins/ctorprint.so"
+expect_status "plugin info of a plugin that crashes when loaded" 2 farm plugin info "$T/fx/ctorsegv.so"
+expect_contains "it is named, and the signal" "$T/fx/ctorsegv.so: refused: crashed while loading (SIGSEGV)" \
+    "$(cat "$T/err")"
+printf '{"plugin": "%s"}\n' "$T/fx/ctorhang.so" >"$T/hang.batch"
+set +e
+farm submit --batch "$T/hang.batch" >"$T/hang.out" 2>"$T/hang.err"
+hrc=$?
+set -e
+expect_eq "a plugin that never loads: submit refused" 2 "$hrc"
+expect_contains "it was stopped after 10 s" "refused: loading it took longer than 10 s (it was stopped)" \
+    "$(cat "$T/hang.err")"
+[ -z "$(pgrep -f "$T/fx/ctorhang.so")" ] || fail "the process loading ctorhang.so still runs"
+expect_eq "farmd still the same process after it" "$pid" "$(farmd_pid)"
+expect_status "farmd answers after it" 0 farm daemon status
 echo "sdk_refuse: ok"
