@@ -134,6 +134,19 @@ static int write_hook(const char *path, const char *content)
     return chmod(path, 0755) < 0 ? -errno : 0;
 }
 
+/* Writes `s` as one shell word, single-quoted: nothing in it is expanded. */
+static void sh_word(FILE *f, const char *s)
+{
+    fputc('\'', f);
+    for (; *s; s++) {
+        if (*s == '\'')
+            fputs("'\\''", f);
+        else
+            fputc(*s, f);
+    }
+    fputc('\'', f);
+}
+
 static char *block_for(const struct cli *cli, const char *kind, int new_file)
 {
     char farm[PATH_MAX], *out = NULL;
@@ -149,26 +162,32 @@ static char *block_for(const struct cli *cli, const char *kind, int new_file)
         fputs(BEGIN, f);
     fputs("# Submits the commit's farm.yaml tasks to farm (farm hook install); never\n"
           "# fails the git operation: when farm cannot be reached it prints one warning.\n", f);
-    if (home && *home)
-        fprintf(f, "FARM_HOME=\"${FARM_HOME:-%s}\"; export FARM_HOME\n", home);
+    /* The home and the path of farm go in as single-quoted words: a $, a
+     * backquote or a quote in them is never run by the hook. */
+    if (home && *home) {
+        fputs("[ -n \"${FARM_HOME:-}\" ] || FARM_HOME=", f);
+        sh_word(f, home);
+        fputs("; export FARM_HOME\n", f);
+    }
+    fputs("farm_bin=", f);
+    sh_word(f, farm);
+    fputc('\n', f);
     if (!strcmp(kind, "post-commit")) {
-        fprintf(f, "\"%s\" submit --git . --rev HEAD --hook\n", farm);
+        fputs("\"$farm_bin\" submit --git . --rev HEAD --hook\n", f);
     } else if (!strcmp(kind, "post-receive")) {
-        fprintf(f,
-                "while read -r farm_old farm_new farm_ref; do\n"
-                "    case \"$farm_new\" in *[!0]*) ;; *) continue ;; esac  # deleted ref\n"
-                "    \"%s\" submit --git . --rev \"$farm_new\" --ref \"$farm_ref\" --hook\n"
-                "done\n",
-                farm);
+        fputs("while read -r farm_old farm_new farm_ref; do\n"
+              "    case \"$farm_new\" in *[!0]*) ;; *) continue ;; esac  # deleted ref\n"
+              "    \"$farm_bin\" submit --git . --rev \"$farm_new\" --ref \"$farm_ref\" --hook\n"
+              "done\n",
+              f);
     } else { /* pre-push */
-        fprintf(f,
-                "farm_status=0\n"
-                "while read -r farm_lref farm_lsha farm_rref farm_rsha; do\n"
-                "    case \"$farm_lsha\" in *[!0]*) ;; *) continue ;; esac  # deleting\n"
-                "    \"%s\" hook gate \"$farm_lsha\" \"$farm_lref\" || farm_status=1\n"
-                "done\n"
-                "[ $farm_status -eq 0 ] || exit 1\n",
-                farm);
+        fputs("farm_status=0\n"
+              "while read -r farm_lref farm_lsha farm_rref farm_rsha; do\n"
+              "    case \"$farm_lsha\" in *[!0]*) ;; *) continue ;; esac  # deleting\n"
+              "    \"$farm_bin\" hook gate \"$farm_lsha\" \"$farm_lref\" || farm_status=1\n"
+              "done\n"
+              "[ $farm_status -eq 0 ] || exit 1\n",
+              f);
     }
     fputs(END, f);
     fclose(f);
@@ -232,6 +251,15 @@ static int gate(struct cli *cli, const char *rev, const char *ref)
                        &reply)))
         return rc;
     if (!json_is_true(json_object_get(reply, "ok"))) {
+        const char *code =
+            json_string_value(json_object_get(json_object_get(reply, "error"), "code"));
+        if (code && !strcmp(code, "FARM_ENOTFOUND")) {
+            /* A commit without farm.yaml has no tasks to fail. */
+            fprintf(stderr, "farm: no farm.yaml in %.12s: nothing to check before the push\n",
+                    rev);
+            json_decref(reply);
+            return CLI_OK;
+        }
         rc = cli_reply_error("gate", reply);
         json_decref(reply);
         return rc;

@@ -86,7 +86,9 @@ int farm__git_read(const char *path, const char *rev, const char *ref, json_t **
     }
     if (git_tree_entry_bypath(&entry, tree, "farm.yaml") < 0 ||
         git_tree_entry_type(entry) != GIT_OBJECT_BLOB) {
-        rc = farm_err_set(err, FARM_EBADSPEC, "%.7s:farm.yaml: no farm.yaml in commit %s", hex, hex);
+        /* (FARM_ENOTFOUND: the pre-push gate lets such a commit pass.) */
+        rc = farm_err_set(err, FARM_ENOTFOUND, "%.7s:farm.yaml: no farm.yaml in commit %s", hex,
+                          hex);
         goto done;
     }
     if (git_blob_lookup(&blob, repo, git_tree_entry_id(entry)) < 0) {

@@ -27,6 +27,15 @@ cp .git/hooks/post-commit "$T/own-hook.orig"
 farm hook install >/dev/null
 farm hook install >/dev/null   # idempotent
 expect_eq "one farm block" 1 "$(grep -c '>>> farm hook' .git/hooks/post-commit)"
+# The home is written into the hook as a word that the shell never expands:
+# a $( ) or a quote in it runs nothing.
+odd="$T/h\$(touch $T/pwned)'q"
+FARM_HOME="$odd" "$FARM_BIN/farm" hook install >/dev/null
+expect_eq "an odd home, as the hook sees it" "$odd" \
+    "$(env -u FARM_HOME sh -c 'eval "$(grep "FARM_HOME=" "$1")"; printf %s "$FARM_HOME"' _ .git/hooks/post-commit)"
+[ ! -e "$T/pwned" ] || fail "the hook ran a command from the home's name"
+farm hook install >/dev/null
+expect_eq "a reinstall writes the home again" 1 "$(grep -c "FARM_HOME='$FARM_HOME'" .git/hooks/post-commit)"
 
 # A commit queues its tasks within 1 s; the task sees the committed content.
 echo v2 >version.txt
@@ -113,6 +122,16 @@ farm wait $(ids_of_commit "$(git rev-parse HEAD)") >/dev/null || true
 if git push -q origin main 2>"$T/push.err"; then fail "push of failing commit accepted"; fi
 expect_contains "gate names the task" "show: failed" "$(cat "$T/push.err")"
 expect_contains "gate hints logs" "farm logs" "$(cat "$T/push.err")"
+# A commit without farm.yaml has nothing to fail: the gate lets it pass.
+git checkout -q --orphan docs-only
+git rm -rq --cached . >/dev/null
+echo notes >notes.txt
+git add notes.txt
+git commit -qm "no farm.yaml here"
+git push -q origin docs-only 2>"$T/push.err" || fail "push of a commit without farm.yaml refused: $(cat "$T/push.err")"
+expect_contains "the gate says why it passes" "nothing to check before the push" "$(cat "$T/push.err")"
+git checkout -q -f main
+rm -f notes.txt
 farm hook uninstall >/dev/null
 
 # A bare repo: a push of two refs submits for both; deleting a ref submits
