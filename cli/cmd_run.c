@@ -186,6 +186,11 @@ int cmd_run(struct cli *cli, int argc, char **argv)
                      "attempt", 1, "plugin", json_string_value(json_object_get(desc, "path")),
                      "params", params, "home", cli->home, "grace_ms", (int)(grace * 1000), "log_cap", 0, "log",
                      "-", "work_dir", cwd);
+    if (!task) {
+        fprintf(stderr, "farm run: the plugin's description lacks its path or name\n");
+        rc = CLI_USAGE;
+        goto out;
+    }
     json_object_set_new(task, "run_dir", json_string(run_dir));
     snprintf(path, sizeof path, "%s/artifacts", run_dir);
     json_object_set_new(task, "artifacts_dir", json_string(path));

@@ -29,6 +29,8 @@ endforeach()
 foreach(f noentry abimajor short misnamed)
   farm_sdk_fixture(sdkfx_twin_${f} ${f} twins ${_sdk_fx}/ok.c FX_NAME="${f}")
 endforeach()
+# A plugin whose name breaks the name rule ([a-z0-9_-], 1 to 64).
+farm_sdk_fixture(sdkfx_badname Upper badname ${_sdk_fx}/ok.c FX_NAME="Upper")
 # A valid plugin named like the built-in exec: refused from $FARM_HOME/plugins.
 farm_sdk_fixture(sdkfx_clash_exec exec clash ${_sdk_fx}/ok.c FX_NAME="exec")
 # The example plugin, built in tree too, for the params and cancel tests.

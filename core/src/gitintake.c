@@ -91,6 +91,14 @@ int farm__git_read(const char *path, const char *rev, const char *ref, json_t **
                           hex);
         goto done;
     }
+    if (git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK) {
+        /* Its blob is the link's target text, not a spec. */
+        rc = farm_err_set(err, FARM_EBADSPEC,
+                          "%.7s:farm.yaml: farm.yaml is a symbolic link in commit %s; farm reads "
+                          "the spec from the commit itself, so commit the file, not a link",
+                          hex, hex);
+        goto done;
+    }
     if (git_blob_lookup(&blob, repo, git_tree_entry_id(entry)) < 0) {
         rc = gerr(err, "reading farm.yaml");
         goto done;

@@ -61,6 +61,15 @@ int farm__plugin_load(const char *path, const char *home, const struct farm_plug
     if (!p->name || !p->run)
         return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: descriptor lacks %s", path,
                             !p->name ? "a name" : "run");
+    {
+        /* The name's form (docs/plugins.md): [a-z0-9_-], 1 to 64. */
+        size_t nl = strlen(p->name);
+        if (nl == 0 || nl > 64 || strspn(p->name, "abcdefghijklmnopqrstuvwxyz0123456789_-") != nl)
+            return farm_err_set(err, FARM_EBADPLUGIN,
+                                "%s: refused: plugin name \"%.80s%s\" is not 1 to 64 characters "
+                                "of a-z, 0-9, _ and -",
+                                path, p->name, nl > 80 ? "..." : "");
+    }
     if (strlen(p->name) != blen - 3 || strncmp(p->name, base, blen - 3) != 0)
         return farm_err_set(err, FARM_EBADPLUGIN,
                             "%s: refused: plugin calls itself \"%s\" but the file is named "

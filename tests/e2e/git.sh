@@ -171,6 +171,12 @@ expect_contains "unknown rev message" "unknown revision" "$(cat "$T/err")"
 git rm -q farm.yaml && git commit -qm nospec
 expect_status "no farm.yaml" 2 farm submit --git "$r"
 expect_contains "no farm.yaml message" "no farm.yaml in commit" "$(cat "$T/err")"
+printf 'tasks:\n  - name: a\n    run: "true"\n' >real.yaml
+ln -s real.yaml farm.yaml
+git add real.yaml farm.yaml && git commit -qm "farm.yaml as a link"
+expect_status "farm.yaml a symbolic link" 2 farm submit --git "$r"
+expect_contains "farm.yaml a symbolic link: message" "farm.yaml is a symbolic link in commit" "$(cat "$T/err")"
+git rm -q farm.yaml real.yaml && git commit -qm "no link"
 printf 'tasks:\n  - name: a\n    timeout: soon\n    run: "true"\n' >farm.yaml
 git add farm.yaml && git commit -qm badspec
 short=$(git rev-parse --short=7 HEAD)

@@ -113,6 +113,13 @@ kill -0 "$pid" || fail "farmd died"
 id=$(farm submit -- echo after)
 expect_status "a task after the refusals" 0 farm wait "$id"
 
+# A name outside the rule ([a-z0-9_-], 1 to 64) is refused.
+cp "$FX/badname/Upper.so" "$T/fx/Upper.so"
+chmod 0755 "$T/fx/Upper.so"
+expect_status "plugin info of a badly named plugin" 2 farm plugin info "$T/fx/Upper.so"
+expect_contains "its message" "refused: plugin name \"Upper\" is not 1 to 64 characters of a-z, 0-9, _ and -" \
+    "$(cat "$T/err")"
+
 # Plugins that misbehave while they load: what they print does not pass for
 # their description, a crash is named, and one that never finishes loading
 # is stopped after 10 s (farmd answers again after that).
