@@ -270,6 +270,35 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
             ;
     }
     int rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
+    if (rc != 0 && (sqlite3_errcode(c->db) & 0xff) == SQLITE_NOTADB) {
+        /* The index is not a database (overwritten, cut short by hand). It
+         * indexes a cache: it is kept aside and a new one begun, so tasks
+         * go on (missing, then storing again); `farm cache verify` removes
+         * the objects only the old one knew. */
+        char aside[PATH_MAX + 16], side[PATH_MAX + 16];
+        sqlite3_close(c->db);
+        c->db = NULL;
+        snprintf(aside, sizeof aside, "%s.corrupt", cfg->db_path);
+        if (rename(cfg->db_path, aside) == 0) {
+            snprintf(side, sizeof side, "%s-wal", cfg->db_path);
+            unlink(side);
+            snprintf(side, sizeof side, "%s-shm", cfg->db_path);
+            unlink(side);
+            fprintf(stderr, "farm cache: %s was not a database; it is kept as %s and a new index "
+                            "begun (farm cache verify removes what only the old one knew)\n",
+                    cfg->db_path, aside);
+        }
+        if (sqlite3_open_v2(cfg->db_path, &c->db,
+                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                            NULL) == SQLITE_OK) {
+            sqlite3_busy_timeout(c->db, 30000);
+            farm_err_clear(err);
+            rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
+        } else {
+            rc = farm_err_set(err, FARM_EDB, "%s: %s", cfg->db_path,
+                              c->db ? sqlite3_errmsg(c->db) : "cannot open");
+        }
+    }
     /* Creating the tables is a write transaction: only when they are not
      * there yet (every worker opens the cache). */
     sqlite3_stmt *probe;

@@ -143,6 +143,20 @@ farm cache rm "$k" >/dev/null
 farm cache ls --json | jget - '[e["key"] for e in j]' | grep -q "$k" && fail "rm left $k"
 farm cache gc --max-size 0 >/dev/null
 expect_eq "gc to 0 empties the store" 0 "$(farm cache ls --json | jget - 'len(j)')"
+# An index that is no longer a database is set aside and a new one begun:
+# tasks with deps go on (a miss, then a hit), and verify removes what only
+# the old index knew.
+spec "sh deps/build.sh"
+run_one >/dev/null
+printf 'garbage' >"$FARM_HOME/cache/index.db"
+rm -f "$FARM_HOME/cache/index.db-wal" "$FARM_HOME/cache/index.db-shm"
+m=$(run_one)
+expect_eq "a miss with the new index" False "$(deps_of "$m" hit)"
+expect_contains "the log says the index was set aside" "was not a database; it is kept as" "$(farm logs "$m")$(cat "$FARM_HOME/farmd.log")"
+[ -e "$FARM_HOME/cache/index.db.corrupt" ] || fail "the old index was not kept aside"
+m2=$(run_one)
+expect_eq "then a hit" True "$(deps_of "$m2" hit)"
+expect_status "verify after it" 0 farm cache verify
 expect_status "bad size" 2 farm cache gc --max-size lots
 expect_status "why of a task without deps" 2 farm cache why "$(farm submit -- true)"
 echo "cache: ok"
