@@ -20,14 +20,19 @@ function(farm_sdk_fixture target file subdir source)
 endfunction()
 
 add_custom_target(farm_sdk_fixtures)
-foreach(f ok noentry abimajor short misnamed newer probe segv abort exit hang flood ctorprint
-          ctorsegv ctorhang)
+foreach(f ok noentry abimajor short misnamed newer probe segv abort exit hang flood)
   farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/${f}.c)
 endforeach()
 # Valid twins of the refusal cases (same file name, a plugin that loads), for
 # tests that queue a good plugin and break it before it runs.
 foreach(f noentry abimajor short misnamed)
   farm_sdk_fixture(sdkfx_twin_${f} ${f} twins ${_sdk_fx}/ok.c FX_NAME="${f}")
+endforeach()
+# Plugins that misbehave while they load (ctor.c: FX_CTOR says how).
+set(_ctor_n 0)
+foreach(f ctorprint ctorsegv ctorhang)
+  math(EXPR _ctor_n "${_ctor_n} + 1")
+  farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/ctor.c FX_CTOR=${_ctor_n} FX_NAME="${f}")
 endforeach()
 # A plugin whose name breaks the name rule ([a-z0-9_-], 1 to 64).
 farm_sdk_fixture(sdkfx_badname Upper badname ${_sdk_fx}/ok.c FX_NAME="Upper")
