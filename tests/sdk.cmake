@@ -20,7 +20,7 @@ function(farm_sdk_fixture target file subdir source)
 endfunction()
 
 add_custom_target(farm_sdk_fixtures)
-foreach(f ok noentry abimajor short misnamed newer probe segv abort exit hang flood)
+foreach(f ok noentry abimajor short misnamed newer probe segv abort exit hang flood hostio)
   farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/${f}.c)
 endforeach()
 # Valid twins of the refusal cases (same file name, a plugin that loads), for

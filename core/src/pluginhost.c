@@ -96,11 +96,25 @@ static void host_log(struct farm_ctx *ctx, int level, const char *fmt, ...)
     vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end(ap);
     n = (int)strlen(line);
-    if (n == 0 || line[n - 1] != '\n') {
-        line[n++] = '\n';
-        line[n] = '\0';
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    /* One line in the log, as the header promises: a newline inside the
+     * message would start a line without the level, so it is shown as the
+     * two characters \n. */
+    {
+        char out[2 * sizeof line];
+        size_t o = 0;
+        for (int i = 0; i < n && o < sizeof out - 3; i++) {
+            if (line[i] == '\n') {
+                out[o++] = '\\';
+                out[o++] = 'n';
+            } else {
+                out[o++] = line[i];
+            }
+        }
+        out[o++] = '\n';
+        farm_write_all(STDERR_FILENO, out, o);
     }
-    farm_write_all(STDERR_FILENO, line, (size_t)n);
 }
 
 static void host_progress(struct farm_ctx *ctx, double fraction, const char *what)
@@ -147,7 +161,11 @@ static int valid_artifact_name(const char *s)
     size_t n = strlen(s);
     if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
         return 0;
-    return strchr(s, '/') == NULL;
+    /* No directory part, and nothing that would break a listing's line. */
+    for (; *s; s++)
+        if (*s == '/' || (unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
 }
 
 static int host_artifact(struct farm_ctx *ctx, const char *path, const char *name)
@@ -156,6 +174,7 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
     struct stat st;
     struct farm_err err;
     int in, out, rc = 0;
+    int64_t copied = 0;
     if (!path)
         return -EINVAL;
     if (!name)
@@ -197,6 +216,7 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
             break;
         if ((rc = farm_write_all(out, buf, (size_t)n)) < 0)
             break;
+        copied += n;
     }
     close(in);
     if (close(out) < 0 && rc == 0)
@@ -205,8 +225,10 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
         unlink(dst);
         return rc;
     }
+    /* The size of what was stored: a file that grew or shrank while it was
+     * copied, or one of /proc (whose size says 0), is listed as stored. */
     emit(ctx, json_pack("{s:s,s:s,s:I}", "ev", "artifact", "name", name, "size",
-                        (json_int_t)st.st_size));
+                        (json_int_t)copied));
     return 0;
 }
 

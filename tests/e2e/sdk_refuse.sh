@@ -148,4 +148,19 @@ expect_contains "it was stopped after 10 s" "refused: loading it took longer tha
 [ -z "$(pgrep -f "$T/fx/ctorhang.so")" ] || fail "the process loading ctorhang.so still runs"
 expect_eq "farmd still the same process after it" "$pid" "$(farmd_pid)"
 expect_status "farmd answers after it" 0 farm daemon status
+# Host calls at their edges: a message with a newline stays one log line,
+# an artifact from /proc is listed with the size stored, and an artifact name
+# with a newline is refused.
+cp "$FX/hostio.so" "$T/fx/hostio.so"
+chmod 0755 "$T/fx/hostio.so"
+printf '{"plugin": "%s"}\n' "$T/fx/hostio.so" >"$T/hostio.batch"
+hi=$(farm submit --batch "$T/hostio.batch")
+expect_status "the host-calls plugin" 0 farm wait "$hi"
+expect_contains "a newline inside a message" '[info] first\nsecond' "$(farm logs "$hi")"
+expect_contains "a name with a newline refused" "bad name: -22" "$(farm logs "$hi")"
+expect_contains "the /proc artifact stored" "stored status: 0" "$(farm logs "$hi")"
+size=$(farm artifacts "$hi" --json | jget - '[a["size"] for a in j if a["name"] == "status"][0]')
+stored=$(wc -c <"$(farm artifacts "$hi" --json | jget - '[a["path"] for a in j if a["name"] == "status"][0]')")
+[ "$size" -gt 0 ] || fail "the /proc artifact is listed with size $size"
+expect_eq "its size is what was stored" "$stored" "$size"
 echo "sdk_refuse: ok"
