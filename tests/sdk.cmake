@@ -34,8 +34,10 @@ foreach(f ctorprint ctorsegv ctorhang)
   math(EXPR _ctor_n "${_ctor_n} + 1")
   farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/ctor.c FX_CTOR=${_ctor_n} FX_NAME="${f}")
 endforeach()
-# A plugin whose name breaks the name rule ([a-z0-9_-], 1 to 64).
+# A plugin whose name breaks the name rule ([a-z0-9_-], 1 to 64), and one
+# whose parameter table is refused.
 farm_sdk_fixture(sdkfx_badname Upper badname ${_sdk_fx}/ok.c FX_NAME="Upper")
+farm_sdk_fixture(sdkfx_badparam badparam badname ${_sdk_fx}/ok.c FX_NAME="badparam" FX_BADPARAM)
 # A valid plugin named like the built-in exec: refused from $FARM_HOME/plugins.
 farm_sdk_fixture(sdkfx_clash_exec exec clash ${_sdk_fx}/ok.c FX_NAME="exec")
 # The example plugin, built in tree too, for the params and cancel tests.

@@ -66,6 +66,48 @@ static int type_ok(const char *type, const json_t *v)
     return 1;
 }
 
+int farm__params_table_check(const struct farm_plugin *p, const char *path, struct farm_err *err)
+{
+    for (const struct farm_param *q = p->params; q && q->name; q++) {
+        const char *type = farm__param_type_name(q->type);
+        json_t *def;
+        json_error_t je;
+        if (!*q->name)
+            return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: a parameter has an empty name",
+                                path);
+        for (const struct farm_param *r = p->params; r != q; r++)
+            if (!strcmp(r->name, q->name))
+                return farm_err_set(err, FARM_EBADPLUGIN,
+                                    "%s: refused: parameter \"%s\" is declared twice", path,
+                                    q->name);
+        if (!strcmp(type, "unknown"))
+            return farm_err_set(err, FARM_EBADPLUGIN,
+                                "%s: refused: parameter \"%s\" has an unknown type (%d)", path,
+                                q->name, q->type);
+        if (!q->default_json)
+            continue;
+        if (q->required)
+            return farm_err_set(err, FARM_EBADPLUGIN,
+                                "%s: refused: parameter \"%s\" is required and has a default "
+                                "(give one or the other)",
+                                path, q->name);
+        if (!(def = json_loads(q->default_json, JSON_DECODE_ANY, &je)))
+            return farm_err_set(err, FARM_EBADPLUGIN,
+                                "%s: refused: parameter \"%s\": its default is not JSON (%s)",
+                                path, q->name, je.text);
+        if (!type_ok(type, def)) {
+            farm_err_set(err, FARM_EBADPLUGIN,
+                         "%s: refused: parameter \"%s\": its default %.60s is not of its type "
+                         "(%s)",
+                         path, q->name, q->default_json, type);
+            json_decref(def);
+            return FARM_EBADPLUGIN;
+        }
+        json_decref(def);
+    }
+    return 0;
+}
+
 int farm__params_check(const json_t *desc, const json_t *params, struct farm_err *err)
 {
     const char *plugin = json_string_value(json_object_get(desc, "name"));

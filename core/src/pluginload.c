@@ -70,6 +70,11 @@ int farm__plugin_load(const char *path, const char *home, const struct farm_plug
                                 "of a-z, 0-9, _ and -",
                                 path, p->name, nl > 80 ? "..." : "");
     }
+    {
+        int rc = farm__params_table_check(p, path, err);
+        if (rc < 0)
+            return rc;
+    }
     if (strlen(p->name) != blen - 3 || strncmp(p->name, base, blen - 3) != 0)
         return farm_err_set(err, FARM_EBADPLUGIN,
                             "%s: refused: plugin calls itself \"%s\" but the file is named "

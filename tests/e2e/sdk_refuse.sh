@@ -120,6 +120,13 @@ expect_status "plugin info of a badly named plugin" 2 farm plugin info "$T/fx/Up
 expect_contains "its message" "refused: plugin name \"Upper\" is not 1 to 64 characters of a-z, 0-9, _ and -" \
     "$(cat "$T/err")"
 
+# A parameter table that cannot hold is refused, naming the parameter.
+cp "$FX/badname/badparam.so" "$T/fx/badparam.so"
+chmod 0755 "$T/fx/badparam.so"
+expect_status "plugin info of a plugin with a bad default" 2 farm plugin info "$T/fx/badparam.so"
+expect_contains "its message" "refused: parameter \"n\": its default \"notint\" is not of its type (int)" \
+    "$(cat "$T/err")"
+
 # Plugins that misbehave while they load: what they print does not pass for
 # their description, a crash is named, and one that never finishes loading
 # is stopped after 10 s (farmd answers again after that).

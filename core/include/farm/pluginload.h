@@ -37,6 +37,10 @@ int farm__plugin_load(const char *path, const char *home, const struct farm_plug
 /* The plugin's table as JSON: name, version, summary, path, abi, params
  * [{name, type, required, default, help}]. New reference. */
 json_t *farm__plugin_describe(const struct farm_plugin *p, const char *path);
+/* Checks a descriptor's parameter table: names present and unique, known
+ * types, defaults that are JSON of their type and only on optional ones.
+ * 0, or FARM_EBADPLUGIN with a message naming `path` and the parameter. */
+int farm__params_table_check(const struct farm_plugin *p, const char *path, struct farm_err *err);
 
 /* Checks `params` (an object) against a description from
  * farm__plugin_describe: unknown names, wrong types, missing required ones.
