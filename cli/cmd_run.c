@@ -272,9 +272,16 @@ int cmd_run(struct cli *cli, int argc, char **argv)
                     free(line);
                 }
             } else if (!strcmp(kind, "artifact")) {
+                /* Stored again under the same name, it replaced the first:
+                 * listed once. */
+                size_t k;
+                json_t *seen;
+                int dup = 0;
                 snprintf(path, sizeof path, "%s/artifacts/%s", run_dir,
                          json_string_value(json_object_get(ev, "name")));
-                json_array_append_new(artifacts, json_string(path));
+                json_array_foreach(artifacts, k, seen) dup |= !strcmp(json_string_value(seen), path);
+                if (!dup)
+                    json_array_append_new(artifacts, json_string(path));
             } else if (!strcmp(kind, "result")) {
                 json_decref(result);
                 result = json_incref(ev);

@@ -170,4 +170,7 @@ size=$(farm artifacts "$hi" --json | jget - '[a["size"] for a in j if a["name"] 
 stored=$(wc -c <"$(farm artifacts "$hi" --json | jget - '[a["path"] for a in j if a["name"] == "status"][0]')")
 [ "$size" -gt 0 ] || fail "the /proc artifact is listed with size $size"
 expect_eq "its size is what was stored" "$stored" "$size"
+expect_eq "stored twice, listed once" 1 "$(farm artifacts "$hi" --json | jget - 'len(j)')"
+farm run "$T/fx/hostio.so" --json >"$T/hostio.run" 2>/dev/null || fail "farm run hostio failed"
+expect_eq "stored twice, listed once by farm run" 1 "$(jget "$T/hostio.run" 'len(j["artifacts"])')"
 echo "sdk_refuse: ok"
