@@ -1173,6 +1173,25 @@ static void op_submit_dir(struct client *c, json_t *req)
         incoming = NULL;
         rc = farm_spec_parse_string(text, strlen(text), shown, &spec, &err);
         json_object_del(git, "spec");
+        if (rc == 0 && spec.deps) {
+            /* The package is built from that directory of the commit: one
+             * that is not there (or is a link, a file) is said now, not when
+             * the task runs. */
+            const char *dd = json_string_value(json_object_get(spec.deps, "dir"));
+            int isdir = dd ? farm__git_is_dir(json_string_value(json_object_get(git, "repo")),
+                                              json_string_value(json_object_get(git, "commit")),
+                                              dd, &err)
+                           : 1;
+            if (isdir == 0)
+                rc = farm_err_set(&err, FARM_EBADSPEC,
+                                  "%s: deps.dir \"%s\" is not a directory in commit %.12s (a "
+                                  "symbolic link or a file is not followed)",
+                                  shown, dd, json_string_value(json_object_get(git, "commit")));
+            else if (isdir < 0)
+                rc = isdir;
+            if (rc < 0)
+                farm_spec_release(&spec);
+        }
         if (rc < 0) {
             send_error(c, err.code, err.msg);
             json_decref(readgit);

@@ -237,6 +237,33 @@ done:
     return rc;
 }
 
+int farm__git_is_dir(const char *path, const char *commit, const char *dir, struct farm_err *err)
+{
+    git_repository *repo = NULL;
+    git_commit *c = NULL;
+    git_tree *tree = NULL;
+    git_tree_entry *entry = NULL;
+    int rc;
+    if ((rc = open_repo(path, &repo, err)) < 0)
+        return rc;
+    if ((rc = lookup_commit(repo, commit, &c, err)) < 0)
+        goto done;
+    if (git_commit_tree(&tree, c) < 0) {
+        rc = gerr(err, "reading the commit's tree");
+        goto done;
+    }
+    /* "." and "" are the tree itself. */
+    rc = !*dir || !strcmp(dir, ".") ||
+         (git_tree_entry_bypath(&entry, tree, dir) == 0 &&
+          git_tree_entry_type(entry) == GIT_OBJECT_TREE);
+done:
+    git_tree_entry_free(entry);
+    git_tree_free(tree);
+    git_commit_free(c);
+    git_repository_free(repo);
+    return rc;
+}
+
 int farm__git_paths_match(const json_t *patterns, const json_t *changed)
 {
     size_t n = json_array_size(patterns), i;

@@ -177,6 +177,16 @@ git add real.yaml farm.yaml && git commit -qm "farm.yaml as a link"
 expect_status "farm.yaml a symbolic link" 2 farm submit --git "$r"
 expect_contains "farm.yaml a symbolic link: message" "farm.yaml is a symbolic link in commit" "$(cat "$T/err")"
 git rm -q farm.yaml real.yaml && git commit -qm "no link"
+# A deps directory the commit holds as a symbolic link is refused at submit,
+# not when the task runs.
+mkdir -p "$T/realdeps" && echo dep >"$T/realdeps/f"
+ln -s "$T/realdeps" depslink
+printf 'deps:\n  dir: depslink\n  build: "true"\ntasks:\n  - name: a\n    run: "true"\n' >farm.yaml
+git add farm.yaml depslink && git commit -qm "deps as a link"
+expect_status "deps.dir a symbolic link" 2 farm submit --git "$r"
+expect_contains "deps.dir a symbolic link: message" \
+    "deps.dir \"depslink\" is not a directory in commit" "$(cat "$T/err")"
+git rm -q farm.yaml depslink && git commit -qm "no deps link"
 printf 'tasks:\n  - name: a\n    timeout: soon\n    run: "true"\n' >farm.yaml
 git add farm.yaml && git commit -qm badspec
 short=$(git rev-parse --short=7 HEAD)

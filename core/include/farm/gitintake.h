@@ -33,6 +33,11 @@ int farm__git_read(const char *repo, const char *rev, const char *ref, json_t **
 int farm__git_checkout(const char *repo, const char *commit, const char *dir, int log_fd,
                        struct farm_err *err);
 
+/* 1 when `dir` (a path relative to the top) is a directory in the tree of
+ * `commit`, 0 when it is missing or anything else (a file, a symbolic
+ * link), <0 on error. */
+int farm__git_is_dir(const char *repo, const char *commit, const char *dir, struct farm_err *err);
+
 /* Whether any of `changed` (array of paths) matches one of `patterns` (git
  * pathspec rules, `**` included). An empty pattern list matches. */
 int farm__git_paths_match(const json_t *patterns, const json_t *changed);
