@@ -6,7 +6,7 @@ set -eu
 
 pkgs="build-essential cmake pkg-config git
 libuv1-dev libgit2-dev libarchive-dev libzstd-dev libxxhash-dev libsqlite3-dev
-libjansson-dev libyaml-dev libopenblas-dev libcmocka-dev libssl-dev
+libjansson-dev libyaml-dev libopenblas-dev libcmocka-dev libssl-dev musl-tools
 python3 python3-numpy zstd"
 if [ "${1:-}" = "--bench" ]; then
     pkgs="$pkgs task-spooler nq xxhash hyperfine time python3-torch"
