@@ -23,7 +23,6 @@ struct cli {
     int tty;   /* stdout is a terminal */
     int quiet; /* print nothing on connection failures (git hooks) */
     char home[2048];
-    char exe_dir[PATH_MAX];
 };
 
 struct cli_cmd {

@@ -17,9 +17,19 @@
 #include "cli.h"
 #include "farm/util.h"
 
+/* The directory of this program, looked up when first needed: most verbs
+ * start no other program. */
 void cli_sibling(const struct cli *cli, const char *name, char *buf, size_t len)
 {
-    snprintf(buf, len, "%.4000s/%s", cli->exe_dir, name);
+    static char dir[PATH_MAX];
+    int rc;
+    (void)cli;
+    if (!dir[0] && (rc = farm_exe_dir(dir, sizeof dir)) < 0) {
+        fprintf(stderr, "farm: cannot find my own directory (/proc/self/exe): %s\n",
+                strerror(-rc));
+        exit(CLI_USAGE);
+    }
+    snprintf(buf, len, "%.4000s/%s", dir, name);
 }
 
 static int try_connect(const char *path)
@@ -167,9 +177,15 @@ int cli_read_json(int fd, json_t **out, int timeout_ms)
             *out = j;
             return 0;
         }
-        if (cap - len < 65536) {
-            cap = cap ? cap * 2 : 131072;
-            buf = realloc(buf, cap);
+        /* Most replies are a line of a few hundred bytes: start small
+         * (a large first buffer is a mapping of its own to make, touch and
+         * remove), and double while a reply grows. */
+        if (cap - len < cap / 4 || cap - len < 4096) {
+            char *more = realloc(buf, cap ? cap * 2 : 16384);
+            if (!more)
+                return -ENOMEM;
+            buf = more;
+            cap = cap ? cap * 2 : 16384;
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int wait = -1;
