@@ -38,6 +38,11 @@ endforeach()
 # whose parameter table is refused.
 farm_sdk_fixture(sdkfx_badname Upper badname ${_sdk_fx}/ok.c FX_NAME="Upper")
 farm_sdk_fixture(sdkfx_badparam badparam badname ${_sdk_fx}/ok.c FX_NAME="badparam" FX_BADPARAM)
+# Texts farm cannot show or carry: a parameter name that is not UTF-8, a
+# summary of two lines. And a parameter type newer than this farm (taken).
+farm_sdk_fixture(sdkfx_badutf8 badutf8 badname ${_sdk_fx}/ok.c FX_NAME="badutf8" FX_BADUTF8)
+farm_sdk_fixture(sdkfx_twolines twolines badname ${_sdk_fx}/ok.c FX_NAME="twolines" FX_TWOLINES)
+farm_sdk_fixture(sdkfx_newtype newtype . ${_sdk_fx}/ok.c FX_NAME="newtype" FX_NEWTYPE)
 # A valid plugin named like the built-in exec: refused from $FARM_HOME/plugins.
 farm_sdk_fixture(sdkfx_clash_exec exec clash ${_sdk_fx}/ok.c FX_NAME="exec")
 # The example plugin, built in tree too, for the params and cancel tests.

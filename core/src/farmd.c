@@ -144,8 +144,12 @@ static int describe_with_host(const char *path, json_t **out, struct farm_err *e
     pid_t pid;
     posix_spawn_file_actions_t fa;
     char *argv[] = {farmd.host_path, "--describe", (char *)path, NULL};
-    char buf[65536];
-    size_t got = 0;
+    /* A description grows with the parameter table: read it whole, up to
+     * a limit no sane table comes near. */
+    enum { DESCRIBE_MAX = 16 << 20 };
+    char *buf = NULL;
+    size_t got = 0, cap = 0;
+    int too_big = 0;
     json_t *j;
     if (pipe2(fds, O_CLOEXEC) < 0)
         return farm_err_set(err, -errno, "pipe: %s", strerror(errno));
@@ -160,23 +164,35 @@ static int describe_with_host(const char *path, json_t **out, struct farm_err *e
     posix_spawn_file_actions_destroy(&fa);
     close(fds[1]);
     for (;;) {
-        ssize_t n = read(fds[0], buf + got, sizeof buf - 1 - got);
+        ssize_t n;
+        if (cap - got < 65536) {
+            char *more = cap < DESCRIBE_MAX ? realloc(buf, cap ? cap * 2 : 65536) : NULL;
+            if (!more) {
+                too_big = 1;
+                break;
+            }
+            buf = more;
+            cap = cap ? cap * 2 : 65536;
+        }
+        n = read(fds[0], buf + got, cap - 1 - got);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
         got += (size_t)n;
-        if (got == sizeof buf - 1)
-            break;
     }
     close(fds[0]);
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    buf[got] = '\0';
-    j = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+    if (buf)
+        buf[got] = '\0';
+    j = buf && !too_big ? json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+    free(buf);
     if (!j)
         return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: describing it failed (%s)", path,
-                            WIFSIGNALED(st) ? "crashed" : "no output");
+                            too_big             ? "its description is larger than 16 MiB"
+                            : WIFSIGNALED(st) ? "crashed"
+                                              : "no output");
     if (json_object_get(j, "error")) {
         farm_err_set(err, FARM_EBADPLUGIN, "%s",
                      json_string_value(json_object_get(json_object_get(j, "error"), "message")));
@@ -205,7 +221,7 @@ int farmd_describe_plugin(const char *name, json_t **desc, struct farm_err *err)
         *desc = json_object_get(e, "desc");
         return 0;
     }
-    json_t *d;
+    json_t *d = NULL;
     if ((rc = describe_with_host(path, &d, err)) < 0)
         return rc;
     json_object_set_new(farmd.plugin_cache, name,
@@ -561,10 +577,9 @@ static void finalize(struct run *r)
 
     if (!r->result && r->pid > 0)
         /* The worker died without its result (killed from outside): what
-         * it had started is still in its process group, with no supervisor
-         * left to stop it. (A process that left the group escapes; a group
-         * with no member left is not there to signal.) */
-        kill(-r->pid, SIGKILL);
+         * it had started is still in its session, with no supervisor left
+         * to stop it. (A process that called setsid() escapes.) */
+        farm_signal_session(r->pid, SIGKILL);
     if (!r->result || json_is_true(json_object_get(r->result, "scratch_left")))
         /* The worker did not empty its scratch slot (it died, or a file
          * would not go, or the path is no longer its directory), or a
@@ -791,9 +806,10 @@ static void kill_cb(uv_timer_t *t)
 {
     struct run *r = t->data;
     /* The worker did not finish within its grace period after SIGTERM:
-     * kill its whole process group (it leads its own session). */
+     * kill its whole session (it leads it; the task's processes sit in
+     * process groups of their own inside it). */
     if (r->pid > 0 && !r->exited) {
-        kill(-r->pid, SIGKILL);
+        farm_signal_session(r->pid, SIGKILL);
         kill(r->pid, SIGKILL);
     }
 }
@@ -875,15 +891,31 @@ static json_t *load_task_for_run(int64_t id)
     json_t *t = NULL;
     if (farm__db_run(st, "i", id) == SQLITE_ROW &&
         !strcmp((const char *)sqlite3_column_text(st, 0), "queued")) {
+        json_t *params;
+        json_error_t je;
         t = json_object();
         json_object_set_new(t, "plugin", json_string((const char *)sqlite3_column_text(st, 1)));
-        json_object_set_new(t, "params",
-                            json_loads((const char *)sqlite3_column_text(st, 2), 0, NULL));
+        params = json_loads((const char *)sqlite3_column_text(st, 2), 0, &je);
+        if (!params) {
+            /* Written by a farmd that let through what this one refuses:
+             * the task fails, farmd goes on. */
+            char why[300];
+            snprintf(why, sizeof why, "its stored parameters cannot be read: %s", je.text);
+            json_object_set_new(t, "load_error", json_string(why));
+        }
+        json_object_set_new(t, "params", params ? params : json_object());
         json_object_set_new(t, "timeout", json_integer(sqlite3_column_int64(st, 3)));
         json_object_set_new(t, "attempt", json_integer(sqlite3_column_int(st, 4) + 1));
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL)
-            json_object_set_new(t, "deps",
-                                json_loads((const char *)sqlite3_column_text(st, 5), 0, NULL));
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+            json_t *deps = json_loads((const char *)sqlite3_column_text(st, 5), 0, &je);
+            if (deps)
+                json_object_set_new(t, "deps", deps);
+            else if (!json_object_get(t, "load_error")) {
+                char why[300];
+                snprintf(why, sizeof why, "its stored deps cannot be read: %s", je.text);
+                json_object_set_new(t, "load_error", json_string(why));
+            }
+        }
         if (sqlite3_column_type(st, 6) != SQLITE_NULL)
             json_object_set_new(t, "snapshot",
                                 json_string((const char *)sqlite3_column_text(st, 6)));
@@ -1211,6 +1243,18 @@ static int start_run(int64_t id)
     }
     text = json_dumps(spec, JSON_COMPACT);
     json_decref(spec);
+    if (!text || json_object_get(t, "load_error")) {
+        char reason[400];
+        snprintf(reason, sizeof reason, "%s",
+                 json_object_get(t, "load_error")
+                     ? json_string_value(json_object_get(t, "load_error"))
+                     : "its start message cannot be written (out of memory)");
+        free(text);
+        farmd_set_terminal(id, 0, "failed", 1, 1, reason);
+        farmd_finish_dependents(id, "failed");
+        json_decref(t);
+        return 0;
+    }
     /* Exec tasks go to the static fork server; tasks of loaded plugins to
      * farm-plugin-host's, started when the first comes (farm-worker's runs
      * them too, through one more exec, if that one cannot run). */

@@ -66,8 +66,28 @@ static int type_ok(const char *type, const json_t *v)
     return 1;
 }
 
+/* NULL when `s` is one line of UTF-8 text (NULL counts as empty), else what
+ * is wrong with it. Plugin texts travel in JSON and are shown in tables. */
+static const char *text_fault(const char *s)
+{
+    json_t *j;
+    if (!s)
+        return NULL;
+    if (!(j = json_string(s)))
+        return "is not valid UTF-8";
+    json_decref(j);
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return "holds a control character (one line of text is expected)";
+    return NULL;
+}
+
 int farm__params_table_check(const struct farm_plugin *p, const char *path, struct farm_err *err)
 {
+    const char *why;
+    if ((why = text_fault(p->version)) || (why = text_fault(p->summary)))
+        return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: its %s %s", path,
+                            text_fault(p->version) ? "version" : "summary", why);
     for (const struct farm_param *q = p->params; q && q->name; q++) {
         const char *type = farm__param_type_name(q->type);
         json_t *def;
@@ -75,15 +95,28 @@ int farm__params_table_check(const struct farm_plugin *p, const char *path, stru
         if (!*q->name)
             return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: a parameter has an empty name",
                                 path);
+        if ((why = text_fault(q->name))) {
+            char *esc = farm_escape_text(q->name);
+            farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: parameter name \"%.200s\" %s", path,
+                         esc ? esc : "?", why);
+            free(esc);
+            return FARM_EBADPLUGIN;
+        }
+        if (strchr(q->name, '='))
+            return farm_err_set(err, FARM_EBADPLUGIN,
+                                "%s: refused: parameter name \"%s\" holds '=' (it could not be "
+                                "given as --param NAME=VALUE)",
+                                path, q->name);
+        if ((why = text_fault(q->help)))
+            return farm_err_set(err, FARM_EBADPLUGIN, "%s: refused: parameter \"%s\": its help %s",
+                                path, q->name, why);
         for (const struct farm_param *r = p->params; r != q; r++)
             if (!strcmp(r->name, q->name))
                 return farm_err_set(err, FARM_EBADPLUGIN,
                                     "%s: refused: parameter \"%s\" is declared twice", path,
                                     q->name);
-        if (!strcmp(type, "unknown"))
-            return farm_err_set(err, FARM_EBADPLUGIN,
-                                "%s: refused: parameter \"%s\" has an unknown type (%d)", path,
-                                q->name, q->type);
+        /* A type newer than this farm (docs/plugins.md, ABI rules) is
+         * shown as unknown and takes any value. */
         if (!q->default_json)
             continue;
         if (q->required)

@@ -60,6 +60,14 @@ struct farm_ctx {
     int exit_code, exit_code_set;
     int64_t last_progress_ms;
     pthread_mutex_t lock;
+    /* A progress update that came within 100 ms of the one before waits
+     * here, for the flusher thread (started on the first such update) to
+     * send once the 100 ms are over, unless a newer one replaces it. */
+    pthread_mutex_t progress_lock;
+    pthread_cond_t progress_cond;
+    int progress_pending, flusher_started;
+    double pending_fraction;
+    char pending_what[256];
 };
 
 static volatile sig_atomic_t g_cancelled;
@@ -117,18 +125,111 @@ static void host_log(struct farm_ctx *ctx, int level, const char *fmt, ...)
     }
 }
 
+/* `what` as one line of UTF-8 for a progress event: bytes that are not
+ * UTF-8 and control characters become '?'; at most `len` - 1 bytes, cut at
+ * a character's end. */
+static void progress_text(const char *what, char *out, size_t len)
+{
+    size_t o = 0;
+    while (what && *what) {
+        unsigned cp;
+        size_t n = farm_utf8_next(what, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7f) {
+            if (o + 1 >= len)
+                break;
+            out[o++] = '?';
+            what += n ? n : 1;
+            continue;
+        }
+        if (o + n >= len)
+            break;
+        memcpy(out + o, what, n);
+        o += n;
+        what += n;
+    }
+    out[o] = '\0';
+}
+
+static void progress_send(struct farm_ctx *ctx, double fraction, const char *what)
+{
+    emit(ctx, json_pack("{s:s,s:f,s:s?}", "ev", "progress", "fraction", fraction, "what", what));
+}
+
+static void *progress_flusher(void *arg)
+{
+    struct farm_ctx *ctx = arg;
+    pthread_mutex_lock(&ctx->progress_lock);
+    for (;;) {
+        int64_t left;
+        while (!ctx->progress_pending)
+            pthread_cond_wait(&ctx->progress_cond, &ctx->progress_lock);
+        left = ctx->last_progress_ms + 100 - farm_mono_ms();
+        if (left > 0) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)left * 1000000L};
+            pthread_mutex_unlock(&ctx->progress_lock);
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&ctx->progress_lock);
+            continue;
+        }
+        {
+            double f = ctx->pending_fraction;
+            char what[sizeof ctx->pending_what];
+            memcpy(what, ctx->pending_what, sizeof what);
+            ctx->progress_pending = 0;
+            ctx->last_progress_ms = farm_mono_ms();
+            /* Sent under the progress lock, so that no newer update can
+             * overtake it. */
+            progress_send(ctx, f, what[0] ? what : NULL);
+        }
+    }
+    return NULL;
+}
+
 static void host_progress(struct farm_ctx *ctx, double fraction, const char *what)
 {
+    char text[sizeof ctx->pending_what];
     int64_t now = farm_mono_ms();
     if (!(fraction >= 0))
         fraction = 0;
     if (fraction > 1)
         fraction = 1;
-    /* At most ten updates a second, but always the last one. */
-    if (fraction < 1 && now - ctx->last_progress_ms < 100)
+    progress_text(what, text, sizeof text);
+    pthread_mutex_lock(&ctx->progress_lock);
+    /* At most ten updates a second, but always the last one: an update
+     * within 100 ms of the one before waits for them to pass. */
+    if (fraction < 1 && now - ctx->last_progress_ms < 100) {
+        ctx->progress_pending = 1;
+        ctx->pending_fraction = fraction;
+        memcpy(ctx->pending_what, text, sizeof text);
+        if (!ctx->flusher_started) {
+            pthread_t t;
+            pthread_attr_t attr;
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            ctx->flusher_started = pthread_create(&t, &attr, progress_flusher, ctx) == 0;
+            pthread_attr_destroy(&attr);
+        }
+        if (ctx->flusher_started)
+            pthread_cond_signal(&ctx->progress_cond);
+        pthread_mutex_unlock(&ctx->progress_lock);
         return;
+    }
+    ctx->progress_pending = 0;
     ctx->last_progress_ms = now;
-    emit(ctx, json_pack("{s:s,s:f,s:s?}", "ev", "progress", "fraction", fraction, "what", what));
+    progress_send(ctx, fraction, what ? text : NULL);
+    pthread_mutex_unlock(&ctx->progress_lock);
+}
+
+/* Sends a progress update still waiting (when the plugin returns). */
+static void progress_flush(struct farm_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->progress_lock);
+    if (ctx->progress_pending) {
+        ctx->progress_pending = 0;
+        progress_send(ctx, ctx->pending_fraction,
+                      ctx->pending_what[0] ? ctx->pending_what : NULL);
+    }
+    pthread_mutex_unlock(&ctx->progress_lock);
 }
 
 static int valid_metric_name(const char *s)
@@ -161,10 +262,15 @@ static int valid_artifact_name(const char *s)
     size_t n = strlen(s);
     if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
         return 0;
-    /* No directory part, and nothing that would break a listing's line. */
-    for (; *s; s++)
-        if (*s == '/' || (unsigned char)*s < 0x20 || *s == 0x7f)
+    /* UTF-8 (it travels in JSON), no directory part, and nothing that
+     * would break a listing's line. */
+    while (*s) {
+        unsigned cp;
+        size_t len = farm_utf8_next(s, &cp);
+        if (len == 0 || cp == '/' || cp < 0x20 || cp == 0x7f)
             return 0;
+        s += len;
+    }
     return 1;
 }
 
@@ -191,6 +297,17 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EINVAL;
+    {
+        /* The stored file itself, given again: it is stored already (a
+         * copy onto itself would first empty it). */
+        struct stat dst_st;
+        if (stat(dst, &dst_st) == 0 && dst_st.st_dev == st.st_dev &&
+            dst_st.st_ino == st.st_ino) {
+            emit(ctx, json_pack("{s:s,s:s,s:I}", "ev", "artifact", "name", name, "size",
+                                (json_int_t)st.st_size));
+            return 0;
+        }
+    }
     farm_err_clear(&err);
     if ((rc = farm_mkdirs(ctx->artifacts_dir, 0755)) < 0)
         return rc;
@@ -354,6 +471,12 @@ void farm__plugin_main(json_t *task, const char *home, int result_fd)
     int rc;
 
     pthread_mutex_init(&ctx.lock, NULL);
+    pthread_mutex_init(&ctx.progress_lock, NULL);
+    pthread_cond_init(&ctx.progress_cond, NULL);
+    /* Standard output goes to a pipe or the log: line by line, as on a
+     * terminal, so that it stays in order with standard error and the
+     * host's log lines, and a plugin that crashes loses no finished line. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     /* Commands the plugin starts must not inherit the event channel. */
     fcntl(EVENT_FD, F_SETFD, FD_CLOEXEC);
     /* Cancellation is cooperative here: the handler only sets the flag that
@@ -390,6 +513,7 @@ void farm__plugin_main(json_t *task, const char *home, int result_fd)
     json_decref(desc);
 
     rc = plugin->run(&g_host, &ctx);
+    progress_flush(&ctx);
     fflush(stdout);
     fflush(stderr);
     if (rc == 0 && !g_cancelled) {

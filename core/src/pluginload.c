@@ -80,23 +80,36 @@ int farm__plugin_load(const char *path, const char *home, const struct farm_plug
                             "%s: refused: plugin calls itself \"%s\" but the file is named "
                             "%.*s.so (they must match)",
                             path, p->name, (int)(blen - 3), base);
-    /* A plugin must not pose as a built-in one: a file named like a
-     * built-in plugin, anywhere but in the built-in directory, is refused.
-     * ($FARM_HOME/plugins is searched after the built-ins, so a name there
-     * that a built-in already has could never be reached by name either.) */
+    /* A plugin must not pose as one earlier in the search path (the
+     * built-in directories, then $FARM_HOME/plugins): a file named like a
+     * plugin of an earlier directory is refused, and a file given by path
+     * outside the search path may take no name the search path has. (A
+     * later one could never be reached by name either.) */
     {
-        char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], real[PATH_MAX];
-        int n = farm__plugin_dirs(NULL, dirs, FARM_PLUGIN_MAX_DIRS);
-        (void)home;
+        char dirs[FARM_PLUGIN_MAX_DIRS][PATH_MAX], real[PATH_MAX], dir[PATH_MAX];
+        int n = farm__plugin_dirs(home, dirs, FARM_PLUGIN_MAX_DIRS);
+        int nbuiltin = home ? n - 1 : n; /* $FARM_HOME/plugins comes last */
         if (realpath(path, real)) {
+            int mine = n;
+            char *slash;
+            snprintf(dir, sizeof dir, "%s", real);
+            if ((slash = strrchr(dir, '/')))
+                *slash = '\0';
             for (int i = 0; i < n; i++) {
+                char rdir[PATH_MAX];
+                if (realpath(dirs[i], rdir) && !strcmp(rdir, dir)) {
+                    mine = i;
+                    break;
+                }
+            }
+            for (int i = 0; i < mine; i++) {
                 char other[PATH_MAX + 80], oreal[PATH_MAX];
                 snprintf(other, sizeof other, "%.4000s/%.64s.so", dirs[i], p->name);
                 if (realpath(other, oreal) && strcmp(oreal, real) != 0)
                     return farm_err_set(err, FARM_EBADPLUGIN,
-                                        "%s: refused: name \"%s\" clashes with the built-in "
-                                        "plugin %s",
-                                        path, p->name, oreal);
+                                        "%s: refused: name \"%s\" clashes with the %s plugin %s",
+                                        path, p->name, i < nbuiltin ? "built-in" : "installed",
+                                        oreal);
             }
         }
     }

@@ -443,3 +443,93 @@ const char *farm_signame(int sig)
     default: return "a signal";
     }
 }
+
+size_t farm_utf8_next(const char *s, unsigned *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned c = u[0], min;
+    size_t n;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, c &= 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, c &= 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xc0) != 0x80)
+            return 0; /* also stops at the terminating NUL */
+        c = (c << 6) | (u[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return n;
+}
+
+char *farm_escape_text(const char *s)
+{
+    size_t n = strlen(s), o = 0;
+    char *out = malloc(4 * n + 1);
+    if (!out)
+        return NULL;
+    while (*s) {
+        unsigned cp;
+        size_t len = farm_utf8_next(s, &cp);
+        if (len == 0 || cp < 0x20 || cp == 0x7f) {
+            static const char hex[] = "0123456789abcdef";
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[(unsigned char)*s >> 4];
+            out[o++] = hex[(unsigned char)*s & 15];
+            s++;
+            continue;
+        }
+        memcpy(out + o, s, len);
+        o += len;
+        s += len;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int farm_signal_session(pid_t sid, int sig)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int count = 0;
+    if (!d || sid <= 1)
+        return d ? (closedir(d), 0) : 0;
+    while ((e = readdir(d))) {
+        char path[64], buf[512], *rp;
+        pid_t pid = (pid_t)atoi(e->d_name);
+        long fields[4];
+        int fd;
+        ssize_t len;
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+        len = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        /* After the command name (which may hold ')'): state ppid pgrp
+         * session ... */
+        if (!(rp = strrchr(buf, ')')) ||
+            sscanf(rp + 1, " %*c %ld %ld %ld", &fields[0], &fields[1], &fields[2]) != 3)
+            continue;
+        if ((pid_t)fields[2] == sid && kill(pid, sig) == 0)
+            count++;
+    }
+    closedir(d);
+    return count;
+}

@@ -42,6 +42,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "farm/plugin.h"
@@ -221,6 +222,30 @@ static int signal_descendants(int sig)
     free(pids);
     free(ppids);
     return count;
+}
+
+static int have_children(void);
+
+/* Stops whatever still runs below us: SIGTERM, then SIGKILL once
+ * `grace_ms` have passed, reaping as they go. */
+static void stop_leftovers(int64_t grace_ms)
+{
+    int64_t until;
+    if (!have_children())
+        return;
+    until = farm_mono_ms() + grace_ms;
+    signal_descendants(SIGTERM);
+    while (farm_mono_ms() < until) {
+        struct timespec ts = {0, 20 * 1000000};
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        if (!have_children())
+            return;
+        nanosleep(&ts, NULL);
+    }
+    signal_descendants(SIGKILL);
+    while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+        ;
 }
 
 struct logsink {
@@ -535,6 +560,9 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
             sink_open(&sink) < 0)
             return 2;
         if ((rc = farm__worker_prepare(task, home, sink.fd, EVENT_FD, &err)) < 0) {
+            /* What the preparation left running (a build's background
+             * process) must not outlive the attempt either. */
+            stop_leftovers(grace_ms < 2000 ? grace_ms : 2000);
             char line[1200];
             int m = snprintf(line, sizeof line, "farm: %s\n", err.msg);
             if (sink_open(&sink) == 0)
@@ -560,6 +588,9 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
         return 2;
     }
     if (child == 0) {
+        /* The plugin process leads a process group of its own (so does a
+         * command it starts through exec): its `kill 0` stays inside it. */
+        setpgid(0, 0);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);

@@ -121,6 +121,10 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
             if (nul != STDIN_FILENO)
                 close(nul);
         }
+        /* A process group of its own, as a shell gives a job: a `kill 0`
+         * in the command (a test script's cleanup trap, say) reaches the
+         * command's processes, not whoever started it. */
+        setpgid(0, 0);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (c->shell || strchr(c->file, '/')) {

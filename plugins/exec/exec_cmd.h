@@ -22,7 +22,8 @@ struct farm_exec_cmd {
  * task's parameters. 0, or -EINVAL with a message for the log in `msg`. */
 int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size_t len);
 
-/* Starts the command with default signal handling and no blocked signal.
+/* Starts the command, in a process group of its own, with default signal
+ * handling and no blocked signal.
  * `out_fd` is -1 (inherit) or becomes stdout and stderr, with stdin from
  * /dev/null. Returns 0 or an errno value (the command could not be started:
  * not found, not executable, ...). */

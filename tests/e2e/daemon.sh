@@ -217,4 +217,19 @@ expect_eq "old rows pruned" 0 "$(farm list --json | jget - 'len(j)')"
 expect_eq "no orphan snapshots or metrics" 0 "$("$PY" -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); print(d.execute("select (select count(*) from attempts)+(select count(*) from metrics)+(select count(*) from submissions)").fetchone()[0])' "$FARM_HOME/farm.db")"
 last=$(farm submit -- true)
 [ "$last" -gt "$w" ] || fail "task id $last reused after pruning (had $w)"
+
+# A queued task whose stored parameters this farmd cannot read (written by
+# one that let a NUL through) fails naming why; farmd stays up and runs the
+# next one (it used to crash at every start of such a task).
+farm pause >/dev/null
+odd=$(farm submit -- true)
+next=$(farm submit -- true)
+farm daemon stop >/dev/null
+"$PY" -c 'import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); d.execute("update tasks set params=? where id=?", ("{\"run\": \"a\\u0000b\"}", int(sys.argv[2]))); d.commit()' "$FARM_HOME/farm.db" "$odd"
+start_farmd --grace 2
+farm resume >/dev/null
+expect_status "the task with unreadable parameters" 1 farm wait "$odd"
+expect_contains "its reason" "its stored parameters cannot be read" "$(farm show "$odd" --json | jget - 'j["reason"]')"
+expect_status "the next one" 0 farm wait "$next"
+farm daemon stop >/dev/null
 echo "daemon: ok"

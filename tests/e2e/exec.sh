@@ -261,5 +261,16 @@ farm daemon stop >/dev/null
 id=$(farm submit -- sh -c 'ls /proc/$$/fd')
 farm wait "$id" >/dev/null || fail "fd listing failed"
 expect_eq "a task's descriptors" "0 1 2" "$(farm logs "$id" | tr '\n' ' ' | sed 's/ $//')"
+# A command's `kill 0` (a test script's cleanup trap) reaches the command's
+# own processes only: the worker goes on and records how the command ended,
+# rather than taking the signal for a cancel; under `farm run`, the calling
+# script lives on.
+id=$(farm submit -- bash -c 'trap "kill 0" EXIT; sleep 30 & echo tests passed')
+farm wait "$id" >/dev/null 2>&1 || true
+expect_eq "kill 0: the command's end, not a cancel" "failed 143" \
+    "$(farm show "$id" --json | jget - '"%s %s" % (j["state"], j["exit_code"])')"
+expect_contains "kill 0: its output" "tests passed" "$(farm logs "$id")"
+expect_eq "kill 0 under farm run: the caller lives on" "alive" \
+    "$(setsid sh -c "'$FARM_BIN/farm' run exec --param run='trap \"kill 0\" EXIT; sleep 30 & echo hi' >/dev/null 2>&1; echo alive")"
 farm daemon stop >/dev/null
 echo "ok exec"

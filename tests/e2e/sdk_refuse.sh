@@ -80,8 +80,8 @@ for f in noentry abimajor short misnamed writable/ok; do
     echo "{\"plugin\": \"$T/q/ok.so\", \"params\": {}, \"name\": \"good-after-$f\"}" >>"$T/batch"
 done
 # probe.so by path, valid when queued; a plugin named probe installed into
-# $FARM_HOME/plugins before it runs does not clash with it: only the names of
-# built-in plugins are reserved.
+# $FARM_HOME/plugins before it runs: a file given by path cannot pose as a
+# plugin of the search path (docs/plugins.md), so the task fails naming it.
 cp "$FX/probe.so" "$T/q/probe.so"
 chmod 0755 "$T/q/probe.so"
 echo "{\"plugin\": \"$T/q/probe.so\", \"params\": {}, \"name\": \"clash-at-run\"}" >>"$T/batch"
@@ -106,7 +106,9 @@ for f in noentry abimajor short misnamed writable/ok; do
     expect_contains "$f: reason" "$(reason_for "$T/q/$f.so")" "$reason"
     expect_eq "good-after-$f" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'good-after-$f'][0]")"
 done
-expect_eq "same name as a home plugin, given by path" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'clash-at-run'][0]")"
+expect_eq "same name as a home plugin, given by path" failed "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'clash-at-run'][0]")"
+expect_contains "it names the installed plugin" "refused: name \"probe\" clashes with the installed plugin $(realpath "$FARM_HOME/plugins/probe.so")" \
+    "$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == 'clash-at-run'][0]")"
 expect_eq "exec task" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'exec-task'][0]")"
 expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
 kill -0 "$pid" || fail "farmd died"
@@ -162,6 +164,13 @@ cp "$FX/hostio.so" "$T/fx/hostio.so"
 chmod 0755 "$T/fx/hostio.so"
 printf '{"plugin": "%s"}\n' "$T/fx/hostio.so" >"$T/hostio.batch"
 hi=$(farm submit --batch "$T/hostio.batch")
+# It pauses 2 s after two progress updates 0 ms apart: the second reaches
+# farmd during the pause (not only when the plugin returns).
+i=0
+while ! farm logs "$hi" 2>/dev/null | grep -q pausing && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+sleep 0.5
+expect_eq "the latest progress, while it runs" "0.6 training ?t?" \
+    "$(farm show "$hi" --json | jget - '"%s %s" % (j["progress"]["fraction"], j["progress"]["what"])')"
 expect_status "the host-calls plugin" 0 farm wait "$hi"
 expect_contains "a newline inside a message" '[info] first\nsecond' "$(farm logs "$hi")"
 expect_contains "a name with a newline refused" "bad name: -22" "$(farm logs "$hi")"
@@ -170,7 +179,37 @@ size=$(farm artifacts "$hi" --json | jget - '[a["size"] for a in j if a["name"] 
 stored=$(wc -c <"$(farm artifacts "$hi" --json | jget - '[a["path"] for a in j if a["name"] == "status"][0]')")
 [ "$size" -gt 0 ] || fail "the /proc artifact is listed with size $size"
 expect_eq "its size is what was stored" "$stored" "$size"
-expect_eq "stored twice, listed once" 1 "$(farm artifacts "$hi" --json | jget - 'len(j)')"
+expect_contains "a name that is not UTF-8 refused" "name not UTF-8: -22" "$(farm logs "$hi")"
+expect_contains "the stored copy given as its source" "notes from its stored copy: 0" "$(farm logs "$hi")"
+expect_eq "and it is still whole" 12 \
+    "$(farm artifacts "$hi" --json | jget - '[a["size"] for a in j if a["name"] == "notes.txt"][0]')"
+expect_eq "its file too" 12 "$(wc -c <"$FARM_HOME/runs/$hi/artifacts/notes.txt" | tr -d ' ')"
+expect_eq "standard output, error and log lines in order" "order 1,order 2,[info] order 3,order 4" \
+    "$(farm logs "$hi" | grep 'order [0-9]' | paste -sd, -)"
+expect_eq "stored twice, listed once" 1 "$(farm artifacts "$hi" --json | jget - 'len([a for a in j if a["name"] == "status"])')"
 farm run "$T/fx/hostio.so" --json >"$T/hostio.run" 2>/dev/null || fail "farm run hostio failed"
-expect_eq "stored twice, listed once by farm run" 1 "$(jget "$T/hostio.run" 'len(j["artifacts"])')"
+expect_eq "stored twice, listed once by farm run" 1 "$(jget "$T/hostio.run" 'len([a for a in j["artifacts"] if a.endswith("/status")])')"
+# Texts farm cannot carry or show are refused at load, naming the text; farmd
+# stays up (a parameter name that is not UTF-8 crashed it at submit).
+for f in badutf8 twolines; do
+    cp "$FX/badname/$f.so" "$T/fx/$f.so"
+    chmod 0755 "$T/fx/$f.so"
+done
+expect_status "plugin info: a parameter name not UTF-8" 2 farm plugin info "$T/fx/badutf8.so"
+expect_contains "it says what" "$T/fx/badutf8.so: refused: parameter name \"k\\xff\" is not valid UTF-8" "$(cat "$T/err")"
+printf '{"plugin": "%s", "params": {"x": 1}}\n' "$T/fx/badutf8.so" >"$T/badutf8.batch"
+expect_status "submit: a parameter name not UTF-8" 2 farm submit --batch "$T/badutf8.batch"
+expect_contains "submit says what" "is not valid UTF-8" "$(cat "$T/err")"
+expect_status "farm run: a parameter name not UTF-8" 2 farm_run_refused "$T/fx/badutf8.so" --param x=1
+expect_status "plugin info: a summary of two lines" 2 farm plugin info "$T/fx/twolines.so"
+expect_contains "it says what" "refused: its summary holds a control character (one line of text is expected)" "$(cat "$T/err")"
+expect_eq "farmd survived them" "$pid" "$(farmd_pid)"
+# A parameter type newer than this farm: shown as unknown, any value taken.
+cp "$FX/newtype.so" "$T/fx/newtype.so"
+chmod 0755 "$T/fx/newtype.so"
+expect_eq "a newer type is shown as unknown" unknown \
+    "$(farm plugin info "$T/fx/newtype.so" --json | jget - 'j["params"][0]["type"]')"
+printf '{"plugin": "%s", "params": {"shape": [1, {"a": 2}]}}\n' "$T/fx/newtype.so" >"$T/newtype.batch"
+nt=$(farm submit --batch "$T/newtype.batch")
+expect_status "and takes any value" 0 farm wait "$nt"
 echo "sdk_refuse: ok"

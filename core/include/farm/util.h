@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "farm/error.h"
 
@@ -72,5 +73,21 @@ const char *farm_json_kind(const json_t *v);
 
 /* Dumps `j` compactly followed by '\n' and writes it to fd (one JSON line). */
 int farm_json_write_line(int fd, const json_t *j);
+
+/* Sends `sig` to every process of session `sid` (found through /proc), and
+ * returns how many it signalled. A task's processes may sit in process
+ * groups of their own, but they stay in the worker's session unless they
+ * call setsid(). */
+int farm_signal_session(pid_t sid, int sig);
+
+/* The UTF-8 sequence at s (not at its terminating NUL): returns its length
+ * (1 to 4) and sets *cp to its code point, or returns 0 when the byte at s
+ * does not start a valid sequence (overlong forms, surrogates and values
+ * above U+10FFFF are invalid). */
+size_t farm_utf8_next(const char *s, unsigned *cp);
+
+/* `s` for a message: bytes that are not UTF-8 and control characters
+ * written as \xHH. The caller frees the result (NULL: out of memory). */
+char *farm_escape_text(const char *s);
 
 #endif
