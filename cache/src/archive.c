@@ -261,6 +261,15 @@ int farm__cache_pack_dir(const char *src, const char *path, const struct farm__c
     XXH3_128bits_reset(w.h);
     char num[32];
     archive_write_set_format_pax_restricted(p.a);
+    /* File names are bytes: stored as they are, not translated through the
+     * locale (in the C locale, every name that is not ASCII would fail to
+     * translate, and the package would never be stored). */
+    if (archive_write_set_format_option(p.a, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) {
+        close(dfd);
+        rc = farm_err_set(err, FARM_EBADARCHIVE, "libarchive: hdrcharset: %s",
+                          archive_error_string(p.a));
+        goto out;
+    }
     if (archive_write_add_filter_zstd(p.a) != ARCHIVE_OK) {
         close(dfd);
         rc = farm_err_set(err, FARM_EBADARCHIVE, "libarchive: zstd: %s",

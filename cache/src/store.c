@@ -270,11 +270,40 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
             ;
     }
     int rc = db_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", err);
-    if (rc != 0 && (sqlite3_errcode(c->db) & 0xff) == SQLITE_NOTADB) {
-        /* The index is not a database (overwritten, cut short by hand). It
-         * indexes a cache: it is kept aside and a new one begun, so tasks
-         * go on (missing, then storing again); `farm cache verify` removes
-         * the objects only the old one knew. */
+    for (int pass = 0; pass < 2; pass++) {
+        int bad = rc != 0 && ((sqlite3_errcode(c->db) & 0xff) == SQLITE_NOTADB ||
+                              (sqlite3_errcode(c->db) & 0xff) == SQLITE_CORRUPT);
+        if (rc == 0 && pass == 0) {
+            /* A damaged index (cut short, say) often opens: read the last
+             * entry, which lies where a cut would have been. */
+            sqlite3_stmt *last;
+            if (sqlite3_prepare_v2(c->db,
+                                   "SELECT 1 FROM sqlite_master WHERE name = 'cache_entries'",
+                                   -1, &last, NULL) == SQLITE_OK) {
+                int have_entries = sqlite3_step(last) == SQLITE_ROW;
+                sqlite3_finalize(last);
+                if (have_entries &&
+                    sqlite3_prepare_v2(c->db,
+                                       "SELECT rowid FROM cache_entries ORDER BY rowid DESC "
+                                       "LIMIT 1",
+                                       -1, &last, NULL) == SQLITE_OK) {
+                    int step = sqlite3_step(last);
+                    sqlite3_finalize(last);
+                    bad = step != SQLITE_ROW && step != SQLITE_DONE &&
+                          ((sqlite3_errcode(c->db) & 0xff) == SQLITE_CORRUPT ||
+                           (sqlite3_errcode(c->db) & 0xff) == SQLITE_NOTADB);
+                }
+            } else {
+                bad = (sqlite3_errcode(c->db) & 0xff) == SQLITE_CORRUPT ||
+                      (sqlite3_errcode(c->db) & 0xff) == SQLITE_NOTADB;
+            }
+        }
+        if (!bad || pass == 1)
+            break;
+        /* The index is not a database, or a damaged one (overwritten, cut
+         * short by hand). It indexes a cache: it is kept aside and a new
+         * one begun, so tasks go on (missing, then storing again); `farm
+         * cache verify` removes the objects only the old one knew. */
         char aside[PATH_MAX + 16], side[PATH_MAX + 16];
         sqlite3_close(c->db);
         c->db = NULL;
@@ -284,8 +313,8 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
             unlink(side);
             snprintf(side, sizeof side, "%s-shm", cfg->db_path);
             unlink(side);
-            fprintf(stderr, "farm cache: %s was not a database; it is kept as %s and a new index "
-                            "begun (farm cache verify removes what only the old one knew)\n",
+            fprintf(stderr, "farm cache: %s was not a sound database; it is kept as %s and a new "
+                            "index begun (farm cache verify removes what only the old one knew)\n",
                     cfg->db_path, aside);
         }
         if (sqlite3_open_v2(cfg->db_path, &c->db,
@@ -297,6 +326,7 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
         } else {
             rc = farm_err_set(err, FARM_EDB, "%s: %s", cfg->db_path,
                               c->db ? sqlite3_errmsg(c->db) : "cannot open");
+            break;
         }
     }
     /* Creating the tables is a write transaction: only when they are not

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -68,6 +69,13 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
             dup2(nul, STDIN_FILENO);
         dup2(log_fd, STDOUT_FILENO);
         dup2(log_fd, STDERR_FILENO);
+        /* Nothing of farm's reaches the build: not the event stream to
+         * farmd (3), nor the pipe farm-prepare answers the worker on (4),
+         * whose end a daemon the build leaves behind (a compiler cache
+         * server) would otherwise hold open, keeping the task waiting. */
+        if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0)
+            for (int fd = 3; fd < 1024; fd++)
+                close(fd);
         if (chdir(cwd) < 0)
             _exit(126);
         setenv("FARM_DEPS_OUT", out, 1);
@@ -75,13 +83,20 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
         _exit(127);
     }
     setpgid(pid, pid);
-    for (;;) {
+    for (int leader_done = 0;;) {
         struct timespec ts = {0, 20 * 1000000};
-        pid_t w = waitpid(pid, &st, WNOHANG);
-        if (w == pid)
+        if (!leader_done) {
+            pid_t w = waitpid(pid, &st, WNOHANG);
+            if (w == pid)
+                leader_done = 1;
+            else if (w < 0 && errno != EINTR)
+                return -errno;
+        }
+        /* Once stopped, the build is over only when its whole process
+         * group is: what ignores SIGTERM is killed when the grace period
+         * ends, even after the shell that started it is gone. */
+        if (leader_done && (!farm__worker_stop || kill(-pid, 0) < 0))
             break;
-        if (w < 0 && errno != EINTR)
-            return -errno;
         if (farm__worker_stop) {
             int64_t now = farm_mono_ms();
             if (kill_at < 0) {
@@ -89,6 +104,8 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
                 kill_at = now + grace_ms;
             } else if (now >= kill_at) {
                 kill(-pid, SIGKILL);
+                if (leader_done)
+                    break;
             }
         }
         nanosleep(&ts, NULL);
@@ -96,6 +113,36 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
     if (farm__worker_stop)
         return FARM_ECANCELLED;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The package built without the cache, when the cache's index cannot be
+ * used (a full or read-only disk, say): the task still gets its package,
+ * and the log says why nothing was looked up or stored. */
+static int build_uncached(json_t *task, const char *build, const char *work, const char *target,
+                          int log_fd, const char *why, int64_t *build_ms, struct farm_err *err)
+{
+    int64_t b0 = farm_mono_ms(), grace = json_integer_value(json_object_get(task, "grace_ms"));
+    int status, rc;
+    say(log_fd, "farm: deps: the cache cannot be used (%s); building the package without it",
+        why);
+    farm_rmtree(target);
+    if ((rc = farm_mkdirs(target, 0755)) < 0)
+        return farm_err_set(err, rc, "deps: cannot make %s: %s", target, strerror(-rc));
+    status = run_build(build, work, target, log_fd, grace > 0 ? grace : 10000);
+    *build_ms = farm_mono_ms() - b0;
+    if (status == FARM_ECANCELLED)
+        return farm_err_set(err, FARM_ECANCELLED, "deps: the build was stopped");
+    if (status < 0)
+        return farm_err_set(err, status, "deps: cannot run the build: %s", strerror(-status));
+    if (status != 0) {
+        say(log_fd, "farm: deps: the build exited with status %d", status);
+        return farm_err_set(err, FARM_EBUILD,
+                            "deps build failed (see the log): the build exited with status %d",
+                            status);
+    }
+    say(log_fd, "farm: deps: built in %lld ms (not stored)", (long long)*build_ms);
+    json_object_set_new(task, "deps_dir", json_string(target));
+    return 0;
 }
 
 int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
@@ -111,7 +158,7 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     struct farm_cache_env *env = NULL;
     struct farm_digest_stats stats = {0};
     char cache_dir[PATH_MAX], db[PATH_MAX], src[PATH_MAX * 2], hex[FARM_CACHE_SOURCE_SIZE];
-    char source[FARM_CACHE_SOURCE_SIZE], key[FARM_CACHE_HEX_SIZE], label[PATH_MAX + 64];
+    char source[FARM_CACHE_SOURCE_SIZE] = "", key[FARM_CACHE_HEX_SIZE] = "", label[PATH_MAX + 64];
     char *inputs = NULL, *manifest = NULL;
     size_t n_env = 0;
     int rc, hit = 0, attempts = 0;
@@ -127,8 +174,12 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     cfg.cache_dir = cache_dir;
     cfg.db_path = db;
     if ((rc = farm_cache_open(&cache, &cfg, err)) < 0) {
-        farm_err_prefix(err, "deps: ");
-        return rc;
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        farm_err_clear(err);
+        cache = NULL;
+        rc = build_uncached(task, build, work, target, log_fd, why, &build_ms, err);
+        goto out;
     }
 
     /* The source digest: the git tree OID of deps.dir for a commit (no file
@@ -175,8 +226,16 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     }
 
     for (;;) {
-        if ((rc = farm_cache_acquire(cache, key, &lease, err)) < 0)
+        if ((rc = farm_cache_acquire(cache, key, &lease, err)) < 0) {
+            if (rc == FARM_EDB) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                farm_err_clear(err);
+                lease = NULL;
+                rc = build_uncached(task, build, work, target, log_fd, why, &build_ms, err);
+            }
             goto out;
+        }
         if (farm_cache_lease_outcome(lease) == FARM_CACHE_HIT) {
             struct farm_cache_restore_info info;
             int64_t r0 = farm_mono_ms();

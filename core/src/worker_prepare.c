@@ -26,7 +26,7 @@ static const char *jstr(json_t *o, const char *k)
 static int run_prepare(json_t *task, int log_fd, int event_fd, struct farm_err *err)
 {
     char exe[PATH_MAX], path[PATH_MAX + 32], buf[4096];
-    int in[2], res[2], st, sent = 0;
+    int in[2], res[2], st = 0, sent = 0, reaped = 0;
     size_t got = 0;
     pid_t pid;
     char *text;
@@ -66,10 +66,21 @@ static int run_prepare(json_t *task, int log_fd, int event_fd, struct farm_err *
     close(in[1]);
     for (;;) {
         struct pollfd p = {.fd = res[0], .events = POLLIN};
+        pid_t w;
+        int ws;
         if (farm__worker_stop && !sent) {
             kill(pid, SIGTERM);
             sent = 1;
         }
+        /* We are the task's subreaper: what a build left running comes to
+         * us when its parent ends, and is reaped here as it exits (so that
+         * farm-prepare, waiting for the build's process group to be gone,
+         * does not wait on zombies). */
+        while ((w = waitpid(-1, &ws, WNOHANG)) > 0)
+            if (w == pid) {
+                st = ws;
+                reaped = 1;
+            }
         if (poll(&p, 1, 50) > 0) {
             ssize_t n = read(res[0], buf + got, sizeof buf - 1 - got);
             if (n > 0) {
@@ -81,7 +92,7 @@ static int run_prepare(json_t *task, int log_fd, int event_fd, struct farm_err *
         }
     }
     close(res[0]);
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     buf[got] = '\0';
     out = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);

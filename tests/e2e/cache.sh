@@ -152,11 +152,102 @@ printf 'garbage' >"$FARM_HOME/cache/index.db"
 rm -f "$FARM_HOME/cache/index.db-wal" "$FARM_HOME/cache/index.db-shm"
 m=$(run_one)
 expect_eq "a miss with the new index" False "$(deps_of "$m" hit)"
-expect_contains "the log says the index was set aside" "was not a database; it is kept as" "$(farm logs "$m")$(cat "$FARM_HOME/farmd.log")"
+expect_contains "the log says the index was set aside" "was not a sound database; it is kept as" "$(farm logs "$m")$(cat "$FARM_HOME/farmd.log")"
 [ -e "$FARM_HOME/cache/index.db.corrupt" ] || fail "the old index was not kept aside"
 m2=$(run_one)
 expect_eq "then a hit" True "$(deps_of "$m2" hit)"
 expect_status "verify after it" 0 farm cache verify
+# An index cut short (truncated by hand) is set aside the same way. Enough
+# entries first, so that the cut removes pages the index needs.
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16; do
+    spec "sh deps/build.sh # variant $i $(printf 'x%.0s' $(seq 1 200))"
+    run_one >/dev/null
+done
+size=$(wc -c <"$FARM_HOME/cache/index.db" | tr -d ' ')
+[ "$size" -gt 8192 ] || fail "the index is too small ($size bytes) to cut short"
+rm -f "$FARM_HOME/cache/index.db.corrupt"
+truncate -s 4096 "$FARM_HOME/cache/index.db"
+rm -f "$FARM_HOME/cache/index.db-wal" "$FARM_HOME/cache/index.db-shm"
+m=$(run_one)
+expect_eq "a cut index: a miss with a new one" False "$(deps_of "$m" hit)"
+[ -e "$FARM_HOME/cache/index.db.corrupt" ] || fail "the cut index was not kept aside"
+expect_status "stats after it" 0 farm cache stats
+# File names are bytes: names that are not ASCII, or not UTF-8, and a link
+# to one are stored and come back as they were (the package used to be
+# left unstored: "Can't translate pathname").
+cat >"$repo/deps/names.sh" <<'S'
+mkdir -p "$FARM_DEPS_OUT/pkg"
+echo x >"$FARM_DEPS_OUT/pkg/données.csv"
+echo y >"$FARM_DEPS_OUT/pkg/$(printf 'b\377d')"
+ln -s données.csv "$FARM_DEPS_OUT/pkg/lé"
+S
+cat >"$repo/farm.yaml" <<'Y'
+deps: {dir: deps, build: sh deps/names.sh}
+tasks:
+  - name: names
+    run: ls "$FARM_DEPS_DIR/pkg" | od -An -c | tr -s ' '; cat "$FARM_DEPS_DIR/pkg/lé"
+Y
+n1=$(run_one)
+expect_contains "stored" "stored as" "$(farm logs "$n1")"
+n2=$(run_one)
+expect_eq "a hit" True "$(deps_of "$n2" hit)"
+expect_eq "the names as built" "$(farm logs "$n1" | grep -v '^farm:')" "$(farm logs "$n2" | grep -v '^farm:')"
+expect_contains "the link" "x" "$(farm logs "$n2" | tail -1)"
+# A build that leaves a process behind (a compiler cache server, say) does
+# not hold the task: nothing of farm's is open in it, and the process is
+# stopped when the task ends.
+cat >"$repo/deps/daemon.sh" <<'S'
+nohup sleep 30 </dev/null >/dev/null 2>&1 &
+echo $! >"$FARM_DEPS_OUT/daemon.pid"
+ls -l /proc/self/fd/ >"$FARM_DEPS_OUT/fds" 2>&1
+S
+cat >"$repo/farm.yaml" <<'Y'
+deps: {dir: deps, build: sh deps/daemon.sh}
+tasks: [{name: quick, run: "true"}]
+Y
+t0=$(date +%s)
+d=$(run_one)
+elapsed=$(( $(date +%s) - t0 ))
+[ "$elapsed" -lt 10 ] || fail "a build's background process held the task for $elapsed s"
+dpid=$(cat "$FARM_HOME/runs/$d/deps/daemon.pid")
+i=0
+while kill -0 "$dpid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$dpid" 2>/dev/null && fail "the build's background process $dpid outlived the task"
+expect_eq "only 0, 1 and 2 (and ls's own) open in the build" 0 \
+    "$(grep -c -E ' (3|4) -> (socket|pipe)' "$FARM_HOME/runs/$d/deps/fds")"
+# A build that ignores SIGTERM does not outlive its task's timeout: what is
+# left of its process group is killed when the grace period ends, even after
+# the shell that started it is gone.
+cat >"$repo/deps/stubborn.sh" <<S
+sh -c 'trap "" TERM; echo \$\$ >"$T/stubborn.pid"; sleep 20; echo late >"$T/late"' &
+wait
+S
+cat >"$repo/farm.yaml" <<'Y'
+deps: {dir: deps, build: sh deps/stubborn.sh}
+tasks: [{name: stubborn, timeout: 1, run: "true"}]
+Y
+sb=$(farm submit --dir "$repo")
+expect_status "the stubborn build's task" 1 farm wait "$sb"
+expect_eq "it timed out" timed_out "$(farm show "$sb" --json | jget - 'j["state"]')"
+i=0
+while kill -0 "$(cat "$T/stubborn.pid")" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$(cat "$T/stubborn.pid")" 2>/dev/null && fail "the build that ignores SIGTERM outlived its task"
+[ -e "$T/late" ] && fail "the build wrote after its task ended"
+# A cache whose index cannot be written (a full disk): the task still gets
+# the package, built without the cache, and the log says why. (Needs a
+# tmpfs mount: skipped where the test may not mount.)
+spec "sh deps/build.sh"
+if mount -t tmpfs -o size=1M tmpfs "$FARM_HOME/cache" 2>/dev/null; then
+    run_one >/dev/null   # an index on the small file system
+    dd if=/dev/zero of="$FARM_HOME/cache/filler" bs=4k 2>/dev/null || true
+    echo v9 >"$repo/deps/version.txt"
+    f=$(run_one)
+    expect_contains "built without the cache" "the cache cannot be used" "$(farm logs "$f")"
+    expect_contains "and used" "tool-v9" "$(farm logs "$f")"
+    umount "$FARM_HOME/cache" || fail "the cache's file system is still busy"
+else
+    echo "cache.sh: cannot mount a tmpfs here; the full-index check is skipped"
+fi
 expect_status "bad size" 2 farm cache gc --max-size lots
 expect_status "why of a task without deps" 2 farm cache why "$(farm submit -- true)"
 echo "cache: ok"
