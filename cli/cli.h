@@ -90,12 +90,6 @@ void cli_print_tasks(struct cli *cli, json_t *tasks);
  * sign, space or leading zero. Returns 0 with *out set, or -1. */
 int cli_parse_id(const char *s, long long *out);
 
-/* The UTF-8 sequence at s (not at its terminating NUL): returns its length
- * (1 to 4) and sets *cp to its code point, or returns 0 when the byte at s
- * does not start a valid sequence (overlong forms, surrogates and values
- * above U+10FFFF are invalid). */
-size_t cli_utf8_next(const char *s, unsigned *cp);
-
 /* Display columns of code point cp on a terminal: 2 for East Asian wide
  * and fullwidth characters, 0 for combining marks, else 1. */
 int cli_cp_width(unsigned cp);
@@ -111,10 +105,6 @@ char *cli_cell(const char *s, size_t maxcols, size_t *cols);
 /* Prints cli_cell(s, maxcols) on f, padded with spaces to `width` columns. */
 void cli_print_cell(FILE *f, const char *s, size_t maxcols, size_t width);
 
-/* `s` for a message: bytes that are not UTF-8 and control characters
- * written as \xHH. The caller frees the result (NULL: out of memory). */
-char *cli_escape(const char *s);
-
 /* 1 when `s` is NULL or valid UTF-8 as jansson sees it (json_string()
  * accepts it), else 0. */
 int cli_text_ok(const char *s);
@@ -128,8 +118,9 @@ int cli_check_text(const char *verb, const char *what, const char *s, const char
 /* Usage error: prints "farm VERB: msg" and a hint, returns CLI_USAGE. */
 int cli_usage(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Prints the help of one verb. */
-void cli_help_verb(const char *verb);
+/* Prints the help of one verb: CLI_OK, or CLI_USAGE (and a message) for an
+ * unknown verb. */
+int cli_help_verb(const char *verb);
 
 /* Path of a sibling binary (farmd, farm-worker). */
 void cli_sibling(const struct cli *cli, const char *name, char *buf, size_t len);

@@ -190,10 +190,10 @@ int cli_read_json(int fd, json_t **out, int timeout_ms)
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int wait = -1;
         if (deadline >= 0) {
+            /* At the deadline, what has arrived is still read (a wait
+             * --timeout 0 on tasks that have ended gets its answer). */
             int64_t left = deadline - farm_mono_ms();
-            if (left <= 0)
-                return -ETIMEDOUT;
-            wait = (int)left;
+            wait = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
         }
         int r = poll(&p, 1, wait);
         if (r < 0 && errno == EINTR)
@@ -245,6 +245,10 @@ int cli_call_fd(int fd, json_t *req, json_t **reply, int timeout_ms)
     json_object_set_new(req, "v", json_integer(FARM_PROTO_VERSION));
     rc = cli_write_json(fd, req);
     json_decref(req);
+    /* farmd refuses a request larger than its cap with a reply, then closes:
+     * our send fails, but its answer waits to be read. */
+    if ((rc == -EPIPE || rc == -ECONNRESET) && cli_read_json(fd, reply, 1000) == 0)
+        return 0;
     if (rc < 0)
         return rc;
     return cli_read_json(fd, reply, timeout_ms);
@@ -302,7 +306,12 @@ int cli_reply_error(const char *verb, json_t *reply)
 {
     json_t *e = json_object_get(reply, "error");
     const char *msg = json_string_value(json_object_get(e, "message"));
-    fprintf(stderr, "farm %s: %s\n", verb, msg ? msg : "farmd refused the request");
+    /* The message may quote a task's name or command: no control
+     * character of those reaches the terminal. */
+    char *shown = msg ? farm_escape_text(msg) : NULL;
+    fprintf(stderr, "farm %s: %s\n", verb,
+            shown ? shown : msg ? msg : "farmd refused the request");
+    free(shown);
     return cli_exit_for_name(json_string_value(json_object_get(e, "code")));
 }
 
@@ -342,32 +351,6 @@ int cli_parse_id(const char *s, long long *out)
     return 0;
 }
 
-char *cli_escape(const char *s)
-{
-    size_t n = strlen(s), o = 0;
-    char *out = malloc(4 * n + 1);
-    if (!out)
-        return NULL;
-    while (*s) {
-        unsigned cp;
-        size_t len = cli_utf8_next(s, &cp);
-        if (len == 0 || cp < 0x20 || cp == 0x7f) {
-            static const char hex[] = "0123456789abcdef";
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[(unsigned char)*s >> 4];
-            out[o++] = hex[(unsigned char)*s & 15];
-            s++;
-            continue;
-        }
-        memcpy(out + o, s, len);
-        o += len;
-        s += len;
-    }
-    out[o] = '\0';
-    return out;
-}
-
 int cli_text_ok(const char *s)
 {
     /* The test is jansson's own: exactly what json_string() refuses. */
@@ -384,7 +367,7 @@ int cli_check_text(const char *verb, const char *what, const char *s, const char
     char *esc;
     if (cli_text_ok(s))
         return 0;
-    esc = cli_escape(s);
+    esc = farm_escape_text(s);
     fprintf(stderr, "farm %s: %s \"%s\" is not valid UTF-8 (%s)\n", verb, what, esc ? esc : "?",
             why ? why : "farm talks to farmd in JSON text, which must be UTF-8");
     free(esc);

@@ -13,6 +13,17 @@
 #include "cli.h"
 #include "farm/util.h"
 
+/* `daemon start` when farmd runs already: the options given were checked,
+ * not applied (farmd reads them when it starts). */
+static void already_running(struct cli *cli, int with_options)
+{
+    if (!cli->json)
+        printf("farmd is already running\n");
+    if (with_options)
+        fprintf(stderr, "farm daemon: the options given were not applied: farmd runs with the "
+                        "ones it started with (farm daemon stop, then start with them)\n");
+}
+
 static int status(struct cli *cli)
 {
     int fd = cli_connect(cli, 0);
@@ -100,9 +111,7 @@ static int start(struct cli *cli, int argc, char **argv)
     fd = cli_probe(cli);
     if (fd >= 0) {
         close(fd);
-        if (!cli->json)
-            printf("farmd is already running%s\n",
-                   n > 1 ? " (options apply at its next start: farm daemon stop first)" : "");
+        already_running(cli, n > 1);
         return status(cli);
     }
     if (farm_home_ensure(cli->home, &err) < 0) {
@@ -115,9 +124,7 @@ static int start(struct cli *cli, int argc, char **argv)
         snprintf(sock, sizeof sock, "%s/farm.sock", cli->home);
         if (cli_wait_farmd_gone(cli, sock, &fd)) {
             close(fd);
-            if (!cli->json)
-                printf("farmd is already running%s\n",
-                       n > 1 ? " (options apply at its next start: farm daemon stop first)" : "");
+            already_running(cli, n > 1);
             return status(cli);
         }
     }

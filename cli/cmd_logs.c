@@ -43,8 +43,14 @@ static int copy_from(int in, off_t *off)
     ssize_t n;
     int any = 0;
     while ((n = pread(in, buf, sizeof buf, *off)) > 0) {
-        if (farm_write_all(STDOUT_FILENO, buf, (size_t)n) < 0)
-            return -1;
+        int rc = farm_write_all(STDOUT_FILENO, buf, (size_t)n);
+        if (rc < 0) {
+            /* Nobody reads any more (`| head`, with SIGPIPE ignored), or the
+             * output cannot be written: following on would be for nothing. */
+            if (rc != -EPIPE)
+                fprintf(stderr, "farm logs: writing standard output: %s\n", strerror(-rc));
+            exit(CLI_TASK_FAILED);
+        }
         *off += n;
         any = 1;
     }

@@ -34,7 +34,7 @@ static int check_text(int hook, const char *what, const char *s, const char *why
         return cli_check_text("submit", what, s, why) ? -1 : 0;
     if (cli_text_ok(s))
         return 0;
-    esc = cli_escape(s);
+    esc = farm_escape_text(s);
     fprintf(stderr, "farm: warning: tests not submitted: %s \"%s\" is not valid UTF-8\n", what,
             esc ? esc : "?");
     free(esc);
@@ -484,8 +484,16 @@ int cmd_submit(struct cli *cli, int argc, char **argv)
         json_array_append_new(tasks, task);
     }
     json_decref(given);
-    if (!getcwd(cwd, sizeof cwd))
-        snprintf(cwd, sizeof cwd, "/");
+    if (!getcwd(cwd, sizeof cwd)) {
+        /* Tasks run in the directory they were submitted from: one that is
+         * gone (or too deep to name) has no stand-in. */
+        fprintf(stderr, "farm submit: cannot tell the current directory (%s); tasks run in it\n",
+                strerror(errno));
+        json_decref(tasks);
+        json_decref(lines);
+        rc = CLI_USAGE;
+        goto out;
+    }
     if (check_text(0, "the current directory", cwd,
                    "farm passes it to farmd as JSON text; run farm from another directory")) {
         json_decref(tasks);

@@ -25,7 +25,9 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
             if (r < 0)
                 return CLI_USAGE;
             timeout = strtod(v, &end);
-            if (*end || !*v || timeout < 0)
+            /* (A wait of more than ten years is no wait: refused with NaN
+             * and infinity, so that the deadline stays a number.) */
+            if (*end || !*v || !(timeout >= 0 && timeout <= 315360000.0))
                 return cli_usage("wait", "--timeout: expected seconds, got \"%s\"", v);
             continue;
         }
@@ -52,7 +54,7 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
         json_t *msg;
         if (deadline >= 0) {
             int64_t l = deadline - farm_mono_ms();
-            left = l > 0 ? (int)l : 0;
+            left = l > 0 ? (l > INT32_MAX ? INT32_MAX : (int)l) : 0;
         }
         r = cli_read_json(fd, &msg, left);
         if (r == -ETIMEDOUT) {

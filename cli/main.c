@@ -4,6 +4,8 @@
  * and starts it when it is not running (`farm run` needs no daemon).
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,7 +143,7 @@ const struct cli_cmd cli_cmds[] = {
     {NULL, NULL, NULL, NULL},
 };
 
-void cli_help_verb(const char *verb)
+int cli_help_verb(const char *verb)
 {
     for (const struct cli_cmd *c = cli_cmds; c->name; c++) {
         if (!strcmp(c->name, verb)) {
@@ -149,9 +151,23 @@ void cli_help_verb(const char *verb)
             printf("\nEvery verb takes --json for machine output. Exit status: 0 ok; 1 a\n"
                    "waited-for task did not succeed; 2 usage or bad input; 3 farmd\n"
                    "unreachable; 124 wait --timeout expired.\n");
-            return;
+            return CLI_OK;
         }
     }
+    fprintf(stderr, "farm: unknown verb \"%s\"; see 'farm --help'\n", verb);
+    return CLI_USAGE;
+}
+
+/* What farm printed must have reached its standard output: a full disk or
+ * a closed descriptor is an error (exit 1), not a silent loss. */
+static int finish(int rc)
+{
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        if (errno != EPIPE)
+            fprintf(stderr, "farm: writing standard output: %s\n", strerror(errno));
+        return rc == CLI_OK ? CLI_TASK_FAILED : rc;
+    }
+    return rc;
 }
 
 static void help(FILE *f)
@@ -208,18 +224,30 @@ int main(int argc, char **argv)
     const char *verb;
     const char *nc = getenv("NO_COLOR");
 
+    /* Descriptors 0, 1 and 2 must be open: else the first one farm opens
+     * (the socket to farmd) would take the place of standard output, and
+     * what farm prints (a task's log) would go to farmd as requests. */
+    for (int fd = 0; fd < 3; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+            int nul = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (nul < 0)
+                return CLI_USAGE;
+            if (nul != fd) {
+                dup2(nul, fd);
+                close(nul);
+            }
+        }
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
-        if (argc >= 3 && !strcmp(argv[1], "help")) {
-            cli_help_verb(argv[2]);
-            return 0;
-        }
+        if (argc >= 3 && !strcmp(argv[1], "help"))
+            return finish(cli_help_verb(argv[2]));
         help(argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
+        return finish(argc < 2 ? CLI_USAGE : CLI_OK);
     }
     if (!strcmp(argv[1], "--version")) {
         printf("farm %s\n", FARM_VERSION);
-        return 0;
+        return finish(0);
     }
     verb = argv[1];
     {
@@ -246,11 +274,9 @@ int main(int argc, char **argv)
     }
     for (const struct cli_cmd *c = cli_cmds; c->name; c++) {
         if (!strcmp(c->name, verb)) {
-            if (cli_wants_help(argc - 1, argv + 1)) {
-                cli_help_verb(verb);
-                return 0;
-            }
-            return c->run(&cli, argc - 1, argv + 1);
+            if (cli_wants_help(argc - 1, argv + 1))
+                return finish(cli_help_verb(verb));
+            return finish(c->run(&cli, argc - 1, argv + 1));
         }
     }
     fprintf(stderr, "farm: unknown verb \"%s\"; see 'farm --help'\n", verb);

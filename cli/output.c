@@ -89,35 +89,6 @@ void cli_duration(const json_t *task, char *buf, size_t len)
     human_ms(f - s, buf, len);
 }
 
-size_t cli_utf8_next(const char *s, unsigned *cp)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned c = u[0], min;
-    size_t n;
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, c &= 0x1f, min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, c &= 0x0f, min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, c &= 0x07, min = 0x10000;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((u[i] & 0xc0) != 0x80)
-            return 0; /* also stops at the terminating NUL */
-        c = (c << 6) | (u[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return n;
-}
-
 int cli_cp_width(unsigned cp)
 {
     /* The main East Asian wide and fullwidth blocks, and emoji. */
@@ -145,7 +116,7 @@ int cli_cp_width(unsigned cp)
 static size_t cell_char(const char *s, const char **bytes, size_t *len, int *width)
 {
     unsigned cp;
-    size_t n = cli_utf8_next(s, &cp);
+    size_t n = farm_utf8_next(s, &cp);
     if (n == 0 || cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0)) {
         *bytes = "?";
         *len = 1;

@@ -159,6 +159,10 @@ static int build_node(struct builder *b, yaml_event_t *ev, json_t **out)
         return perr(b, &ev->start_mark, "unknown alias *%s", name);
     }
     case YAML_SCALAR_EVENT:
+        /* "\0" is valid YAML, but no text in farm may hold one: it would
+         * end the text early in C, and JSON readers refuse \u0000. */
+        if (memchr(ev->data.scalar.value, '\0', ev->data.scalar.length))
+            return perr(b, &ev->start_mark, "a NUL character (\\0) is not allowed in text");
         anchor = (const char *)ev->data.scalar.anchor;
         node = scalar_value(ev);
         break;
@@ -210,6 +214,11 @@ static int build_node(struct builder *b, yaml_event_t *ev, json_t **out)
             if (kev.type != YAML_SCALAR_EVENT) {
                 rc = perr(b, &kev.start_mark, "expected a plain key (text), got a %s",
                           kev.type == YAML_MAPPING_START_EVENT ? "mapping" : "sequence or alias");
+                yaml_event_delete(&kev);
+                goto fail;
+            }
+            if (memchr(kev.data.scalar.value, '\0', kev.data.scalar.length)) {
+                rc = perr(b, &kev.start_mark, "a NUL character (\\0) is not allowed in a key");
                 yaml_event_delete(&kev);
                 goto fail;
             }
@@ -281,6 +290,24 @@ static int load(const unsigned char *text, size_t len, FILE *fp, const char *dis
         rc = build_node(&b, &ev, &b.doc->root);
         yaml_event_delete(&ev);
         break;
+    }
+    /* The rest of the file is read too: a syntax error after the first
+     * document, or a second document, is an error, not something ignored. */
+    while (rc == 0 && b.doc->root && !json_is_null(b.doc->root)) {
+        if ((rc = next_event(&b, &ev)) < 0)
+            break;
+        if (ev.type == YAML_STREAM_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (ev.type != YAML_DOCUMENT_END_EVENT) {
+            rc = perr(&b, &ev.start_mark,
+                      "a second YAML document (one file holds one; remove the '---' or what "
+                      "follows the first)");
+            yaml_event_delete(&ev);
+            break;
+        }
+        yaml_event_delete(&ev);
     }
 done:
     yaml_parser_delete(&b.parser);

@@ -155,4 +155,47 @@ expect_eq "logs -f after farmd was killed: message" "farm logs: lost the connect
     "$(cat "$T/follow.err")"
 # (The task's own end may or may not be in the log by then.)
 expect_eq "logs -f after farmd was killed: output so far" a "$(head -n 1 "$T/follow.out")"
+# --- Standard descriptors, output errors, deadlines, odd directories. ---
+start_farmd --jobs 2
+# With standard output closed, the socket to farmd must not take its place:
+# a log holding request lines is printed nowhere, not sent to farmd.
+inj=$(farm submit -- sh -c "echo '{\"v\":1,\"op\":\"pause\"}'")
+farm wait "$inj" >/dev/null
+farm logs "$inj" >&- 2>/dev/null || true
+expect_eq "a closed stdout: nothing reached farmd" false "$(farm daemon status --json | jget - 'str(j["paused"]).lower()')"
+expect_status "a closed stdout: submit still works" 0 farm submit -- true 1>&-
+# What cannot be written is an error, not a silent loss.
+to_full() { "$@" >/dev/full; }
+expect_status "submit to a full stdout" 1 to_full farm submit -- true
+expect_contains "it says so" "farm: writing standard output: No space left on device" "$(cat "$T/err")"
+expect_status "list --json to a full stdout" 1 to_full farm list --json
+# A request over farmd's cap gets farmd's answer (exit 2), not a lost
+# connection (exit 3), though farmd closes before reading it all.
+"$PY" -c "import json;print(json.dumps({'run':'#'+'x'*6000000}))" >"$T/huge.batch"
+expect_status "an oversized batch" 2 farm submit --batch "$T/huge.batch"
+expect_contains "farmd's reason" "too large" "$(cat "$T/err")"
+# wait --timeout 0 on tasks that have ended: their answer, exit 0.
+expect_status "wait --timeout 0, all ended" 0 farm wait --timeout 0 "$inj"
+expect_status "wait --timeout nan" 2 farm wait --timeout nan "$inj"
+expect_status "wait --timeout huge" 2 farm wait --timeout 1e12 "$inj"
+long=$(farm submit -- sleep 1)
+expect_status "wait --timeout 4294968 (past a 32-bit millisecond count)" 0 farm wait --timeout 4294968 "$long"
+# A directory that is gone: refused, not replaced by /.
+mkdir "$T/gone"
+expect_status "submit from a removed directory" 2 sh -c "cd '$T/gone' && rmdir '$T/gone' && '$FARM_BIN/farm' submit -- pwd"
+expect_contains "it says why" "cannot tell the current directory" "$(cat "$T/err")"
+# help of an unknown verb: exit 2, like VERB --help.
+expect_status "help nosuchverb" 2 farm help nosuchverb
+expect_contains "it names it" 'unknown verb "nosuchverb"' "$(cat "$T/err")"
+# farmd's messages quote task names: no control character reaches the
+# terminal.
+esc=$(farm submit -- sh -c "$(printf 'exit 1 #\033]0;pwned\007')")
+after=$(farm submit --after "$esc" -- true)
+farm wait "$esc" "$after" >/dev/null 2>&1 || true
+expect_status "retry of a skipped task whose reason names an ESC" 2 farm retry "$after"
+[ "$(grep -c "$(printf '\033')" "$T/err")" = 0 ] || fail "an ESC reached the terminal: $(od -c "$T/err" | head -3)"
+# start with options while farmd runs: says they were not applied.
+expect_status "start --grace while running" 0 farm daemon start --grace 3
+expect_contains "it says the options were not applied" "the options given were not applied" "$(cat "$T/err")"
+farm daemon stop >/dev/null
 echo "cli_input: ok"

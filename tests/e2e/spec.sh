@@ -188,6 +188,29 @@ expect_eq "timeout 1.0001 becomes 2" 2 "$(farm show "$(tid 2)" --json | jget - '
 expect_eq "timeout 31 days kept" 2678400 "$(farm show "$(tid 3)" --json | jget - 'j["timeout"]')"
 farm wait $ids >/dev/null
 
+# A NUL in a text (valid YAML: "\0") is refused where it stands; farmd used
+# to store it and then crash at every start of the task.
+bad "a NUL in a text" "$repo/farm.yaml:4:12: a NUL character (\\0) is not allowed in text" <<'Y'
+tasks:
+  - name: a
+    params:
+      run: "echo a\0b"
+Y
+# The whole file is read: what follows the first document is an error.
+bad "a syntax error after the first document" "$repo/farm.yaml:4:1: did not find expected <document start>" <<'Y'
+tasks:
+  - {name: a, run: "true"}
+...
+garbage: [
+Y
+bad "a second document" "$repo/farm.yaml:3:1: a second YAML document" <<'Y'
+tasks:
+  - {name: a, run: "true"}
+---
+tasks: []
+Y
+expect_eq "nothing queued by them" 0 "$(farm list --limit 0 --json | jget - 'len([t for t in j if t["state"] in ("queued", "running")])')"
+
 # The example repo runs end to end.
 ids=$(farm submit --dir "$FARM_SOURCE_DIR/examples/model-repo" --task lint --task unit --task data-check)
 expect_status "example repo tasks" 0 farm wait $ids
