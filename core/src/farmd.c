@@ -875,9 +875,21 @@ int farmd_cancel(int64_t id, const char *reason, struct farm_err *err)
         }
     }
     sqlite3_reset(st);
-    /* A queued task leaves the heap lazily: start_run skips rows that are no
-     * longer queued. */
-    farmd_set_terminal(id, 0, "cancelled", 0, 0, reason ? reason : "cancelled");
+    {
+        /* A task queued again for a retry keeps the exit code of its last
+         * finished attempt (docs/cli.md: exit_code). */
+        int code = 0, has = 0;
+        st = farm__db_stmt(farmd.db, "SELECT exit_code FROM attempts WHERE task=? AND "
+                                     "exit_code IS NOT NULL ORDER BY n DESC LIMIT 1");
+        if (farm__db_run(st, "i", id) == SQLITE_ROW) {
+            code = sqlite3_column_int(st, 0);
+            has = 1;
+        }
+        sqlite3_reset(st);
+        /* A queued task leaves the heap lazily: start_run skips rows that
+         * are no longer queued. */
+        farmd_set_terminal(id, 0, "cancelled", code, has, reason ? reason : "cancelled");
+    }
     farmd_finish_dependents(id, "cancelled");
     return 0;
 }

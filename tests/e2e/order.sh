@@ -103,4 +103,18 @@ expect_contains "names the line" "bad.jsonl:1:" "$(cat "$T/err")"
 # Retrying a task skipped for a failed need is refused, naming the need.
 expect_status "retry of a skipped dependent" 2 farm retry "$z"
 expect_contains "retry names the need" "needs task $y" "$(cat "$T/err")"
+
+# A task queued again for a retry, cancelled before it runs again, keeps the
+# exit code of the attempt that failed. (The attempt pauses the queue itself,
+# so that the retry waits.)
+r=$(farm submit --retries 2 -- sh -c "'$FARM_BIN/farm' pause >/dev/null; exit 5")
+i=0
+until [ "$(farm show "$r" --json | jget - '"%s %d" % (j["state"], len(j["attempt_history"]))')" = "queued 1" ] || [ $i -ge 100 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+farm cancel "$r" >/dev/null
+expect_eq "cancelled while queued for a retry" "cancelled 5" \
+    "$(farm show "$r" --json | jget - '"%s %s" % (j["state"], j["exit_code"])')"
+farm resume >/dev/null
 echo "order: ok"
