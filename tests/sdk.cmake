@@ -25,12 +25,12 @@ foreach(f ok noentry abimajor short misnamed newer probe segv abort exit hang fl
 endforeach()
 # Valid twins of the refusal cases (same file name, a plugin that loads), for
 # tests that queue a good plugin and break it before it runs.
-foreach(f noentry abimajor short misnamed)
+foreach(f noentry abimajor short misnamed ctorraise ctorhang)
   farm_sdk_fixture(sdkfx_twin_${f} ${f} twins ${_sdk_fx}/ok.c FX_NAME="${f}")
 endforeach()
 # Plugins that misbehave while they load (ctor.c: FX_CTOR says how).
 set(_ctor_n 0)
-foreach(f ctorprint ctorsegv ctorhang)
+foreach(f ctorprint ctorsegv ctorhang ctorraise)
   math(EXPR _ctor_n "${_ctor_n} + 1")
   farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/ctor.c FX_CTOR=${_ctor_n} FX_NAME="${f}")
 endforeach()

@@ -459,6 +459,93 @@ static const char *jstr(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+/* How long a plugin may take to load and describe itself. */
+#define DESCRIBE_MS 10000
+
+/* While the plugin loads (its constructors run) in the plugin process, a
+ * crash, or a load that takes longer than describing it may, ends the
+ * process with the refusal describing it would give: the result line is
+ * made before the load, and the handlers only append the cause. */
+static int g_load_fd = -1;
+static char g_load_head[2 * PATH_MAX + 160];
+static size_t g_load_head_len;
+
+static void load_refuse(const char *why)
+{
+    char line[sizeof g_load_head + 128];
+    size_t n = g_load_head_len, w = strlen(why);
+    memcpy(line, g_load_head, n);
+    memcpy(line + n, why, w);
+    n += w;
+    memcpy(line + n, "\"}\n", 3);
+    n += 3;
+    if (write(g_load_fd, line, n) < 0)
+        _exit(1);
+}
+
+static void on_load_crash(int sig)
+{
+    char why[96] = "crashed while loading (";
+    const char *name = farm_signame(sig);
+    size_t n = strlen(why), m = strlen(name);
+    memcpy(why + n, name, m);
+    why[n + m] = ')';
+    why[n + m + 1] = '\0';
+    load_refuse(why);
+    _exit(0);
+}
+
+static void on_load_alarm(int sig)
+{
+    (void)sig;
+    load_refuse("loading it took longer than 10 s (it was stopped)");
+    _exit(0);
+}
+
+static const int g_load_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP};
+
+/* Arms (path given) or disarms (NULL) the guard around loading `path`. */
+static void load_guard(const char *path, int result_fd)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    if (!path) {
+        alarm(0);
+        sa.sa_handler = SIG_DFL;
+        for (size_t i = 0; i < sizeof g_load_signals / sizeof *g_load_signals; i++)
+            sigaction(g_load_signals[i], &sa, NULL);
+        signal(SIGALRM, SIG_DFL);
+        return;
+    }
+    {
+        char *quoted, prefix[PATH_MAX + 16];
+        json_t *j;
+        snprintf(prefix, sizeof prefix, "%s: refused: ", path);
+        j = json_string(prefix);
+        quoted = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+        json_decref(j);
+        if (!quoted)
+            return;
+        /* Everything but the closing quote: the cause follows. */
+        g_load_head_len = (size_t)snprintf(
+            g_load_head, sizeof g_load_head, "{\"state\":\"failed\",\"exit_code\":1,\"rc\":%d,"
+                                             "\"reason\":%.*s",
+            FARM_EBADPLUGIN, (int)strlen(quoted) - 1, quoted);
+        free(quoted);
+        if (g_load_head_len >= sizeof g_load_head)
+            return;
+    }
+    g_load_fd = result_fd;
+    sa.sa_handler = on_load_crash;
+    sa.sa_flags = SA_RESETHAND;
+    for (size_t i = 0; i < sizeof g_load_signals / sizeof *g_load_signals; i++)
+        sigaction(g_load_signals[i], &sa, NULL);
+    sa.sa_handler = on_load_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(DESCRIBE_MS / 1000);
+}
+
 /* The plugin process: never returns. */
 void farm__plugin_main(json_t *task, const char *home, int result_fd)
 {
@@ -496,8 +583,12 @@ void farm__plugin_main(json_t *task, const char *home, int result_fd)
         _exit(0);
     }
     farm_err_clear(&err);
-    if ((rc = farm__plugin_find(jstr(task, "plugin"), home, path, sizeof path, &err)) < 0 ||
-        (rc = farm__plugin_load(path, home, &plugin, &err)) < 0) {
+    if ((rc = farm__plugin_find(jstr(task, "plugin"), home, path, sizeof path, &err)) == 0) {
+        load_guard(path, result_fd);
+        rc = farm__plugin_load(path, home, &plugin, &err);
+        load_guard(NULL, -1);
+    }
+    if (rc < 0) {
         fprintf(stderr, "farm: %s\n", err.msg);
         report(result_fd, "failed", 1, err.msg, rc);
         _exit(0);
@@ -531,9 +622,6 @@ void farm__plugin_main(json_t *task, const char *home, int result_fd)
 }
 
 /* ---- describe ------------------------------------------------------------ */
-
-/* How long a plugin may take to load and describe itself. */
-#define DESCRIBE_MS 10000
 
 /* The description of the plugin at `path`, or an error object (with "path"
  * when `with_path`). The plugin is loaded in a child of its own, so that its

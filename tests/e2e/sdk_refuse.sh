@@ -65,7 +65,7 @@ expect_eq "nothing queued" 0 "$(farm list --json | jget - 'len(j)')"
 
 # Queued while valid, broken before it runs: the task fails with the reason.
 farm pause >/dev/null
-for f in noentry abimajor short misnamed; do
+for f in noentry abimajor short misnamed ctorraise ctorhang; do
     cp "$FX/twins/$f.so" "$T/q/$f.so"
     chmod 0755 "$T/q/$f.so"
 done
@@ -86,10 +86,19 @@ cp "$FX/probe.so" "$T/q/probe.so"
 chmod 0755 "$T/q/probe.so"
 echo "{\"plugin\": \"$T/q/probe.so\", \"params\": {}, \"name\": \"clash-at-run\"}" >>"$T/batch"
 echo '{"run": "echo still here", "name": "exec-task"}' >>"$T/batch"
+# And two that crash, or hang, while they load when they run.
+for f in ctorraise ctorhang; do
+    echo "{\"plugin\": \"$T/q/$f.so\", \"params\": {}, \"name\": \"$f\"}" >>"$T/batch"
+done
 farm submit --batch "$T/batch" >"$T/ids"
-expect_eq "queued" 12 "$(wc -l <"$T/ids" | tr -d ' ')"
+expect_eq "queued" 14 "$(wc -l <"$T/ids" | tr -d ' ')"
 for f in noentry abimajor short misnamed; do
     cp "$T/fx/$f.so" "$T/q/$f.so.new"
+    mv "$T/q/$f.so.new" "$T/q/$f.so"
+done
+for f in ctorraise ctorhang; do
+    cp "$FX/$f.so" "$T/q/$f.so.new"
+    chmod 0755 "$T/q/$f.so.new"
     mv "$T/q/$f.so.new" "$T/q/$f.so"
 done
 chmod 0775 "$T/q/writable/ok.so"
@@ -110,6 +119,10 @@ expect_eq "same name as a home plugin, given by path" failed "$(jget "$T/list.js
 expect_contains "it names the installed plugin" "refused: name \"probe\" clashes with the installed plugin $(realpath "$FARM_HOME/plugins/probe.so")" \
     "$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == 'clash-at-run'][0]")"
 expect_eq "exec task" succeeded "$(jget "$T/list.json" "[t['state'] for t in j if t['task'] == 'exec-task'][0]")"
+expect_eq "a crash while it loads, when it runs" "$T/q/ctorraise.so: refused: crashed while loading (SIGSEGV)" \
+    "$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == 'ctorraise'][0]")"
+expect_eq "a load that hangs, when it runs" "$T/q/ctorhang.so: refused: loading it took longer than 10 s (it was stopped)" \
+    "$(jget "$T/list.json" "[t['reason'] for t in j if t['task'] == 'ctorhang'][0]")"
 expect_eq "farmd still the same process" "$pid" "$(farmd_pid)"
 kill -0 "$pid" || fail "farmd died"
 id=$(farm submit -- echo after)
