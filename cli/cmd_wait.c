@@ -48,7 +48,10 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
         return CLI_UNREACHABLE;
     }
     json_decref(req);
-    deadline = timeout >= 0 ? farm_mono_ms() + (int64_t)(timeout * 1000) : -1;
+    /* At least half a second, so that farmd's answer for tasks that have
+     * ended can arrive (--timeout 0 asks whether they have). */
+    deadline = timeout >= 0 ? farm_mono_ms() + (timeout < 0.5 ? 500 : (int64_t)(timeout * 1000))
+                            : -1;
     for (;;) {
         int left = -1, r;
         json_t *msg;

@@ -179,6 +179,7 @@ expect_status "wait --timeout 0, all ended" 0 farm wait --timeout 0 "$inj"
 expect_status "wait --timeout nan" 2 farm wait --timeout nan "$inj"
 expect_status "wait --timeout huge" 2 farm wait --timeout 1e12 "$inj"
 long=$(farm submit -- sleep 1)
+expect_status "wait --timeout 0, one still running" 124 farm wait --timeout 0 "$long"
 expect_status "wait --timeout 4294968 (past a 32-bit millisecond count)" 0 farm wait --timeout 4294968 "$long"
 # A directory that is gone: refused, not replaced by /.
 mkdir "$T/gone"
