@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -95,6 +97,82 @@ static int find_repo(const char *dir, struct repo_info *ri)
     }
     fprintf(stderr, "farm hook: %s: not a git repository\n", dir);
     return -1;
+}
+
+/* git's own answer for the hooks directory (it honours core.hooksPath, as
+ * husky-style set-ups use): `git rev-parse --git-path hooks`, absolute. 0 and
+ * the directory in `out`, or -1 when git cannot tell (not installed). */
+static int git_hooks_dir(const char *dir, char *out, size_t len)
+{
+    int fds[2], st;
+    pid_t pid;
+    size_t got = 0;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -1;
+    pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDWR);
+        dup2(fds[1], STDOUT_FILENO);
+        if (nul >= 0) {
+            dup2(nul, STDIN_FILENO);
+            dup2(nul, STDERR_FILENO);
+        }
+        execlp("git", "git", "-C", dir, "rev-parse", "--path-format=absolute", "--git-path",
+               "hooks", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        close(fds[0]);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = read(fds[0], out + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == len - 1)
+            break;
+    }
+    close(fds[0]);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    out[got] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[0] == '/' ? 0 : -1;
+}
+
+/* Whether a hook's text runs under a POSIX shell: no "#!" line, or one that
+ * names sh, bash, dash, ksh, zsh or busybox (directly or through env). */
+static int shell_hook(const char *text)
+{
+    static const char *const shells[] = {"sh", "bash", "dash", "ksh", "mksh", "zsh", "busybox"};
+    char line[256], *word, *base;
+    size_t n;
+    if (strncmp(text, "#!", 2) != 0)
+        return 1;
+    n = strcspn(text + 2, "\n");
+    if (n >= sizeof line)
+        return 0;
+    memcpy(line, text + 2, n);
+    line[n] = '\0';
+    word = strtok(line, " \t");
+    if (!word)
+        return 0;
+    base = strrchr(word, '/') ? strrchr(word, '/') + 1 : word;
+    if (!strcmp(base, "env")) {
+        while ((word = strtok(NULL, " \t")) && word[0] == '-')
+            ;
+        if (!word)
+            return 0;
+        base = word;
+    }
+    for (size_t i = 0; i < sizeof shells / sizeof *shells; i++)
+        if (!strcmp(base, shells[i]))
+            return 1;
+    return 0;
 }
 
 /* The file's content with farm's block cut out; *had says whether there was
@@ -205,15 +283,43 @@ static int install_one(const struct cli *cli, const struct repo_info *ri, const 
     rest = without_block(text, &had);
     if (install) {
         int new_file = !rest || !*rest;
-        char *block = block_for(cli, kind, new_file), *out;
-        size_t rl = rest ? strlen(rest) : 0;
+        char *block, *out;
+        size_t rl = rest ? strlen(rest) : 0, head = 0;
+        struct stat lst;
+        if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+            /* Writing it would replace the link by a copy, or change the
+             * file it points to (often one under version control). */
+            fprintf(stderr,
+                    "farm hook: %s is a symbolic link: farm does not write through it; add "
+                    "farm's lines to its target yourself (see docs/git.md)\n",
+                    path);
+            free(text);
+            free(rest);
+            return CLI_USAGE;
+        }
+        if (!new_file && !shell_hook(rest)) {
+            size_t n = strcspn(rest, "\n");
+            fprintf(stderr,
+                    "farm hook: %s is not a shell script (%.*s): farm adds its lines to shell "
+                    "hooks only; call `farm submit --git . --rev HEAD --hook` from it yourself\n",
+                    path, (int)(n > 80 ? 80 : n), rest);
+            free(text);
+            free(rest);
+            return CLI_USAGE;
+        }
+        block = block_for(cli, kind, new_file);
+        /* Right after the "#!" line: a hook that ends with `exit 0` (or
+         * exec) would never reach lines appended after it. */
+        if (!new_file && !strncmp(rest, "#!", 2))
+            head = strcspn(rest, "\n") < rl ? strcspn(rest, "\n") + 1 : rl;
         out = malloc(rl + strlen(block) + 2);
-        out[0] = '\0';
-        if (rest)
-            strcpy(out, rest);
-        if (rl && out[rl - 1] != '\n')
+        memcpy(out, rest ? rest : "", head);
+        out[head] = '\0';
+        if (head && out[head - 1] != '\n')
             strcat(out, "\n");
         strcat(out, block);
+        if (rest)
+            strcat(out, rest + head);
         farm_mkdirs(ri->hooks, 0755);
         rc = write_hook(path, out);
         free(block);
@@ -326,6 +432,12 @@ int cmd_hook(struct cli *cli, int argc, char **argv)
     }
     if (find_repo(repo, &ri) < 0)
         return CLI_USAGE;
+    {
+        /* Where git itself runs hooks from: core.hooksPath, when set. */
+        char gd[sizeof ri.hooks];
+        if (git_hooks_dir(repo, gd, sizeof gd) == 0)
+            snprintf(ri.hooks, sizeof ri.hooks, "%s", gd);
+    }
     rc = install_one(cli, &ri, ri.bare ? "post-receive" : "post-commit", install);
     if (rc == CLI_OK && (gatekind || !install)) {
         if (ri.bare && gatekind)

@@ -234,4 +234,49 @@ sid=$(farm submit --git .)
 expect_eq "all skipped at submit" skipped "$(state_of "$sid")"
 expect_contains "note of an all-skipped first submission" "models: skipped" \
     "$(git log --notes=farm -1 --format=%N HEAD)"
+# Hooks farm cannot or must not add its lines to, and where git looks for
+# hooks.
+h="$T/hooks-repo"
+git init -q -b main "$h"
+cd "$h"
+printf 'tasks:\n  - name: t\n    run: "true"\n' >farm.yaml
+git add -A && git commit -qm first
+# A hook in another language is refused, and left alone.
+printf '#!/usr/bin/env python3\nprint("pre-push ok")\n' >.git/hooks/post-commit
+chmod +x .git/hooks/post-commit
+cp .git/hooks/post-commit "$T/py-hook"
+expect_status "a python hook" 2 farm hook install
+expect_contains "it says why" "is not a shell script (#!/usr/bin/env python3)" "$(cat "$T/err")"
+cmp -s .git/hooks/post-commit "$T/py-hook" || fail "the python hook was changed"
+# A shell hook that ends with `exit 0`: farm's lines go after the "#!" line,
+# so that they run; uninstall gives the file back byte for byte (no newline
+# at its end either).
+printf '#!/bin/sh\necho own >>"%s/own2"\nexit 0' "$T" >.git/hooks/post-commit
+cp .git/hooks/post-commit "$T/exit-hook"
+farm hook install >/dev/null
+git commit -q --allow-empty -m second
+i=0
+until [ -n "$(ids_of_commit "$(git rev-parse HEAD)")" ] || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ -n "$(ids_of_commit "$(git rev-parse HEAD)")" ] || fail "farm's lines did not run in a hook that ends with exit 0"
+grep -q own "$T/own2" || fail "the hook's own lines did not run"
+farm hook uninstall >/dev/null
+cmp -s .git/hooks/post-commit "$T/exit-hook" || fail "uninstall changed the hook: $(od -c .git/hooks/post-commit | tail -3)"
+# A hook that is a symbolic link is not written through.
+mkdir -p tools && printf '#!/bin/sh\necho tool\n' >tools/post-commit && chmod +x tools/post-commit
+rm .git/hooks/post-commit && ln -s ../../tools/post-commit .git/hooks/post-commit
+expect_status "a symlinked hook" 2 farm hook install
+expect_contains "it says why" "is a symbolic link" "$(cat "$T/err")"
+[ -L .git/hooks/post-commit ] || fail "the link was replaced"
+expect_eq "its target untouched" 0 "$(grep -c 'farm hook' tools/post-commit)"
+rm .git/hooks/post-commit
+# core.hooksPath (husky-style set-ups): the hook goes where git runs it from.
+git config core.hooksPath .githooks
+farm hook install >/dev/null
+[ -x .githooks/post-commit ] || fail "no hook in core.hooksPath"
+[ ! -e .git/hooks/post-commit ] || fail "the hook went to .git/hooks, which git does not run"
+git commit -q --allow-empty -m third
+i=0
+until [ -n "$(ids_of_commit "$(git rev-parse HEAD)")" ] || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+[ -n "$(ids_of_commit "$(git rev-parse HEAD)")" ] || fail "the hook in core.hooksPath did not submit"
+farm hook uninstall >/dev/null
 echo "git: ok"
