@@ -273,8 +273,11 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
             int status;
             char builder[32];
             farm_rmtree(target);
-            if ((rc = farm_cache_build_begin(cache, lease, jstr(task, "git_repo") ? NULL : src,
-                                             target, err)) < 0)
+            /* The source directory is digested before and after the build
+             * (for a commit too: its key is the tree, but the build reads
+             * the checkout), so that a build that changes its own input
+             * stores nothing. */
+            if ((rc = farm_cache_build_begin(cache, lease, src, target, err)) < 0)
                 goto out;
             say(log_fd, "farm: deps: %s not in the cache; building it: %s", key, build);
             status = run_build(build, work, target, log_fd,

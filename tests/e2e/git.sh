@@ -234,6 +234,20 @@ sid=$(farm submit --git .)
 expect_eq "all skipped at submit" skipped "$(state_of "$sid")"
 expect_contains "note of an all-skipped first submission" "models: skipped" \
     "$(git log --notes=farm -1 --format=%N HEAD)"
+# A build that changes its own source directory stores nothing, for a
+# commit as for a directory (the key is the commit's tree, but the build
+# reads the checkout).
+m="$T/mutate-repo"
+git init -q -b main "$m"
+cd "$m"
+mkdir deps && echo v1 >deps/req.txt
+printf 'deps: {dir: deps, build: "echo junk >> deps/req.txt; cp deps/req.txt $FARM_DEPS_OUT/"}\ntasks:\n  - name: t\n    run: "true"\n' >farm.yaml
+git add -A && git commit -qm mutate
+mt=$(farm submit --git .)
+expect_status "a build that changes its source, from a commit" 1 farm wait "$mt"
+expect_contains "the reason" "changed its source directory" "$(farm show "$mt" --json | jget - 'j["reason"]')"
+expect_eq "nothing stored" 0 "$(farm cache ls --json | jget - 'len([e for e in j if e.get("builder") == "'"$mt"'"])')"
+
 # Hooks farm cannot or must not add its lines to, and where git looks for
 # hooks.
 h="$T/hooks-repo"
