@@ -136,9 +136,32 @@ static int parse_deps(struct farm_spec *spec, json_t *d, struct farm_err *err)
             json_object_set(out, k, v);
         } else if (!strcmp(k, "env")) {
             int rc = want_string_list(spec, "deps.env", v, err);
+            size_t i, j;
+            json_t *e;
             if (rc < 0) {
                 json_decref(out);
                 return rc;
+            }
+            /* Names of environment variables, each once: the key takes
+             * their values (docs/cache.md). */
+            json_array_foreach(v, i, e)
+            {
+                const char *name = json_string_value(e);
+                size_t n = strlen(name);
+                if (n == 0 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789_") != n ||
+                    (name[0] >= '0' && name[0] <= '9')) {
+                    json_decref(out);
+                    return SERR(e, "deps.env: expected names of environment variables "
+                                   "(letters, digits and _, not starting with a digit), got "
+                                   "\"%s\"",
+                                name);
+                }
+                for (j = 0; j < i; j++)
+                    if (!strcmp(json_string_value(json_array_get(v, j)), name)) {
+                        json_decref(out);
+                        return SERR(e, "deps.env: \"%s\" is named twice", name);
+                    }
             }
             json_object_set(out, k, v);
         } else if (!strcmp(k, "restore")) {

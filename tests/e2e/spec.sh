@@ -188,6 +188,16 @@ expect_eq "timeout 1.0001 becomes 2" 2 "$(farm show "$(tid 2)" --json | jget - '
 expect_eq "timeout 31 days kept" 2678400 "$(farm show "$(tid 3)" --json | jget - 'j["timeout"]')"
 farm wait $ids >/dev/null
 
+bad "deps.env: not a variable name" "$repo/farm.yaml:1:41: deps.env: expected names of environment variables" <<'Y'
+deps: {dir: ., build: "true", env: [CC, "A=B"]}
+tasks:
+  - {name: a, run: "true"}
+Y
+bad "deps.env: a name twice" "$repo/farm.yaml:1:41: deps.env: \"CC\" is named twice" <<'Y'
+deps: {dir: ., build: "true", env: [CC, CC]}
+tasks:
+  - {name: a, run: "true"}
+Y
 # A NUL in a text (valid YAML: "\0") is refused where it stands; farmd used
 # to store it and then crash at every start of the task.
 bad "a NUL in a text" "$repo/farm.yaml:4:12: a NUL character (\\0) is not allowed in text" <<'Y'
