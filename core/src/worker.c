@@ -67,6 +67,10 @@ static void task_env(json_t *task)
                                            {"FARM_SCRATCH_DIR", "scratch_dir"},
                                            {"FARM_DEPS_DIR", "deps_dir"}};
     setenv("FARM_TASK_ID", jstr(task, "id_text") ? jstr(task, "id_text") : "0", 1);
+    /* The task starts in its work directory: PWD says so (not where farmd
+     * was started). */
+    if (jstr(task, "work_dir"))
+        setenv("PWD", jstr(task, "work_dir"), 1);
     /* A task given by hand (farm-worker --run) may lack some: then the
      * variable is not set, rather than inherited from whoever started us. */
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {

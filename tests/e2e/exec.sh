@@ -261,6 +261,11 @@ farm daemon stop >/dev/null
 id=$(farm submit -- sh -c 'ls /proc/$$/fd')
 farm wait "$id" >/dev/null || fail "fd listing failed"
 expect_eq "a task's descriptors" "0 1 2" "$(farm logs "$id" | tr '\n' ' ' | sed 's/ $//')"
+# PWD is the task's work directory, not farmd's.
+mkdir -p "$T/pwd-here"
+pw=$(cd "$T/pwd-here" && farm submit -- env)
+farm wait "$pw" >/dev/null
+expect_eq "PWD" "PWD=$T/pwd-here" "$(farm logs "$pw" | grep '^PWD=')"
 # A command's `kill 0` (a test script's cleanup trap) reaches the command's
 # own processes only: the worker goes on and records how the command ended,
 # rather than taking the signal for a cancel; under `farm run`, the calling

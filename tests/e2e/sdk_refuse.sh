@@ -200,6 +200,7 @@ expect_eq "its file too" 12 "$(wc -c <"$FARM_HOME/runs/$hi/artifacts/notes.txt" 
 expect_eq "standard output, error and log lines in order" "order 1,order 2,[info] order 3,order 4" \
     "$(farm logs "$hi" | grep 'order [0-9]' | paste -sd, -)"
 expect_eq "stored twice, listed once" 1 "$(farm artifacts "$hi" --json | jget - 'len([a for a in j if a["name"] == "status"])')"
+expect_eq "a raw event naming ../../escaped is not recorded" 0 "$(farm artifacts "$hi" --json | jget - 'len([a for a in j if "/" in a["name"]])')"
 farm run "$T/fx/hostio.so" --json >"$T/hostio.run" 2>/dev/null || fail "farm run hostio failed"
 expect_eq "stored twice, listed once by farm run" 1 "$(jget "$T/hostio.run" 'len([a for a in j["artifacts"] if a.endswith("/status")])')"
 # Texts farm cannot carry or show are refused at load, naming the text; farmd
