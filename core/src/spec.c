@@ -127,11 +127,33 @@ static int parse_deps(struct farm_spec *spec, json_t *d, struct farm_err *err)
             }
             if (!strcmp(k, "dir")) {
                 const char *s = json_string_value(v);
+                char norm[1024];
+                size_t o = 0;
                 if (s[0] == '/' || strstr(s, "..")) {
                     json_decref(out);
                     return SERR(v, "deps.dir: expected a sub-directory of the repo, got \"%s\"",
                                 s);
                 }
+                /* One spelling for one directory ("./deps", "deps/" and
+                 * "deps//x" are "deps" and "deps/x"): a commit's tree is
+                 * looked up by it. */
+                while (*s && o < sizeof norm - 1) {
+                    size_t n = strcspn(s, "/");
+                    if (n && !(n == 1 && s[0] == '.')) {
+                        if (o && o < sizeof norm - 1)
+                            norm[o++] = '/';
+                        if (o + n >= sizeof norm)
+                            n = sizeof norm - 1 - o;
+                        memcpy(norm + o, s, n);
+                        o += n;
+                    }
+                    s += n;
+                    while (*s == '/')
+                        s++;
+                }
+                norm[o] = '\0';
+                json_object_set_new(out, k, json_string(o ? norm : "."));
+                continue;
             }
             json_object_set(out, k, v);
         } else if (!strcmp(k, "env")) {

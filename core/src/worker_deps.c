@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -302,6 +303,16 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
                 goto out;
             }
             if (rc < 0) {
+                struct stat tst;
+                if (stat(target, &tst) < 0 || !S_ISDIR(tst.st_mode)) {
+                    /* Nothing to hand the task: the build removed its own
+                     * output directory. */
+                    rc = farm_err_set(err, FARM_EBUILD,
+                                      "deps build failed (see the log): the build removed its "
+                                      "output directory $FARM_DEPS_OUT (%s)",
+                                      target);
+                    goto out;
+                }
                 /* The package is in place; only storing it failed. */
                 say(log_fd, "farm: deps: built, but not stored in the cache: %s", err->msg);
                 farm_err_clear(err);

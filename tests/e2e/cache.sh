@@ -215,6 +215,15 @@ while kill -0 "$dpid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); 
 kill -0 "$dpid" 2>/dev/null && fail "the build's background process $dpid outlived the task"
 expect_eq "only 0, 1 and 2 (and ls's own) open in the build" 0 \
     "$(grep -c -E ' (3|4) -> (socket|pipe)' "$FARM_HOME/runs/$d/deps/fds")"
+# A build that removes its own output directory fails the task: there is
+# no package to hand it.
+cat >"$repo/farm.yaml" <<'Y'
+deps: {dir: deps, build: 'rm -rf "$FARM_DEPS_OUT"'}
+tasks: [{name: noout, run: "true"}]
+Y
+no=$(farm submit --dir "$repo")
+expect_status "a build that removes its output" 1 farm wait "$no"
+expect_contains "the reason" "the build removed its output directory" "$(farm show "$no" --json | jget - 'j["reason"]')"
 # A build that ignores SIGTERM does not outlive its task's timeout: what is
 # left of its process group is killed when the grace period ends, even after
 # the shell that started it is gone.

@@ -248,6 +248,13 @@ expect_status "a build that changes its source, from a commit" 1 farm wait "$mt"
 expect_contains "the reason" "changed its source directory" "$(farm show "$mt" --json | jget - 'j["reason"]')"
 expect_eq "nothing stored" 0 "$(farm cache ls --json | jget - 'len([e for e in j if e.get("builder") == "'"$mt"'"])')"
 
+# deps.dir written "./deps/" names the same directory as "deps".
+printf 'deps: {dir: ./deps/, build: "cp deps/req.txt $FARM_DEPS_OUT/"}\ntasks:\n  - name: t\n    run: "cat $FARM_DEPS_DIR/req.txt"\n' >farm.yaml
+git add -A && git commit -qm "dot dir"
+dd=$(farm submit --git .)
+expect_status "deps.dir ./deps/ from a commit" 0 farm wait "$dd"
+expect_eq "its package" v1 "$(farm logs "$dd" | tail -1)"
+
 # Hooks farm cannot or must not add its lines to, and where git looks for
 # hooks.
 h="$T/hooks-repo"
