@@ -22,23 +22,33 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
             continue;
         if ((r = cli_opt("wait", argc, argv, &i, "--timeout", &v)) != 0) {
             char *end;
-            if (r < 0)
-                return CLI_USAGE;
+            if (r < 0) {
+                rc = CLI_USAGE;
+                goto early;
+            }
             timeout = strtod(v, &end);
             /* (A wait of more than ten years is no wait: refused with NaN
              * and infinity, so that the deadline stays a number.) */
-            if (*end || !*v || !(timeout >= 0 && timeout <= 315360000.0))
-                return cli_usage("wait", "--timeout: expected seconds, got \"%s\"", v);
+            if (*end || !*v || !(timeout >= 0 && timeout <= 315360000.0)) {
+                rc = cli_usage("wait", "--timeout: expected seconds, got \"%s\"", v);
+                goto early;
+            }
             continue;
         }
-        if (cli_parse_id(argv[i], &id) < 0)
-            return cli_usage("wait", "expected task ids, got \"%s\"", argv[i]);
+        if (cli_parse_id(argv[i], &id) < 0) {
+            rc = cli_usage("wait", "expected task ids, got \"%s\"", argv[i]);
+            goto early;
+        }
         json_array_append_new(ids, json_integer(id));
     }
-    if (json_array_size(ids) == 0)
-        return cli_usage("wait", "expected at least one task id");
-    if ((fd = cli_connect(cli, 1)) < 0)
-        return CLI_UNREACHABLE;
+    if (json_array_size(ids) == 0) {
+        rc = cli_usage("wait", "expected at least one task id");
+        goto early;
+    }
+    if ((fd = cli_connect(cli, 1)) < 0) {
+        rc = CLI_UNREACHABLE;
+        goto early;
+    }
     /* The table needs a few fields of each task; --json prints them all. */
     json_t *req = json_pack("{s:s,s:O,s:b,s:b,s:b,s:i}", "op", "wait", "ids", ids, "progress", tty,
                             "full", cli->json, "brief", !cli->json, "v", FARM_PROTO_VERSION);
@@ -125,5 +135,9 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
     else
         cli_print_tasks(cli, json_object_get(reply, "tasks"));
     json_decref(reply);
+    return rc;
+early:
+    json_decref(progress);
+    json_decref(ids);
     return rc;
 }
