@@ -262,9 +262,17 @@ int main(int argc, char **argv)
     }
     cli.tty = isatty(STDOUT_FILENO);
     cli.color = cli.tty && !(nc && *nc) && getenv("TERM") && strcmp(getenv("TERM"), "dumb") != 0;
-    if (farm_home_path(cli.home, sizeof cli.home) < 0) {
-        fprintf(stderr, "farm: cannot tell FARM_HOME (set FARM_HOME or HOME)\n");
-        return CLI_USAGE;
+    {
+        int hr = farm_home_path(cli.home, sizeof cli.home);
+        if (hr == -ENAMETOOLONG) {
+            fprintf(stderr, "farm: FARM_HOME is too long (at most %zu bytes)\n",
+                    sizeof cli.home - 1);
+            return CLI_USAGE;
+        }
+        if (hr < 0) {
+            fprintf(stderr, "farm: cannot tell FARM_HOME (set FARM_HOME or HOME)\n");
+            return CLI_USAGE;
+        }
     }
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--"))

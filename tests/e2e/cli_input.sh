@@ -185,6 +185,9 @@ expect_status "wait --timeout 4294968 (past a 32-bit millisecond count)" 0 farm 
 mkdir "$T/gone"
 expect_status "submit from a removed directory" 2 sh -c "cd '$T/gone' && rmdir '$T/gone' && '$FARM_BIN/farm' submit -- pwd"
 expect_contains "it says why" "cannot tell the current directory" "$(cat "$T/err")"
+# A home longer than farm takes is named as such.
+expect_status "a FARM_HOME too long" 2 env FARM_HOME="/tmp/$("$PY" -c 'print("h" * 3000)')" "$FARM_BIN/farm" list
+expect_contains "it says so" "FARM_HOME is too long" "$(cat "$T/err")"
 # help of an unknown verb: exit 2, like VERB --help.
 expect_status "help nosuchverb" 2 farm help nosuchverb
 expect_contains "it names it" 'unknown verb "nosuchverb"' "$(cat "$T/err")"
