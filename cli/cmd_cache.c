@@ -167,7 +167,9 @@ static int why(struct cli *cli, const char *idtext)
         return CLI_OK;
     }
     printf("task %lld, deps key %s: %s\n", id, json_string_value(json_object_get(report, "key")),
-           json_is_true(json_object_get(deps, "hit")) ? "hit" : "miss (built by this task)");
+           json_is_true(json_object_get(deps, "hit"))         ? "hit"
+           : json_is_string(json_object_get(deps, "error")) ? "miss (this task's build failed)"
+                                                             : "miss (built by this task)");
     if (json_is_true(json_object_get(deps, "hit")))
         printf("  restored the package built by task %lld\n",
                jint(deps, "source_task"));

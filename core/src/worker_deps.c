@@ -327,7 +327,7 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     json_object_set_new(task, "deps_dir", json_string(target));
     rc = 0;
 out:
-    ev = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:I,s:I}", "ev", "deps", "key", rc == 0 ? key : "",
+    ev = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:I,s:I}", "ev", "deps", "key", key,
                    "hit", hit, "source", source, "restore_ms", (json_int_t)restore_ms, "build_ms",
                    (json_int_t)build_ms, "files_read", (json_int_t)stats.files_read, "total_ms",
                    (json_int_t)(farm_mono_ms() - t0));

@@ -224,6 +224,9 @@ Y
 no=$(farm submit --dir "$repo")
 expect_status "a build that removes its output" 1 farm wait "$no"
 expect_contains "the reason" "the build removed its output directory" "$(farm show "$no" --json | jget - 'j["reason"]')"
+# farm cache why explains a failed build's miss too (it has a key).
+expect_status "why of a failed build" 0 farm cache why "$no"
+expect_contains "it says the build failed" "miss (this task's build failed)" "$(cat "$T/out")"
 # A build that ignores SIGTERM does not outlive its task's timeout: what is
 # left of its process group is killed when the grace period ends, even after
 # the shell that started it is gone.
