@@ -499,35 +499,41 @@ char *farm_escape_text(const char *s)
     return out;
 }
 
+int farm_proc_ids(pid_t pid, pid_t *ppid, pid_t *sid)
+{
+    char path[64], buf[512], *rp;
+    long ids[3];
+    int fd;
+    ssize_t len;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return -errno;
+    len = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (len <= 0)
+        return -EIO;
+    buf[len] = '\0';
+    /* After the command name (which may hold spaces and ')'): state ppid
+     * pgrp session ... */
+    if (!(rp = strrchr(buf, ')')) || sscanf(rp + 1, " %*c %ld %ld %ld", &ids[0], &ids[1], &ids[2]) != 3)
+        return -EIO;
+    if (ppid)
+        *ppid = (pid_t)ids[0];
+    if (sid)
+        *sid = (pid_t)ids[2];
+    return 0;
+}
+
 int farm_signal_session(pid_t sid, int sig)
 {
-    DIR *d = opendir("/proc");
+    DIR *d;
     struct dirent *e;
     int count = 0;
-    if (!d || sid <= 1)
-        return d ? (closedir(d), 0) : 0;
+    if (sid <= 1 || !(d = opendir("/proc")))
+        return 0;
     while ((e = readdir(d))) {
-        char path[64], buf[512], *rp;
-        pid_t pid = (pid_t)atoi(e->d_name);
-        long fields[4];
-        int fd;
-        ssize_t len;
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-            continue;
-        len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        /* After the command name (which may hold ')'): state ppid pgrp
-         * session ... */
-        if (!(rp = strrchr(buf, ')')) ||
-            sscanf(rp + 1, " %*c %ld %ld %ld", &fields[0], &fields[1], &fields[2]) != 3)
-            continue;
-        if ((pid_t)fields[2] == sid && kill(pid, sig) == 0)
+        pid_t pid = (pid_t)atoi(e->d_name), s;
+        if (pid > 0 && farm_proc_ids(pid, NULL, &s) == 0 && s == sid && kill(pid, sig) == 0)
             count++;
     }
     closedir(d);

@@ -167,26 +167,8 @@ static int signal_descendants(int sig)
     if (!d)
         return 0;
     while ((e = readdir(d))) {
-        char path[64], buf[512];
-        pid_t pid = (pid_t)atoi(e->d_name);
-        int fd;
-        ssize_t len;
-        char *rp;
-        if (pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        len = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        /* The command name may hold spaces or parentheses: parse after the
-         * last ')'. Fields: state ppid ... */
-        rp = strrchr(buf, ')');
-        if (!rp)
+        pid_t pid = (pid_t)atoi(e->d_name), ppid;
+        if (pid <= 0 || farm_proc_ids(pid, &ppid, NULL) < 0)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 256;
@@ -194,7 +176,7 @@ static int signal_descendants(int sig)
             ppids = realloc(ppids, cap * sizeof *ppids);
         }
         pids[n] = pid;
-        ppids[n] = (pid_t)atoi(rp + 4);
+        ppids[n] = ppid;
         n++;
     }
     closedir(d);

@@ -175,12 +175,8 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     cfg.cache_dir = cache_dir;
     cfg.db_path = db;
     if ((rc = farm_cache_open(&cache, &cfg, err)) < 0) {
-        char why[sizeof err->msg];
-        snprintf(why, sizeof why, "%s", err->msg);
-        farm_err_clear(err);
         cache = NULL;
-        rc = build_uncached(task, build, work, target, log_fd, why, &build_ms, err);
-        goto out;
+        goto uncached;
     }
 
     /* The source digest: the git tree OID of deps.dir for a commit (no file
@@ -228,13 +224,9 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
 
     for (;;) {
         if ((rc = farm_cache_acquire(cache, key, &lease, err)) < 0) {
-            if (rc == FARM_EDB) {
-                char why[sizeof err->msg];
-                snprintf(why, sizeof why, "%s", err->msg);
-                farm_err_clear(err);
-                lease = NULL;
-                rc = build_uncached(task, build, work, target, log_fd, why, &build_ms, err);
-            }
+            lease = NULL;
+            if (rc == FARM_EDB)
+                goto uncached;
             goto out;
         }
         if (farm_cache_lease_outcome(lease) == FARM_CACHE_HIT) {
@@ -326,6 +318,16 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     }
     json_object_set_new(task, "deps_dir", json_string(target));
     rc = 0;
+    goto out;
+uncached:
+    /* The index cannot be opened or written: the package is built without
+     * the cache (err says why). */
+    {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        farm_err_clear(err);
+        rc = build_uncached(task, build, work, target, log_fd, why, &build_ms, err);
+    }
 out:
     ev = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:I,s:I}", "ev", "deps", "key", key,
                    "hit", hit, "source", source, "restore_ms", (json_int_t)restore_ms, "build_ms",

@@ -74,6 +74,10 @@ const char *farm_json_kind(const json_t *v);
 /* Dumps `j` compactly followed by '\n' and writes it to fd (one JSON line). */
 int farm_json_write_line(int fd, const json_t *j);
 
+/* The parent and the session of process `pid`, from /proc/PID/stat (either
+ * pointer may be NULL). 0, or -errno when the process is gone. */
+int farm_proc_ids(pid_t pid, pid_t *ppid, pid_t *sid);
+
 /* Sends `sig` to every process of session `sid` (found through /proc), and
  * returns how many it signalled. A task's processes may sit in process
  * groups of their own, but they stay in the worker's session unless they
