@@ -84,8 +84,10 @@ static int read_batch(const char *file, json_t *tasks, json_t *lines)
             continue;
         o = json_loads(line, JSON_REJECT_DUPLICATES, &je);
         if (!o || !json_is_object(o)) {
-            fprintf(stderr, "farm submit: %s:%ld:%d: %s\n", name, lineno, o ? 1 : je.column,
-                    o ? "expected a JSON object" : je.text);
+            /* (jansson counts columns from 0 before it has read a whole
+             * character: a line that starts with a bad byte is column 1.) */
+            fprintf(stderr, "farm submit: %s:%ld:%d: %s\n", name, lineno,
+                    o || je.column < 1 ? 1 : je.column, o ? "expected a JSON object" : je.text);
             json_decref(o);
             free(line);
             if (f != stdin)

@@ -188,6 +188,10 @@ expect_contains "it says why" "cannot tell the current directory" "$(cat "$T/err
 # A home longer than farm takes is named as such.
 expect_status "a FARM_HOME too long" 2 env FARM_HOME="/tmp/$("$PY" -c 'print("h" * 3000)')" "$FARM_BIN/farm" list
 expect_contains "it says so" "FARM_HOME is too long" "$(cat "$T/err")"
+# A batch line that starts with a byte that is not UTF-8: column 1.
+printf '{"cmd": ["true"]}\n\377{"cmd": ["true"]}\n' >"$T/badbyte.batch"
+expect_status "a batch line starting with a bad byte" 2 farm submit --batch "$T/badbyte.batch"
+expect_contains "line 2, column 1" "badbyte.batch:2:1:" "$(cat "$T/err")"
 # help of an unknown verb: exit 2, like VERB --help.
 expect_status "help nosuchverb" 2 farm help nosuchverb
 expect_contains "it names it" 'unknown verb "nosuchverb"' "$(cat "$T/err")"
