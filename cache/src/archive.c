@@ -840,6 +840,10 @@ static int link_dir(struct linker *l, int sfd, int dfd, size_t plen)
                     close(sub);
             } else {
                 rc = link_dir(l, sub, dsub, len);
+                /* Filled: now the directory's own mode (made writable to
+                 * fill it), as a copy restore gives it. */
+                if (rc == 0 && fchmodat(dfd, nm, st.st_mode & 07777, 0) != 0)
+                    rc = farm_err_set(l->err, -errno, "%s: %s", l->path, strerror(errno));
             }
         }
         l->path[plen] = '\0';

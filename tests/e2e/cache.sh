@@ -215,6 +215,23 @@ while kill -0 "$dpid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); 
 kill -0 "$dpid" 2>/dev/null && fail "the build's background process $dpid outlived the task"
 expect_eq "only 0, 1 and 2 (and ls's own) open in the build" 0 \
     "$(grep -c -E ' (3|4) -> (socket|pipe)' "$FARM_HOME/runs/$d/deps/fds")"
+# Directory modes come back as built, with hard links as with a copy.
+cat >"$repo/deps/modes.sh" <<'S'
+mkdir -p "$FARM_DEPS_OUT/ro" "$FARM_DEPS_OUT/shared"
+echo x >"$FARM_DEPS_OUT/ro/f"
+chmod 0555 "$FARM_DEPS_OUT/ro"
+chmod 0775 "$FARM_DEPS_OUT/shared"
+S
+for mode in copy link; do
+    cat >"$repo/farm.yaml" <<Y
+deps: {dir: deps, build: sh deps/modes.sh, restore: $mode}
+tasks: [{name: modes, run: 'stat -c %a \$FARM_DEPS_DIR/ro \$FARM_DEPS_DIR/shared | paste -sd" " -'}]
+Y
+    run_one >/dev/null
+    mo=$(run_one)
+    expect_eq "$mode restore: a hit" True "$(deps_of "$mo" hit)"
+    expect_eq "$mode restore: directory modes" "555 775" "$(farm logs "$mo" | grep -v '^farm:' | tail -1)"
+done
 # A build that removes its own output directory fails the task: there is
 # no package to hand it.
 cat >"$repo/farm.yaml" <<'Y'
