@@ -26,6 +26,7 @@ struct farm_cache {
     uint64_t max_bytes;
     int level, threads;
     unsigned tmp_seq;
+    volatile sig_atomic_t *stop;
 };
 
 struct farm_cache_lease {
@@ -164,8 +165,13 @@ static int lock_key(struct farm_cache *c, const char *key, int op, int *out)
             return e;
         }
         int r;
-        while ((r = flock(fd, op)) != 0 && errno == EINTR)
-            ;
+        while ((r = flock(fd, op)) != 0 && errno == EINTR) {
+            if (c->stop && *c->stop) {
+                close(fd);
+                free(path);
+                return -ECANCELED;
+            }
+        }
         if (r != 0) {
             int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
             close(fd);
@@ -230,6 +236,7 @@ int farm_cache_open(struct farm_cache **out, const struct farm_cache_config *cfg
     c->level = cfg->level ? cfg->level : FARM_CACHE_DEFAULT_LEVEL;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = cfg->threads > 0 ? cfg->threads : (cpus > 0 ? (int)cpus : 1);
+    c->stop = cfg->stop;
     c->dir = strdup(cfg->cache_dir);
     c->objects = farm__cache_asprintf("%s/objects", cfg->cache_dir);
     c->trees = farm__cache_asprintf("%s/trees", cfg->cache_dir);

@@ -174,6 +174,9 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
     snprintf(db, sizeof db, "%.4000s/cache/index.db", home);
     cfg.cache_dir = cache_dir;
     cfg.db_path = db;
+    /* A task told to stop while it waits for another task's build of the
+     * same package stops waiting. */
+    cfg.stop = &farm__worker_stop;
     if ((rc = farm_cache_open(&cache, &cfg, err)) < 0) {
         cache = NULL;
         goto uncached;
@@ -227,6 +230,12 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
             lease = NULL;
             if (rc == FARM_EDB)
                 goto uncached;
+            if (farm__worker_stop) {
+                farm_err_clear(err);
+                rc = farm_err_set(err, FARM_ECANCELLED,
+                                  "deps: stopped while waiting for another task's build of the "
+                                  "package");
+            }
             goto out;
         }
         if (farm_cache_lease_outcome(lease) == FARM_CACHE_HIT) {

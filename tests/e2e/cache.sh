@@ -232,6 +232,23 @@ Y
     expect_eq "$mode restore: a hit" True "$(deps_of "$mo" hit)"
     expect_eq "$mode restore: directory modes" "555 775" "$(farm logs "$mo" | grep -v '^farm:' | tail -1)"
 done
+# A task that waits for another task's build of its package stops waiting
+# when it times out (it used to wait on until the SIGKILL, grace + 3 s later).
+spec "sh deps/build.sh" CACHE_SALT
+export CACHE_SALT=waiter
+touch "$T/slow"
+wb=$(farm submit --dir "$repo")
+sleep 0.5
+cat >>"$repo/farm.yaml" <<'Y'
+    timeout: 1
+Y
+ww=$(farm submit --dir "$repo")
+farm wait "$ww" >/dev/null 2>&1 || true
+expect_eq "the waiter timed out" timed_out "$(farm show "$ww" --json | jget - 'j["state"]')"
+expect_contains "it stopped waiting (not killed later)" "stopped while waiting for another task's build" "$(farm logs "$ww")"
+farm wait "$wb" >/dev/null || fail "the builder failed"
+rm -f "$T/slow"
+unset CACHE_SALT
 # A build that removes its own output directory fails the task: there is
 # no package to hand it.
 cat >"$repo/farm.yaml" <<'Y'

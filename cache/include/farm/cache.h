@@ -39,6 +39,7 @@
 #define FARM_CACHE_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "farm/error.h"
@@ -175,6 +176,10 @@ struct farm_cache_config {
     uint64_t max_bytes;    /* size cap; 0: FARM_CACHE_DEFAULT_MAX_BYTES */
     int level;             /* zstd level; 0: FARM_CACHE_DEFAULT_LEVEL */
     int threads;           /* zstd worker threads; 0: one per online CPU */
+    /* When set: a wait for another process's build of the same key gives up
+     * with -ECANCELED once *stop is nonzero (checked when a signal
+     * interrupts the wait, as the caller's SIGTERM handler does). */
+    volatile sig_atomic_t *stop;
 };
 
 struct farm_cache;       /* opaque: a cache directory + a database handle */
