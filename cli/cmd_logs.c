@@ -98,6 +98,14 @@ int cmd_logs(struct cli *cli, int argc, char **argv)
             close(fd);
             return CLI_USAGE;
         }
+        if (json_is_true(json_object_get(a, "log_removed"))) {
+            fprintf(stderr, "farm logs: the log of attempt %lld of task %lld was removed by "
+                            "retention (see farm daemon --help: --keep-runs, --keep-days)\n",
+                    attempt, id);
+            json_decref(reply);
+            close(fd);
+            return CLI_USAGE;
+        }
         snprintf(path, sizeof path, "%s", json_string_value(json_object_get(a, "log")));
         follow = follow && !json_is_string(json_object_get(a, "finished_at"));
     } else {

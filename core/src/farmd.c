@@ -1481,6 +1481,10 @@ static void retention(uv_timer_t *t)
         farm_rmtree(dir);
         st = farm__db_stmt(farmd.db, "UPDATE tasks SET run_pruned=1 WHERE id=?");
         farm__db_run(st, "i", ids[i]);
+        /* Each attempt remembers its log is gone (a retry starts the task
+         * again, but not the logs of the attempts before it). */
+        st = farm__db_stmt(farmd.db, "UPDATE attempts SET log=NULL WHERE task=?");
+        farm__db_run(st, "i", ids[i]);
     }
     free(ids);
     scratch_prune();

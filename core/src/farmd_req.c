@@ -335,6 +335,7 @@ static void add_details(json_t *t, int64_t id, int history)
                     : json_string((const char *)sqlite3_column_text(q, 3)));
             put(o, "started_at", time_or_null(q, 4, NULL));
             put(o, "finished_at", time_or_null(q, 5, NULL));
+            put(o, "log_removed", json_boolean(sqlite3_column_type(q, 6) == SQLITE_NULL));
             json_array_append_new(att, o);
         }
         /* Logs of earlier attempts were renamed log.N when the next began. */

@@ -210,6 +210,14 @@ expect_status "logs of a pruned task" 2 farm logs "$l"
 expect_contains "logs of a pruned task: message" "removed by retention" "$(cat "$T/err")"
 expect_status "logs -f of a pruned task" 2 farm logs -f "$l"
 expect_contains "logs -f of a pruned task: message" "removed by retention" "$(cat "$T/err")"
+# Retried, it runs again, but the logs of its earlier attempts stay gone.
+farm retry "$l" >/dev/null
+farm wait "$l" >/dev/null 2>&1 || true
+n_att=$(farm show "$l" --json | jget - 'len(j["attempt_history"])')
+expect_status "logs --attempt 1 of a pruned, retried task" 2 farm logs "$l" --attempt 1
+expect_contains "it says so" "the log of attempt 1 of task $l was removed by retention" "$(cat "$T/err")"
+expect_eq "the new attempt's log is not" False \
+    "$(farm show "$l" --json | jget - "j['attempt_history'][$n_att - 1]['log_removed']")"
 farm daemon stop >/dev/null
 start_farmd --keep-days 0
 sleep 3
