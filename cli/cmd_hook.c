@@ -252,20 +252,34 @@ static char *block_for(const struct cli *cli, const char *kind, int new_file)
     fputc('\n', f);
     if (!strcmp(kind, "post-commit")) {
         fputs("\"$farm_bin\" submit --git . --rev HEAD --hook\n", f);
-    } else if (!strcmp(kind, "post-receive")) {
-        fputs("while read -r farm_old farm_new farm_ref; do\n"
-              "    case \"$farm_new\" in *[!0]*) ;; *) continue ;; esac  # deleted ref\n"
-              "    \"$farm_bin\" submit --git . --rev \"$farm_new\" --ref \"$farm_ref\" --hook\n"
-              "done\n",
+    } else {
+        /* git gives these hooks the refs on stdin. The block comes first in
+         * the file: it reads them from a copy and hands the copy back as
+         * stdin, so that the rest of the hook (git lfs pre-push, a deploy
+         * script) reads them too. */
+        fputs("farm_in=$(mktemp \"${TMPDIR:-/tmp}/farm-hook.XXXXXX\") && cat >\"$farm_in\" || {\n"
+              "    echo \"farm: cannot keep the hook's input; farm's part is skipped\" >&2\n"
+              "    farm_in=\n"
+              "}\n",
               f);
-    } else { /* pre-push */
-        fputs("farm_status=0\n"
-              "while read -r farm_lref farm_lsha farm_rref farm_rsha; do\n"
-              "    case \"$farm_lsha\" in *[!0]*) ;; *) continue ;; esac  # deleting\n"
-              "    \"$farm_bin\" hook gate \"$farm_lsha\" \"$farm_lref\" || farm_status=1\n"
-              "done\n"
-              "[ $farm_status -eq 0 ] || exit 1\n",
-              f);
+        if (!strcmp(kind, "post-receive"))
+            fputs("[ -z \"$farm_in\" ] || while read -r farm_old farm_new farm_ref; do\n"
+                  "    case \"$farm_new\" in *[!0]*) ;; *) continue ;; esac  # deleted ref\n"
+                  "    \"$farm_bin\" submit --git . --rev \"$farm_new\" --ref \"$farm_ref\" "
+                  "--hook </dev/null\n"
+                  "done <\"$farm_in\"\n"
+                  "[ -z \"$farm_in\" ] || { exec <\"$farm_in\"; rm -f \"$farm_in\"; }\n",
+                  f);
+        else /* pre-push */
+            fputs("farm_status=0\n"
+                  "[ -z \"$farm_in\" ] || while read -r farm_lref farm_lsha farm_rref farm_rsha; do\n"
+                  "    case \"$farm_lsha\" in *[!0]*) ;; *) continue ;; esac  # deleting\n"
+                  "    \"$farm_bin\" hook gate \"$farm_lsha\" \"$farm_lref\" </dev/null || "
+                  "farm_status=1\n"
+                  "done <\"$farm_in\"\n"
+                  "[ -z \"$farm_in\" ] || { exec <\"$farm_in\"; rm -f \"$farm_in\"; }\n"
+                  "[ $farm_status -eq 0 ] || exit 1\n",
+                  f);
     }
     fputs(END, f);
     fclose(f);

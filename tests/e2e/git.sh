@@ -114,8 +114,12 @@ expect_eq "newest ran" c5 "$(farm logs "$(ids_of_commit "$newest" | cut -d' ' -f
 # The pre-push gate: refuses a push whose tasks fail, accepts one that passes.
 git init -q --bare "$T/remote.git"
 git remote add origin "$T/remote.git"
+# The repo's own pre-push (git lfs, say) reads the refs too.
+printf '#!/bin/sh\ncat >>"%s/own-push-refs"\n' "$T" >.git/hooks/pre-push
+chmod +x .git/hooks/pre-push
 farm hook install --gate pre-push >/dev/null
 git push -q origin main 2>"$T/push.err" || fail "push of passing commit refused: $(cat "$T/push.err")"
+expect_contains "the pre-push hook's own code read the ref" "refs/heads/main" "$(cat "$T/own-push-refs")"
 printf 'tasks:\n  - name: show\n    run: "false"\n' >farm.yaml
 git commit -qam failing
 farm wait $(ids_of_commit "$(git rev-parse HEAD)") >/dev/null || true
@@ -138,6 +142,10 @@ farm hook uninstall >/dev/null
 # nothing.
 b="$T/bare.git"
 git init -q --bare "$b"
+# The repo's own post-receive reads the refs too: farm's block, first in the
+# file, hands them on.
+printf '#!/bin/sh\ncat >>"%s/own-refs"\n' "$T" >"$b/hooks/post-receive"
+chmod +x "$b/hooks/post-receive"
 farm hook install --repo "$b" >/dev/null
 [ -x "$b/hooks/post-receive" ] || fail "no post-receive hook"
 printf 'tasks:\n  - name: show\n    run: cat version.txt\n' >farm.yaml
@@ -148,6 +156,7 @@ before=$(farm list --limit 0 --json | jget - 'len(j)')
 main_c=$(git rev-parse main)
 ids=$(ids_of_commit "$main_c")
 expect_eq "two refs, two submissions" 2 "$(echo $ids | wc -w | tr -d ' ')"
+expect_eq "the hook's own code read both refs" 2 "$(wc -l <"$T/own-refs" | tr -d ' ')"
 farm wait $ids >/dev/null
 git push -q "$b" :feature 2>/dev/null
 sleep 0.3
