@@ -30,7 +30,7 @@ foreach(f noentry abimajor short misnamed ctorraise ctorhang)
 endforeach()
 # Plugins that misbehave while they load (ctor.c: FX_CTOR says how).
 set(_ctor_n 0)
-foreach(f ctorprint ctorsegv ctorhang ctorraise)
+foreach(f ctorprint ctorsegv ctorhang ctorraise ctorsig)
   math(EXPR _ctor_n "${_ctor_n} + 1")
   farm_sdk_fixture(sdkfx_${f} ${f} . ${_sdk_fx}/ctor.c FX_CTOR=${_ctor_n} FX_NAME="${f}")
 endforeach()

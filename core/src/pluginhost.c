@@ -502,9 +502,15 @@ static void on_load_alarm(int sig)
     _exit(0);
 }
 
-static const int g_load_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP};
+static const int g_load_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE,
+                                     SIGABRT, SIGSYS, SIGTRAP, SIGALRM};
+#define N_LOAD_SIGNALS (sizeof g_load_signals / sizeof *g_load_signals)
+static struct sigaction g_load_saved[N_LOAD_SIGNALS];
 
-/* Arms (path given) or disarms (NULL) the guard around loading `path`. */
+/* Arms (path given) or disarms (NULL) the guard around loading `path`.
+ * Disarming gives each signal back what it had before, unless the plugin
+ * set a handler of its own while it loaded (a language runtime's, say):
+ * that one stays. */
 static void load_guard(const char *path, int result_fd)
 {
     struct sigaction sa;
@@ -512,10 +518,14 @@ static void load_guard(const char *path, int result_fd)
     sigemptyset(&sa.sa_mask);
     if (!path) {
         alarm(0);
-        sa.sa_handler = SIG_DFL;
-        for (size_t i = 0; i < sizeof g_load_signals / sizeof *g_load_signals; i++)
-            sigaction(g_load_signals[i], &sa, NULL);
-        signal(SIGALRM, SIG_DFL);
+        for (size_t i = 0; i < N_LOAD_SIGNALS; i++) {
+            struct sigaction now;
+            if (sigaction(g_load_signals[i], NULL, &now) == 0 &&
+                (now.sa_handler == on_load_crash || now.sa_handler == on_load_alarm ||
+                 /* SA_RESETHAND already put SIG_DFL back: it was ours. */
+                 now.sa_handler == SIG_DFL))
+                sigaction(g_load_signals[i], &g_load_saved[i], NULL);
+        }
         return;
     }
     {
@@ -537,12 +547,11 @@ static void load_guard(const char *path, int result_fd)
             return;
     }
     g_load_fd = result_fd;
-    sa.sa_handler = on_load_crash;
     sa.sa_flags = SA_RESETHAND;
-    for (size_t i = 0; i < sizeof g_load_signals / sizeof *g_load_signals; i++)
-        sigaction(g_load_signals[i], &sa, NULL);
-    sa.sa_handler = on_load_alarm;
-    sigaction(SIGALRM, &sa, NULL);
+    for (size_t i = 0; i < N_LOAD_SIGNALS; i++) {
+        sa.sa_handler = g_load_signals[i] == SIGALRM ? on_load_alarm : on_load_crash;
+        sigaction(g_load_signals[i], &sa, &g_load_saved[i]);
+    }
     alarm(DESCRIBE_MS / 1000);
 }
 

@@ -226,4 +226,10 @@ expect_eq "a newer type is shown as unknown" unknown \
 printf '{"plugin": "%s", "params": {"shape": [1, {"a": 2}]}}\n' "$T/fx/newtype.so" >"$T/newtype.batch"
 nt=$(farm submit --batch "$T/newtype.batch")
 expect_status "and takes any value" 0 farm wait "$nt"
+# Handlers a plugin sets while it loads (a language runtime's) are its own:
+# farm's guard around the load gives back only what was farm's.
+cp "$FX/ctorsig.so" "$T/fx/ctorsig.so"
+chmod 0755 "$T/fx/ctorsig.so"
+expect_status "handlers set while loading are kept" 0 farm run "$T/fx/ctorsig.so"
+expect_contains "it says so" "handlers kept: yes" "$(cat "$T/out")$(cat "$T/err")"
 echo "sdk_refuse: ok"
