@@ -576,7 +576,8 @@ static int run_task(const char *run_dir, const char *task_text, json_t *parsed)
     if (child == 0) {
         /* The plugin process leads a process group of its own (so does a
          * command it starts through exec): its `kill 0` stays inside it. */
-        setpgid(0, 0);
+        if (farm_exec_cmd_own_group())
+            setpgid(0, 0);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         signal(SIGPIPE, SIG_DFL);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size_t len)
@@ -63,9 +64,26 @@ int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size
 /* The signals to set back to their default before the command starts. */
 static sigset_t g_reset;
 static int g_reset_known;
+static int g_own_group = -1;
+
+int farm_exec_cmd_own_group(void)
+{
+    /* Under `farm run` on a terminal, farm is the terminal's foreground job:
+     * a task in a process group of its own would be a background job there,
+     * stopped (SIGTTIN, SIGTTOU) as soon as it used the terminal. It then
+     * stays in farm's group, as a command of a shell script does. */
+    if (g_own_group < 0) {
+        int fd = open("/dev/tty", O_RDONLY | O_NOCTTY | O_CLOEXEC);
+        g_own_group = !(fd >= 0 && tcgetpgrp(fd) == getpgrp());
+        if (fd >= 0)
+            close(fd);
+    }
+    return g_own_group;
+}
 
 void farm_exec_cmd_prepare(void)
 {
+    farm_exec_cmd_own_group();
     sigemptyset(&g_reset);
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction sa;
@@ -85,6 +103,7 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
                               SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM};
     sigset_t all, saved, reset;
     volatile int err = 0;
+    int own_group;
     const char *search = getenv("PATH");
     char buf[PATH_MAX];
     pid_t p;
@@ -100,6 +119,7 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
      * copy of the page tables and no stack of its own to map. No handler of
      * ours may run in it: every signal stays blocked until the child has set
      * the dispositions back to their defaults. */
+    own_group = farm_exec_cmd_own_group();
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &saved);
     p = vfork();
@@ -124,7 +144,8 @@ int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const e
         /* A process group of its own, as a shell gives a job: a `kill 0`
          * in the command (a test script's cleanup trap, say) reaches the
          * command's processes, not whoever started it. */
-        setpgid(0, 0);
+        if (own_group)
+            setpgid(0, 0);
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         if (c->shell || strchr(c->file, '/')) {

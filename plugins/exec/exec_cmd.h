@@ -22,13 +22,19 @@ struct farm_exec_cmd {
  * task's parameters. 0, or -EINVAL with a message for the log in `msg`. */
 int farm_exec_cmd_parse(json_t *params, struct farm_exec_cmd *c, char *msg, size_t len);
 
-/* Starts the command, in a process group of its own, with default signal
- * handling and no blocked signal.
+/* Starts the command, in a process group of its own (see
+ * farm_exec_cmd_own_group), with default signal handling and no blocked
+ * signal.
  * `out_fd` is -1 (inherit) or becomes stdout and stderr, with stdin from
  * /dev/null. Returns 0 or an errno value (the command could not be started:
  * not found, not executable, ...). */
 int farm_exec_cmd_spawn(const struct farm_exec_cmd *c, int out_fd, char *const envp[],
                         pid_t *pid);
+
+/* Whether a command (or a plugin process) gets a process group of its own:
+ * yes, unless this process is the foreground job of a terminal (`farm run`
+ * on one), where a task of its own group could not use the terminal. */
+int farm_exec_cmd_own_group(void);
 
 /* Records which signals are not at their default disposition in this
  * process, for farm_exec_cmd_spawn in it and in the processes forked from it

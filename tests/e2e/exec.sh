@@ -277,5 +277,13 @@ expect_eq "kill 0: the command's end, not a cancel" "failed 143" \
 expect_contains "kill 0: its output" "tests passed" "$(farm logs "$id")"
 expect_eq "kill 0 under farm run: the caller lives on" "alive" \
     "$(setsid sh -c "'$FARM_BIN/farm' run exec --param run='trap \"kill 0\" EXIT; sleep 30 & echo hi' >/dev/null 2>&1; echo alive")"
+# farm run on a terminal: farm is its foreground job, and the command stays
+# in farm's process group, so that it may use the terminal (a background
+# group would be stopped by SIGTTOU here, and farm run would hang).
+if command -v script >/dev/null 2>&1; then
+    expect_status "farm run of a command that uses the terminal" 0 \
+        timeout 20 script -qec "'$FARM_BIN/farm' run exec --param run='stty -echo </dev/tty; stty echo </dev/tty; echo tty-ok'" /dev/null
+    expect_contains "it ran to its end" "tty-ok" "$(cat "$T/out")"
+fi
 farm daemon stop >/dev/null
 echo "ok exec"
