@@ -54,8 +54,10 @@ int cmd_wait(struct cli *cli, int argc, char **argv)
                             "full", cli->json, "brief", !cli->json, "v", FARM_PROTO_VERSION);
     if (cli_write_json(fd, req) < 0) {
         json_decref(req);
+        close(fd);
         fprintf(stderr, "farm wait: lost the connection to farmd\n");
-        return CLI_UNREACHABLE;
+        rc = CLI_UNREACHABLE;
+        goto early;
     }
     json_decref(req);
     /* At least half a second, so that farmd's answer for tasks that have

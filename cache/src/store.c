@@ -165,12 +165,22 @@ static int lock_key(struct farm_cache *c, const char *key, int op, int *out)
             return e;
         }
         int r;
-        while ((r = flock(fd, op)) != 0 && errno == EINTR) {
-            if (c->stop && *c->stop) {
-                close(fd);
-                free(path);
-                return -ECANCELED;
+        if (c->stop && !(op & LOCK_NB)) {
+            /* A caller that may be told to stop: wait in short steps, so
+             * that a stop that came before the wait began is seen too. */
+            while ((r = flock(fd, op | LOCK_NB)) != 0 &&
+                   (errno == EWOULDBLOCK || errno == EINTR)) {
+                struct timespec ts = {0, 20 * 1000000};
+                if (*c->stop) {
+                    close(fd);
+                    free(path);
+                    return -ECANCELED;
+                }
+                nanosleep(&ts, NULL);
             }
+        } else {
+            while ((r = flock(fd, op)) != 0 && errno == EINTR)
+                ;
         }
         if (r != 0) {
             int e = errno == EWOULDBLOCK ? -EBUSY : -errno;

@@ -134,6 +134,10 @@ static int parse_deps(struct farm_spec *spec, json_t *d, struct farm_err *err)
                     return SERR(v, "deps.dir: expected a sub-directory of the repo, got \"%s\"",
                                 s);
                 }
+                if (strlen(s) >= sizeof norm) {
+                    json_decref(out);
+                    return SERR(v, "deps.dir: longer than %zu bytes", sizeof norm - 1);
+                }
                 /* One spelling for one directory ("./deps", "deps/" and
                  * "deps//x" are "deps" and "deps/x"): a commit's tree is
                  * looked up by it. */

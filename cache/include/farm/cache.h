@@ -177,8 +177,8 @@ struct farm_cache_config {
     int level;             /* zstd level; 0: FARM_CACHE_DEFAULT_LEVEL */
     int threads;           /* zstd worker threads; 0: one per online CPU */
     /* When set: a wait for another process's build of the same key gives up
-     * with -ECANCELED once *stop is nonzero (checked when a signal
-     * interrupts the wait, as the caller's SIGTERM handler does). */
+     * with -ECANCELED once *stop is nonzero (checked every 20 ms while it
+     * waits). */
     volatile sig_atomic_t *stop;
 };
 
