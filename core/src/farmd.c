@@ -694,13 +694,8 @@ static void handle_event(struct run *r, json_t *ev)
         /* Any process of the task can write to the event stream: a name
          * that is not a plain file name (a path out of the artifacts
          * directory, say) is not recorded. */
-        const char *name = json_string_value(json_object_get(ev, "name"));
-        size_t n = name ? strlen(name) : 0;
-        if (n == 0 || n > 255 || !strcmp(name, ".") || !strcmp(name, "..") || strchr(name, '/'))
+        if (!farm_artifact_name_ok(json_string_value(json_object_get(ev, "name"))))
             return;
-        for (size_t i = 0; i < n; i++)
-            if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-                return;
         farmd_tx();
         st = farm__db_stmt(farmd.db, "INSERT OR REPLACE INTO artifacts(task, name, size, attempt) "
                                      "VALUES(?,?,?,?)");

@@ -155,6 +155,15 @@ static void progress_send(struct farm_ctx *ctx, double fraction, const char *wha
     emit(ctx, json_pack("{s:s,s:f,s:s?}", "ev", "progress", "fraction", fraction, "what", what));
 }
 
+/* Sends the update that waits, under the progress lock (held by the
+ * caller), so that no newer update can overtake it. */
+static void send_pending(struct farm_ctx *ctx)
+{
+    ctx->progress_pending = 0;
+    ctx->last_progress_ms = farm_mono_ms();
+    progress_send(ctx, ctx->pending_fraction, ctx->pending_what[0] ? ctx->pending_what : NULL);
+}
+
 static void *progress_flusher(void *arg)
 {
     struct farm_ctx *ctx = arg;
@@ -171,16 +180,7 @@ static void *progress_flusher(void *arg)
             pthread_mutex_lock(&ctx->progress_lock);
             continue;
         }
-        {
-            double f = ctx->pending_fraction;
-            char what[sizeof ctx->pending_what];
-            memcpy(what, ctx->pending_what, sizeof what);
-            ctx->progress_pending = 0;
-            ctx->last_progress_ms = farm_mono_ms();
-            /* Sent under the progress lock, so that no newer update can
-             * overtake it. */
-            progress_send(ctx, f, what[0] ? what : NULL);
-        }
+        send_pending(ctx);
     }
     return NULL;
 }
@@ -224,11 +224,8 @@ static void host_progress(struct farm_ctx *ctx, double fraction, const char *wha
 static void progress_flush(struct farm_ctx *ctx)
 {
     pthread_mutex_lock(&ctx->progress_lock);
-    if (ctx->progress_pending) {
-        ctx->progress_pending = 0;
-        progress_send(ctx, ctx->pending_fraction,
-                      ctx->pending_what[0] ? ctx->pending_what : NULL);
-    }
+    if (ctx->progress_pending)
+        send_pending(ctx);
     pthread_mutex_unlock(&ctx->progress_lock);
 }
 
@@ -257,23 +254,6 @@ static int host_metric(struct farm_ctx *ctx, const char *name, double value, int
     return 0;
 }
 
-static int valid_artifact_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
-        return 0;
-    /* UTF-8 (it travels in JSON), no directory part, and nothing that
-     * would break a listing's line. */
-    while (*s) {
-        unsigned cp;
-        size_t len = farm_utf8_next(s, &cp);
-        if (len == 0 || cp == '/' || cp < 0x20 || cp == 0x7f)
-            return 0;
-        s += len;
-    }
-    return 1;
-}
-
 static int host_artifact(struct farm_ctx *ctx, const char *path, const char *name)
 {
     char src[PATH_MAX], dst[PATH_MAX];
@@ -285,7 +265,7 @@ static int host_artifact(struct farm_ctx *ctx, const char *path, const char *nam
         return -EINVAL;
     if (!name)
         name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-    if (!valid_artifact_name(name))
+    if (!farm_artifact_name_ok(name))
         return -EINVAL;
     if (path[0] == '/')
         snprintf(src, sizeof src, "%s", path);
@@ -521,9 +501,7 @@ static void load_guard(const char *path, int result_fd)
         for (size_t i = 0; i < N_LOAD_SIGNALS; i++) {
             struct sigaction now;
             if (sigaction(g_load_signals[i], NULL, &now) == 0 &&
-                (now.sa_handler == on_load_crash || now.sa_handler == on_load_alarm ||
-                 /* SA_RESETHAND already put SIG_DFL back: it was ours. */
-                 now.sa_handler == SIG_DFL))
+                (now.sa_handler == on_load_crash || now.sa_handler == on_load_alarm))
                 sigaction(g_load_signals[i], &g_load_saved[i], NULL);
         }
         return;

@@ -539,3 +539,18 @@ int farm_signal_session(pid_t sid, int sig)
     closedir(d);
     return count;
 }
+
+int farm_artifact_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, ".."))
+        return 0;
+    while (*s) {
+        unsigned cp;
+        size_t len = farm_utf8_next(s, &cp);
+        if (len == 0 || cp == '/' || cp < 0x20 || cp == 0x7f)
+            return 0;
+        s += len;
+    }
+    return 1;
+}

@@ -84,6 +84,11 @@ int farm_proc_ids(pid_t pid, pid_t *ppid, pid_t *sid);
  * call setsid(). */
 int farm_signal_session(pid_t sid, int sig);
 
+/* Whether `s` may name an artifact: 1 to 255 bytes of UTF-8, not "." or
+ * "..", without '/' or control characters (it travels in JSON, is a file
+ * in the artifacts directory and a line of a listing). */
+int farm_artifact_name_ok(const char *s);
+
 /* The UTF-8 sequence at s (not at its terminating NUL): returns its length
  * (1 to 4) and sets *cp to its code point, or returns 0 when the byte at s
  * does not start a valid sequence (overlong forms, surrogates and values
