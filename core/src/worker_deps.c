@@ -116,6 +116,19 @@ static int run_build(const char *cmd, const char *cwd, const char *out, int log_
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* FARM_EBUILD (with `err` set) when a build that ran removed its own output
+ * directory, leaving nothing to hand the task; else 0. */
+static int output_gone(const char *target, struct farm_err *err)
+{
+    struct stat st;
+    if (stat(target, &st) == 0 && S_ISDIR(st.st_mode))
+        return 0;
+    return farm_err_set(err, FARM_EBUILD,
+                        "deps build failed (see the log): the build removed its output directory "
+                        "$FARM_DEPS_OUT (%s)",
+                        target);
+}
+
 /* The package built without the cache, when the cache's index cannot be
  * used (a full or read-only disk, say): the task still gets its package,
  * and the log says why nothing was looked up or stored. */
@@ -141,6 +154,8 @@ static int build_uncached(json_t *task, const char *build, const char *work, con
                             "deps build failed (see the log): the build exited with status %d",
                             status);
     }
+    if ((rc = output_gone(target, err)) < 0)
+        return rc;
     say(log_fd, "farm: deps: built in %lld ms (not stored)", (long long)*build_ms);
     json_object_set_new(task, "deps_dir", json_string(target));
     return 0;
@@ -304,16 +319,8 @@ int farm__worker_deps(json_t *task, const char *home, int log_fd, int event_fd,
                 goto out;
             }
             if (rc < 0) {
-                struct stat tst;
-                if (stat(target, &tst) < 0 || !S_ISDIR(tst.st_mode)) {
-                    /* Nothing to hand the task: the build removed its own
-                     * output directory. */
-                    rc = farm_err_set(err, FARM_EBUILD,
-                                      "deps build failed (see the log): the build removed its "
-                                      "output directory $FARM_DEPS_OUT (%s)",
-                                      target);
+                if ((rc = output_gone(target, err)) < 0)
                     goto out;
-                }
                 /* The package is in place; only storing it failed. */
                 say(log_fd, "farm: deps: built, but not stored in the cache: %s", err->msg);
                 farm_err_clear(err);

@@ -290,6 +290,13 @@ if mount -t tmpfs -o size=1M tmpfs "$FARM_HOME/cache" 2>/dev/null; then
     f=$(run_one)
     expect_contains "built without the cache" "the cache cannot be used" "$(farm logs "$f")"
     expect_contains "and used" "tool-v9" "$(farm logs "$f")"
+    # Without the cache too, a build that removes its output fails the task.
+    cp "$repo/farm.yaml" "$T/farm.yaml.keep"
+    printf 'deps: {dir: deps, build: %s}\ntasks: [{name: noout2, run: "true"}]\n' "'rm -rf \"\$FARM_DEPS_OUT\"'" >"$repo/farm.yaml"
+    no2=$(farm submit --dir "$repo")
+    expect_status "uncached: a build that removes its output" 1 farm wait "$no2"
+    expect_contains "the reason" "the build removed its output directory" "$(farm show "$no2" --json | jget - 'j["reason"]')"
+    cp "$T/farm.yaml.keep" "$repo/farm.yaml"
     umount "$FARM_HOME/cache" || fail "the cache's file system is still busy"
 else
     echo "cache.sh: cannot mount a tmpfs here; the full-index check is skipped"
